@@ -1,0 +1,91 @@
+import path from "node:path";
+
+/**
+ * The whole configuration, read once from the environment and validated. Every variable is documented in
+ * the README's configuration table; an invalid value stops start-up with one message naming the variable.
+ */
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** Load the demo plant and run its simulator. `undefined`: only when the store is empty. */
+  demo: boolean | undefined;
+  logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
+  /** Largest accepted request body, bytes. */
+  bodyLimit: number;
+  /** Most ids in one bulk request. */
+  maxBulkItems: number;
+  /** Most history points returned per element in one response (more gives 206). */
+  maxHistoryPoints: number;
+  /** Most composition levels followed for maxDepth 0 (deeper gives 206). */
+  maxCompositionDepth: number;
+  /** Demo simulator tick, milliseconds. */
+  simulatorIntervalMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function read(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  if (raw === undefined) return undefined;
+  const trimmed = raw.trim();
+  return trimmed === "" ? undefined : trimmed;
+}
+
+export function intVar(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+export function boolVar(env: Env, name: string): boolean | undefined {
+  const raw = read(env, name);
+  if (raw === undefined) return undefined;
+  const v = raw.toLowerCase();
+  if (["1", "true", "yes", "on"].includes(v)) return true;
+  if (["0", "false", "no", "off"].includes(v)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+export function enumVar<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  const v = raw.toLowerCase() as T;
+  if (!allowed.includes(v)) throw new ConfigError(`${name} must be one of ${allowed.join(", ")}, got "${raw}"`);
+  return v;
+}
+
+export function stringVar(env: Env, name: string, fallback: string): string;
+export function stringVar(env: Env, name: string): string | undefined;
+export function stringVar(env: Env, name: string, fallback?: string): string | undefined {
+  return read(env, name) ?? fallback;
+}
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+
+export function loadConfig(env: Env = process.env): Config {
+  const host = stringVar(env, "I3XD_HOST", "127.0.0.1");
+  if (/\s/.test(host)) throw new ConfigError(`I3XD_HOST must be a host name or address, got "${host}"`);
+  return {
+    host,
+    port: intVar(env, "I3XD_PORT", 8080, 0, 65535),
+    dataDir: path.resolve(stringVar(env, "I3XD_DATA_DIR", "./data")),
+    demo: boolVar(env, "I3XD_DEMO"),
+    logLevel: enumVar(env, "LOG_LEVEL", LOG_LEVELS, "info"),
+    bodyLimit: intVar(env, "I3XD_BODY_LIMIT", 4 * 1024 * 1024, 1024, 512 * 1024 * 1024),
+    maxBulkItems: intVar(env, "I3XD_MAX_BULK_ITEMS", 1000, 1, 1_000_000),
+    maxHistoryPoints: intVar(env, "I3XD_MAX_HISTORY_POINTS", 100_000, 1, 10_000_000),
+    maxCompositionDepth: intVar(env, "I3XD_MAX_COMPOSITION_DEPTH", 32, 1, 1000),
+    simulatorIntervalMs: intVar(env, "I3XD_SIMULATOR_INTERVAL_MS", 1000, 10, 3_600_000),
+  };
+}

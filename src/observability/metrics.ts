@@ -1,0 +1,80 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/**
+ * Every metric the server exports, in one place. Names, types and labels are a public interface
+ * (observability contract §3): dashboards and alert rules in ops/ depend on them.
+ */
+export const registry = new Registry();
+
+export const entityRequests = new Counter({
+  name: "entity_requests_total",
+  help: "API requests by method, route template and status code",
+  labelNames: ["method", "endpoint", "status"] as const,
+  registers: [registry],
+});
+
+export const requestDuration = new Histogram({
+  name: "request_duration_seconds",
+  help: "Request latency by method and route template",
+  labelNames: ["method", "endpoint"] as const,
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [registry],
+});
+
+export const dataPointsWritten = new Counter({
+  name: "data_points_written_total",
+  help: "VQT points stored (value and history writes, ingestion) by object type",
+  labelNames: ["entity_type"] as const,
+  registers: [registry],
+});
+
+export const activeDatabaseConnections = new Gauge({
+  name: "active_database_connections",
+  help: "Open store connections (SQLite handles or PostgreSQL pool clients)",
+  registers: [registry],
+});
+
+export const cacheHits = new Counter({
+  name: "cache_hits_total",
+  help: "Cache look-ups answered from the cache",
+  labelNames: ["cache_type"] as const,
+  registers: [registry],
+});
+
+export const cacheMisses = new Counter({
+  name: "cache_misses_total",
+  help: "Cache look-ups that went to the store",
+  labelNames: ["cache_type"] as const,
+  registers: [registry],
+});
+
+export const subscriptionsActive = new Gauge({
+  name: "subscriptions_active",
+  help: "Subscriptions currently held by this process",
+  registers: [registry],
+});
+
+export const sseStreamsOpen = new Gauge({
+  name: "sse_streams_open",
+  help: "Open SSE subscription streams",
+  registers: [registry],
+});
+
+export const subscriptionQueuedUpdates = new Gauge({
+  name: "subscription_queued_updates",
+  help: "Updates waiting in subscription queues (not yet delivered or acknowledged)",
+  registers: [registry],
+});
+
+export const subscriptionDroppedUpdates = new Counter({
+  name: "subscription_dropped_updates_total",
+  help: "Updates dropped because a subscription queue was full",
+  registers: [registry],
+});
+
+export const telemetryDropped = new Counter({
+  name: "telemetry_dropped_total",
+  help: "Log lines, spans or error reports dropped because a sink was slow or down",
+  labelNames: ["sink"] as const,
+  registers: [registry],
+});

@@ -1,0 +1,68 @@
+import type { Namespace, ObjectRecord, ObjectType, Relationship, RelationshipType, Vqt } from "../domain/model.js";
+import type { ModelDocument } from "../model/format.js";
+
+/** One VQT point to store. `tsUs` is the parsed `vqt.timestamp` (microseconds since the epoch). */
+export interface PointWrite {
+  elementId: string;
+  tsUs: number;
+  vqt: Vqt;
+}
+
+/**
+ * How a batch of points lands:
+ * - `current`: each point replaces the element's current value and is appended to history
+ *   (a point with the same timestamp replaces the history record).
+ * - `history`: each point creates or replaces the history record at its timestamp; it becomes the current
+ *   value only when it is at least as new as the current one.
+ */
+export type WriteMode = "current" | "history";
+
+export interface HistoryRange {
+  startUs: number;
+  endUs: number;
+  /** Most points returned per element; the store reports `truncated` when more exist in the range. */
+  limitPerElement: number;
+}
+
+export interface HistorySlice {
+  /** Points in ascending time order, both range ends inclusive. */
+  points: Vqt[];
+  truncated: boolean;
+}
+
+/**
+ * The storage port. Batch-shaped: every read takes many ids and answers with a map, so one query serves a
+ * whole bulk request. Ids that do not exist are simply absent from the returned map. Adapters translate;
+ * the i3X rules (maxDepth, envelopes, validation) live in the services.
+ */
+export interface Store {
+  readonly kind: "sqlite" | "postgres";
+  /** Runs migrations; safe to call on every start. */
+  init(): Promise<void>;
+  close(): Promise<void>;
+  /** Throws when the backing database cannot answer a trivial query. */
+  ping(): Promise<void>;
+  /** Open connections (SQLite: open handles; PostgreSQL: pool clients). */
+  connectionCount(): number;
+  /** True when no object types and no objects exist yet. */
+  isEmpty(): Promise<boolean>;
+
+  listNamespaces(): Promise<Namespace[]>;
+  listObjectTypes(namespaceUri?: string): Promise<ObjectType[]>;
+  getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>>;
+  listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]>;
+  getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>>;
+  /** All objects, optionally only those of one type and/or only roots (`parentId` null). */
+  listObjects(filter?: { typeElementId?: string; root?: boolean }): Promise<ObjectRecord[]>;
+  getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>>;
+  /** Outgoing edges of the given objects (both directions are stored, so this finds every neighbour). */
+  getRelationships(sourceIds: readonly string[], relationshipType?: string): Promise<Relationship[]>;
+
+  getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>>;
+  getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>>;
+  /** Stores a batch atomically: all points or none. */
+  writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void>;
+
+  /** Loads a validated model document in one transaction (upserting by elementId). */
+  importModel(model: ModelDocument): Promise<void>;
+}
