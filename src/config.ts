@@ -21,6 +21,16 @@ export interface Config {
   maxCompositionDepth: number;
   /** Demo simulator tick, milliseconds. */
   simulatorIntervalMs: number;
+  /** Most updates one subscription holds (pending plus unacknowledged); the oldest go first beyond it. */
+  subscriptionQueueMax: number;
+  /** A subscription with no open stream and no sync for this long is deleted. */
+  subscriptionTtlSeconds: number;
+  /** Most subscriptions one clientId may hold at once. */
+  maxSubscriptionsPerClient: number;
+  /** Most subscriptions the process holds at once. */
+  maxSubscriptions: number;
+  /** Interval of SSE keep-alive comments on open streams, seconds. */
+  sseHeartbeatSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -87,5 +97,10 @@ export function loadConfig(env: Env = process.env): Config {
     maxHistoryPoints: intVar(env, "I3XD_MAX_HISTORY_POINTS", 100_000, 1, 10_000_000),
     maxCompositionDepth: intVar(env, "I3XD_MAX_COMPOSITION_DEPTH", 32, 1, 1000),
     simulatorIntervalMs: intVar(env, "I3XD_SIMULATOR_INTERVAL_MS", 1000, 10, 3_600_000),
+    subscriptionQueueMax: intVar(env, "I3XD_SUBSCRIPTION_QUEUE_MAX", 10_000, 1, 10_000_000),
+    subscriptionTtlSeconds: intVar(env, "I3XD_SUBSCRIPTION_TTL_SECONDS", 600, 1, 30 * 86_400),
+    maxSubscriptionsPerClient: intVar(env, "I3XD_MAX_SUBSCRIPTIONS_PER_CLIENT", 100, 1, 1_000_000),
+    maxSubscriptions: intVar(env, "I3XD_MAX_SUBSCRIPTIONS", 10_000, 1, 10_000_000),
+    sseHeartbeatSeconds: intVar(env, "I3XD_SSE_HEARTBEAT_SECONDS", 15, 1, 3600),
   };
 }
