@@ -1,0 +1,25 @@
+import type { FastifyPluginAsync } from "fastify";
+import type { AppDeps } from "../app.js";
+import { sendBulk } from "./reply.js";
+import { bulk, historyResult, idsBody, maxDepth, responses } from "./schemas.js";
+
+const time = (what: string) => ({ type: "string", description: `${what} (RFC 3339 UTC, inclusive)` });
+
+export const historyRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, config }) => {
+  app.post<{ Body: { elementIds: string[]; startTime: string; endTime: string; maxDepth?: number } }>(
+    "/objects/history",
+    {
+      schema: {
+        tags: ["Query"],
+        summary: "Stored values in a time range, ascending",
+        body: idsBody(
+          config.maxBulkItems,
+          { startTime: time("Range start"), endTime: time("Range end"), maxDepth },
+          ["startTime", "endTime"],
+        ),
+        response: responses(bulk("elementId", historyResult), { partial: true }),
+      },
+    },
+    async (request, reply) => sendBulk(reply, "elementId", await services.values.history(request.body)),
+  );
+};

@@ -1,0 +1,18 @@
+import type { FastifyPluginAsync } from "fastify";
+import type { AppDeps } from "../app.js";
+import { successBody } from "../domain/errors.js";
+import { namespace, responses, success } from "./schemas.js";
+
+export const namespaceRoutes: FastifyPluginAsync<AppDeps> = async (app, { services }) => {
+  app.get(
+    "/namespaces",
+    {
+      schema: {
+        tags: ["Exploratory"],
+        summary: "All namespaces",
+        response: responses(success({ type: "array", items: namespace })),
+      },
+    },
+    async () => successBody(await services.model.listNamespaces()),
+  );
+};

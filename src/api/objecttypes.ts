@@ -1,0 +1,32 @@
+import type { FastifyPluginAsync } from "fastify";
+import type { AppDeps } from "../app.js";
+import { bulkBody, successBody } from "../domain/errors.js";
+import { bulk, idsBody, namespaceFilter, objectType, responses, success } from "./schemas.js";
+
+export const objectTypeRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, config }) => {
+  app.get<{ Querystring: { namespaceUri?: string } }>(
+    "/objecttypes",
+    {
+      schema: {
+        tags: ["Exploratory"],
+        summary: "Object types, optionally of one namespace",
+        querystring: namespaceFilter,
+        response: responses(success({ type: "array", items: objectType })),
+      },
+    },
+    async (request) => successBody(await services.model.listObjectTypes(request.query.namespaceUri)),
+  );
+
+  app.post<{ Body: { elementIds: string[] } }>(
+    "/objecttypes/query",
+    {
+      schema: {
+        tags: ["Exploratory"],
+        summary: "Object types by elementId",
+        body: idsBody(config.maxBulkItems),
+        response: responses(bulk("elementId", objectType)),
+      },
+    },
+    async (request) => bulkBody("elementId", await services.model.queryObjectTypes(request.body.elementIds)),
+  );
+};

@@ -1,0 +1,247 @@
+import { type BulkItem, I3xError, itemError, itemOk } from "../domain/errors.js";
+import {
+  COMPONENT_OF,
+  HAS_PARENT,
+  type Namespace,
+  type ObjectRecord,
+  type ObjectType,
+  type Relationship,
+  type RelationshipType,
+} from "../domain/model.js";
+import type { Store } from "../store/store.js";
+
+/** An object as the wire shows it; `metadata` only when the client asked for it. */
+export interface ObjectView {
+  elementId: string;
+  displayName: string;
+  typeElementId: string;
+  parentId: string | null;
+  isComposition: boolean;
+  isExtended: boolean;
+  metadata?: ObjectMetadata;
+}
+
+export interface ObjectMetadata {
+  description?: string;
+  typeNamespaceUri: string;
+  sourceTypeId: string;
+  relationships?: Record<string, string | string[]>;
+  schemaExtensions?: Record<string, unknown>;
+  system?: Record<string, unknown>;
+}
+
+export interface RelatedEntry {
+  sourceRelationship: string;
+  object: ObjectView;
+}
+
+export interface ObjectFilter {
+  typeElementId?: string;
+  root?: boolean;
+  includeMetadata?: boolean;
+}
+
+/**
+ * Relationship types that point at one object by definition. `metadata.relationships` names their target
+ * as a plain string (as the guide's examples do for `HasParent`); every other type is a list.
+ */
+const SINGLE_VALUED = new Set([HAS_PARENT, COMPONENT_OF]);
+
+export const elementNotFound = (id: string) => `Element not found: ${id}`;
+export const objectTypeNotFound = (id: string) => `Object type not found: ${id}`;
+export const relationshipTypeNotFound = (id: string) => `Relationship type not found: ${id}`;
+
+/** Ids in first-seen order without repeats: the store is asked once per id even when a request repeats one. */
+export function unique(ids: readonly string[]): string[] {
+  return ids.length < 2 ? [...ids] : [...new Set(ids)];
+}
+
+/** The Exploratory methods: namespaces, types, objects and their relationships. */
+export class ModelService {
+  constructor(private readonly store: Store) {}
+
+  listNamespaces(): Promise<Namespace[]> {
+    return this.store.listNamespaces();
+  }
+
+  listObjectTypes(namespaceUri?: string): Promise<ObjectType[]> {
+    return this.store.listObjectTypes(namespaceUri);
+  }
+
+  async queryObjectTypes(ids: readonly string[]): Promise<BulkItem<ObjectType>[]> {
+    const found = await this.store.getObjectTypes(unique(ids));
+    return ids.map((id) => {
+      const type = found.get(id);
+      return type ? itemOk(id, type) : itemError(id, 404, objectTypeNotFound(id));
+    });
+  }
+
+  listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]> {
+    return this.store.listRelationshipTypes(namespaceUri);
+  }
+
+  async queryRelationshipTypes(ids: readonly string[]): Promise<BulkItem<RelationshipType>[]> {
+    const found = await this.store.getRelationshipTypes(unique(ids));
+    return ids.map((id) => {
+      const type = found.get(id);
+      return type ? itemOk(id, type) : itemError(id, 404, relationshipTypeNotFound(id));
+    });
+  }
+
+  async listObjects(filter: ObjectFilter = {}): Promise<ObjectView[]> {
+    const records = await this.store.listObjects({
+      typeElementId: filter.typeElementId,
+      // `root=false` is "no restriction", not "only non-roots" (ADR 002).
+      root: filter.root === true ? true : undefined,
+    });
+    return this.toViews(records, filter.includeMetadata === true);
+  }
+
+  async listObjectsById(ids: readonly string[], includeMetadata = false): Promise<BulkItem<ObjectView>[]> {
+    const found = await this.store.getObjects(unique(ids));
+    const views = await this.viewMap([...found.values()], includeMetadata);
+    return ids.map((id) => {
+      const view = views.get(id);
+      return view ? itemOk(id, view) : itemError(id, 404, elementNotFound(id));
+    });
+  }
+
+  /**
+   * Every neighbour of each requested object, in both directions: the store keeps the reverse of every
+   * edge, so the outgoing edges of an object already include the inbound ones under their reverse name.
+   * `sourceRelationship` is the registered relationship type as seen from the requested object.
+   */
+  async related(
+    ids: readonly string[],
+    relationshipType: string | null | undefined,
+    includeMetadata = false,
+  ): Promise<BulkItem<RelatedEntry[]>[]> {
+    if (relationshipType) {
+      const known = await this.store.getRelationshipTypes([relationshipType]);
+      if (!known.has(relationshipType)) throw new I3xError(404, relationshipTypeNotFound(relationshipType));
+    }
+    const found = await this.store.getObjects(unique(ids));
+    const edgesBySource = await this.edgesOf([...found.values()], relationshipType ?? undefined);
+
+    const targetIds = new Set<string>();
+    for (const edges of edgesBySource.values()) for (const e of edges) targetIds.add(e.targetId);
+    const targets = await this.store.getObjects([...targetIds]);
+    const views = await this.viewMap([...targets.values()], includeMetadata);
+
+    return ids.map((id) => {
+      if (!found.has(id)) return itemError(id, 404, elementNotFound(id));
+      const entries: RelatedEntry[] = [];
+      for (const edge of edgesBySource.get(id) ?? []) {
+        const object = views.get(edge.targetId);
+        // An edge whose far end is gone is not a relationship a client could follow.
+        if (object) entries.push({ sourceRelationship: edge.relationshipType, object });
+      }
+      return itemOk(id, entries);
+    });
+  }
+
+  /** Wire views for records, in the same order. */
+  async toViews(records: readonly ObjectRecord[], includeMetadata: boolean): Promise<ObjectView[]> {
+    if (!includeMetadata) return records.map((r) => baseView(r));
+    const views = await this.viewMap(records, true);
+    return records.map((r) => views.get(r.elementId) ?? baseView(r));
+  }
+
+  private async viewMap(
+    records: readonly ObjectRecord[],
+    includeMetadata: boolean,
+  ): Promise<Map<string, ObjectView>> {
+    const out = new Map<string, ObjectView>();
+    if (!includeMetadata) {
+      for (const r of records) out.set(r.elementId, baseView(r));
+      return out;
+    }
+    const typeIds = unique(records.map((r) => r.typeElementId));
+    const [types, edgesBySource] = await Promise.all([
+      this.store.getObjectTypes(typeIds),
+      this.edgesOf(records),
+    ]);
+    for (const r of records) {
+      const type = types.get(r.typeElementId);
+      const metadata: ObjectMetadata = {
+        typeNamespaceUri: type?.namespaceUri ?? "",
+        sourceTypeId: type?.sourceTypeId ?? r.typeElementId,
+      };
+      if (r.description !== undefined) metadata.description = r.description;
+      const relationships = relationshipMap(edgesBySource.get(r.elementId) ?? []);
+      if (relationships) metadata.relationships = relationships;
+      if (r.isExtended && r.schemaExtensions) metadata.schemaExtensions = r.schemaExtensions;
+      if (r.system) metadata.system = r.system;
+      else if (r.isExtended) metadata.system = {};
+      const view = baseView(r);
+      view.metadata = metadata;
+      out.set(r.elementId, view);
+    }
+    return out;
+  }
+
+  /**
+   * Stored edges grouped by source, with the hierarchy edge implied by `parentId` added when the store has
+   * no explicit record of it (the guide requires hierarchy to be reachable through relationships).
+   */
+  private async edgesOf(
+    records: readonly ObjectRecord[],
+    relationshipType?: string,
+  ): Promise<Map<string, Relationship[]>> {
+    const bySource = new Map<string, Relationship[]>();
+    if (records.length === 0) return bySource;
+    const edges = await this.store.getRelationships(
+      records.map((r) => r.elementId),
+      relationshipType,
+    );
+    const seen = new Set<string>();
+    for (const e of edges) {
+      const key = `${e.sourceId}\u0000${e.relationshipType}\u0000${e.targetId}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const list = bySource.get(e.sourceId);
+      if (list) list.push(e);
+      else bySource.set(e.sourceId, [e]);
+    }
+    if (relationshipType === undefined || relationshipType === HAS_PARENT) {
+      for (const r of records) {
+        if (r.parentId === null) continue;
+        const key = `${r.elementId}\u0000${HAS_PARENT}\u0000${r.parentId}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const edge = { sourceId: r.elementId, relationshipType: HAS_PARENT, targetId: r.parentId };
+        const list = bySource.get(r.elementId);
+        if (list) list.unshift(edge);
+        else bySource.set(r.elementId, [edge]);
+      }
+    }
+    return bySource;
+  }
+}
+
+function baseView(r: ObjectRecord): ObjectView {
+  return {
+    elementId: r.elementId,
+    displayName: r.displayName,
+    typeElementId: r.typeElementId,
+    parentId: r.parentId ?? null,
+    isComposition: r.isComposition,
+    isExtended: r.isExtended,
+  };
+}
+
+function relationshipMap(edges: readonly Relationship[]): Record<string, string | string[]> | undefined {
+  if (edges.length === 0) return undefined;
+  // A null prototype keeps a relationship type named like an Object.prototype member an ordinary key.
+  const out = Object.create(null) as Record<string, string | string[]>;
+  for (const e of edges) {
+    if (SINGLE_VALUED.has(e.relationshipType)) {
+      if (out[e.relationshipType] === undefined) out[e.relationshipType] = e.targetId;
+      continue;
+    }
+    const list = out[e.relationshipType];
+    if (Array.isArray(list)) list.push(e.targetId);
+    else out[e.relationshipType] = [e.targetId];
+  }
+  return out;
+}

@@ -1,0 +1,146 @@
+import type { Config } from "../config.js";
+import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from "../domain/errors.js";
+import type { Vqt } from "../domain/model.js";
+import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
+import type { HistorySlice, Store } from "../store/store.js";
+import { assembleComponents, planDepth, walkComposition } from "./composition.js";
+import { elementNotFound, unique } from "./model.js";
+
+/** A component's value inside a composition read; nests further when the component is a composition. */
+export interface ComponentValue extends Vqt {
+  components?: Record<string, ComponentValue>;
+}
+
+export interface CurrentValueResult extends ComponentValue {
+  isComposition: boolean;
+}
+
+/** A component's history inside a composition history read. */
+export interface ComponentHistory {
+  values: Vqt[];
+  components?: Record<string, ComponentHistory>;
+}
+
+export interface HistoryResult extends ComponentHistory {
+  isComposition: boolean;
+}
+
+/** Bulk items plus, when a server limit cut something short, the 206 detail for the whole response. */
+export interface BulkOutcome<T> {
+  items: BulkItem<T>[];
+  partial?: ResponseDetail;
+}
+
+export interface HistoryQuery {
+  elementIds: readonly string[];
+  startTime: string;
+  endTime: string;
+  maxDepth?: number;
+}
+
+/** The Query methods: current values and history, with `maxDepth` composition assembly. */
+export class ValueService {
+  constructor(
+    private readonly store: Store,
+    private readonly config: Pick<Config, "maxCompositionDepth" | "maxHistoryPoints">,
+  ) {}
+
+  async current(ids: readonly string[], maxDepth = 1): Promise<BulkOutcome<CurrentValueResult>> {
+    const found = await this.store.getObjects(unique(ids));
+    const plan = planDepth(maxDepth, this.config.maxCompositionDepth);
+    const walk = await walkComposition(this.store, [...found.values()], plan, (batch) =>
+      this.store.getCurrentValues(batch),
+    );
+    // One "now" per response: every element without a stored value reports the same read time.
+    const now = formatTimestampUs(nowUs());
+    const vqtOf = (id: string): ComponentValue => {
+      const v = walk.data.get(id);
+      return v
+        ? { value: v.value, quality: v.quality, timestamp: v.timestamp }
+        : { value: null, quality: "GoodNoData", timestamp: now };
+    };
+    const cut = new Set<string>();
+    const items = ids.map((id): BulkItem<CurrentValueResult> => {
+      const record = found.get(id);
+      if (!record) return itemError(id, 404, elementNotFound(id));
+      const result: CurrentValueResult = { isComposition: record.isComposition, ...vqtOf(id) };
+      const components = assembleComponents(walk, id, plan.levels, plan, vqtOf, (at) => cut.add(at));
+      if (components) result.components = components;
+      return itemOk(id, result);
+    });
+    return { items, partial: depthDetail(cut, this.config.maxCompositionDepth) };
+  }
+
+  async history(query: HistoryQuery): Promise<BulkOutcome<HistoryResult>> {
+    const startUs = parseTimestampUs(query.startTime);
+    if (startUs === null) throw new I3xError(400, timeDetail("startTime", query.startTime));
+    const endUs = parseTimestampUs(query.endTime);
+    if (endUs === null) throw new I3xError(400, timeDetail("endTime", query.endTime));
+    if (startUs > endUs) throw new I3xError(400, "startTime must not be later than endTime");
+
+    const ids = query.elementIds;
+    const found = await this.store.getObjects(unique(ids));
+    const plan = planDepth(query.maxDepth ?? 1, this.config.maxCompositionDepth);
+    const limit = this.config.maxHistoryPoints;
+    const walk = await walkComposition(this.store, [...found.values()], plan, (batch) =>
+      this.store.getHistory(batch, { startUs, endUs, limitPerElement: limit }),
+    );
+    // No point in the range is GoodNoData (the guide's quality table); the entry sits at the range start.
+    const noData: Vqt = { value: null, quality: "GoodNoData", timestamp: formatTimestampUs(startUs) };
+    const clipped = new Set<string>();
+    const seriesOf = (id: string): ComponentHistory => {
+      const slice: HistorySlice | undefined = walk.data.get(id);
+      if (slice?.truncated) clipped.add(id);
+      if (!slice || slice.points.length === 0) return { values: [{ ...noData }] };
+      return { values: slice.points };
+    };
+    const cut = new Set<string>();
+    const items = ids.map((id): BulkItem<HistoryResult> => {
+      const record = found.get(id);
+      if (!record) return itemError(id, 404, elementNotFound(id));
+      const result: HistoryResult = { isComposition: record.isComposition, ...seriesOf(id) };
+      const components = assembleComponents(walk, id, plan.levels, plan, seriesOf, (at) => cut.add(at));
+      if (components) result.components = components;
+      return itemOk(id, result);
+    });
+    return {
+      items,
+      partial: historyDetail(clipped, limit, depthDetail(cut, this.config.maxCompositionDepth)),
+    };
+  }
+}
+
+function timeDetail(field: string, got: unknown): string {
+  return `${field} must be an RFC 3339 UTC timestamp such as 2025-01-08T10:30:00Z, got ${JSON.stringify(got)}`;
+}
+
+const LISTED = 10;
+
+function listIds(ids: Set<string>): string {
+  const all = [...ids];
+  const shown = all.slice(0, LISTED).join(", ");
+  return all.length > LISTED ? `${shown} and ${all.length - LISTED} more` : shown;
+}
+
+function depthDetail(cut: Set<string>, limit: number): ResponseDetail | undefined {
+  if (cut.size === 0) return undefined;
+  return {
+    title: "Partial Content",
+    status: 206,
+    detail:
+      `Composition deeper than the server limit of ${limit} levels; components below these elements were ` +
+      `not returned, query them by elementId: ${listIds(cut)}`,
+  };
+}
+
+function historyDetail(
+  clipped: Set<string>,
+  limit: number,
+  depth: ResponseDetail | undefined,
+): ResponseDetail | undefined {
+  if (clipped.size === 0) return depth;
+  const text =
+    `More than ${limit} points in the range for: ${listIds(clipped)}; the earliest ${limit} were returned, ` +
+    "continue with startTime after the last timestamp received";
+  return { title: "Partial Content", status: 206, detail: depth ? `${text}. ${depth.detail}` : text };
+}
