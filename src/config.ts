@@ -21,6 +21,10 @@ export interface Config {
   maxCompositionDepth: number;
   /** Demo simulator tick, milliseconds. */
   simulatorIntervalMs: number;
+  /** Registers `POST /v1/_test/fault` (answers 500) for tests; refused when NODE_ENV=production. */
+  testFaults: boolean;
+  /** Longest wait for in-flight requests on SIGTERM/SIGINT before the process exits anyway, ms. */
+  shutdownTimeoutMs: number;
   /** Most updates one subscription holds (pending plus unacknowledged); the oldest go first beyond it. */
   subscriptionQueueMax: number;
   /** A subscription with no open stream and no sync for this long is deleted. */
@@ -71,7 +75,8 @@ export function enumVar<T extends string>(env: Env, name: string, allowed: reado
   const raw = read(env, name);
   if (raw === undefined) return fallback;
   const v = raw.toLowerCase() as T;
-  if (!allowed.includes(v)) throw new ConfigError(`${name} must be one of ${allowed.join(", ")}, got "${raw}"`);
+  if (!allowed.includes(v))
+    throw new ConfigError(`${name} must be one of ${allowed.join(", ")}, got "${raw}"`);
   return v;
 }
 
@@ -86,6 +91,12 @@ const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"
 export function loadConfig(env: Env = process.env): Config {
   const host = stringVar(env, "I3XD_HOST", "127.0.0.1");
   if (/\s/.test(host)) throw new ConfigError(`I3XD_HOST must be a host name or address, got "${host}"`);
+  const testFaults = boolVar(env, "I3XD_TEST_FAULTS") ?? false;
+  if (testFaults && read(env, "NODE_ENV") === "production") {
+    throw new ConfigError(
+      "I3XD_TEST_FAULTS must not be set when NODE_ENV=production (it adds a failing endpoint)",
+    );
+  }
   return {
     host,
     port: intVar(env, "I3XD_PORT", 8080, 0, 65535),
@@ -97,6 +108,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxHistoryPoints: intVar(env, "I3XD_MAX_HISTORY_POINTS", 100_000, 1, 10_000_000),
     maxCompositionDepth: intVar(env, "I3XD_MAX_COMPOSITION_DEPTH", 32, 1, 1000),
     simulatorIntervalMs: intVar(env, "I3XD_SIMULATOR_INTERVAL_MS", 1000, 10, 3_600_000),
+    testFaults,
+    shutdownTimeoutMs: intVar(env, "I3XD_SHUTDOWN_TIMEOUT_MS", 25_000, 100, 600_000),
     subscriptionQueueMax: intVar(env, "I3XD_SUBSCRIPTION_QUEUE_MAX", 10_000, 1, 10_000_000),
     subscriptionTtlSeconds: intVar(env, "I3XD_SUBSCRIPTION_TTL_SECONDS", 600, 1, 30 * 86_400),
     maxSubscriptionsPerClient: intVar(env, "I3XD_MAX_SUBSCRIPTIONS_PER_CLIENT", 100, 1, 1_000_000),
