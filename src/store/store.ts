@@ -40,7 +40,13 @@ export interface Store {
   /** Runs migrations; safe to call on every start. */
   init(): Promise<void>;
   close(): Promise<void>;
-  /** Throws when the backing database cannot answer a trivial query. */
+  /**
+   * Throws (with a message naming the cause) when the backing database cannot answer a trivial query,
+   * which turns `GET /health/ready` into a 503. Recovers by itself: a lost handle or connection is
+   * reopened here, so readiness returns to 200 without a restart once the database is back. SQLite: also
+   * throws when the database file is gone from its path (moved, deleted), and reopens when a different
+   * file is found there, since an open handle would keep working on an unlinked file.
+   */
   ping(): Promise<void>;
   /** Open connections (SQLite: open handles; PostgreSQL: pool clients). */
   connectionCount(): number;
