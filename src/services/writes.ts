@@ -1,0 +1,177 @@
+import { type BulkItem, I3xError, itemError, itemOk } from "../domain/errors.js";
+import { type ObjectRecord, QUALITIES, type Quality, type Vqt } from "../domain/model.js";
+import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
+import { dataPointsWritten } from "../observability/metrics.js";
+import type { PointWrite, Store, WriteMode } from "../store/store.js";
+import type { ChangeFeed, ValueChange } from "./changes.js";
+import { elementNotFound } from "./model.js";
+import { SchemaRegistry } from "./schemas.js";
+
+/** One requested write, as the PUT bodies carry it. `quality` and `timestamp` are checked, not trusted. */
+export interface WriteUpdate {
+  elementId: string;
+  value: { value?: unknown; quality?: unknown; timestamp?: unknown };
+}
+
+export type WriteResult = BulkItem<null>;
+
+const NULL_QUALITIES: ReadonlySet<Quality> = new Set(["Bad", "GoodNoData"]);
+const QUALITY_LIST = QUALITIES.join(", ");
+
+/**
+ * The one write path. PUT /objects/value, PUT /objects/history, the demo simulator and any later ingestion
+ * all call `write`, which checks every item (element exists, VQT rules, type schema), stores the good ones
+ * in one atomic store call, tells the change feed about new current values and counts the points.
+ * Bad items fail alone: they never stop the good ones and never touch stored data.
+ */
+export class WriteService {
+  readonly schemas: SchemaRegistry;
+
+  constructor(
+    private readonly store: Store,
+    private readonly changes: ChangeFeed,
+    schemas?: SchemaRegistry,
+  ) {
+    this.schemas = schemas ?? new SchemaRegistry();
+  }
+
+  /** PUT /objects/value: quality defaults to Good and timestamp to the server's clock. */
+  writeCurrent(updates: readonly WriteUpdate[]): Promise<WriteResult[]> {
+    return this.write(updates, "current");
+  }
+
+  /** PUT /objects/history: quality and timestamp are required; the timestamp picks the record to replace. */
+  writeHistory(updates: readonly WriteUpdate[]): Promise<WriteResult[]> {
+    return this.write(updates, "history");
+  }
+
+  /** Current values of the given elements: where a writer that carries state (the simulator) resumes from. */
+  currentValues(elementIds: readonly string[]): Promise<Map<string, Vqt>> {
+    return this.store.getCurrentValues(elementIds);
+  }
+
+  /** Results come back in request order, one per update. */
+  async write(updates: readonly WriteUpdate[], mode: WriteMode): Promise<WriteResult[]> {
+    if (updates.length === 0) return [];
+    const objects = await this.store.getObjects(unique(updates.map((u) => u.elementId)));
+    const types = await this.store.getObjectTypes(unique([...objects.values()].map((o) => o.typeElementId)));
+    this.schemas.register(types.values());
+
+    const receivedUs = nowUs();
+    const results: WriteResult[] = new Array(updates.length);
+    const points: PointWrite[] = [];
+    const typeOf: string[] = [];
+    for (let i = 0; i < updates.length; i++) {
+      const update = updates[i];
+      const object = objects.get(update.elementId);
+      if (!object) {
+        results[i] = itemError(update.elementId, 404, elementNotFound(update.elementId));
+        continue;
+      }
+      let checked: PointWrite | string;
+      try {
+        checked = this.check(object, update, mode, receivedUs);
+      } catch (err) {
+        // A type schema that does not compile is the stored model's fault: that item fails, the rest go on.
+        if (!(err instanceof I3xError)) throw err;
+        results[i] = itemError(update.elementId, err.status, err.message);
+        continue;
+      }
+      if (typeof checked === "string") {
+        results[i] = itemError(update.elementId, 400, checked);
+        continue;
+      }
+      points.push(checked);
+      typeOf.push(object.typeElementId);
+      results[i] = itemOk(update.elementId, null);
+    }
+    if (points.length === 0) return results;
+
+    await this.store.writePoints(points, mode);
+    this.count(typeOf);
+    this.changes.publish(mode === "current" ? points.map(toChange) : await this.becameCurrent(points));
+    return results;
+  }
+
+  /** Returns the point to store, or the reason the item is rejected. */
+  private check(
+    object: ObjectRecord,
+    update: WriteUpdate,
+    mode: WriteMode,
+    receivedUs: number,
+  ): PointWrite | string {
+    const vqt = update.value;
+    if (vqt === null || typeof vqt !== "object" || vqt.value === undefined) {
+      return "value must be a VQT object with a value field";
+    }
+    const history = mode === "history";
+
+    let quality: Quality;
+    if (vqt.quality === undefined || vqt.quality === null) {
+      if (history) return "value.quality is required for history writes";
+      quality = "Good";
+    } else if (QUALITIES.includes(vqt.quality as Quality)) {
+      quality = vqt.quality as Quality;
+    } else {
+      return `value.quality must be one of ${QUALITY_LIST}, got ${JSON.stringify(vqt.quality)}`;
+    }
+
+    let tsUs: number;
+    if (vqt.timestamp === undefined || vqt.timestamp === null) {
+      if (history) return "value.timestamp is required for history writes";
+      tsUs = receivedUs;
+    } else {
+      const parsed = parseTimestampUs(vqt.timestamp);
+      if (parsed === null) {
+        return `value.timestamp must be an RFC 3339 UTC timestamp ending in Z (e.g. 2025-01-08T10:30:00.123456Z), got ${JSON.stringify(vqt.timestamp)}`;
+      }
+      tsUs = parsed;
+    }
+
+    const value = vqt.value;
+    if (value === null) {
+      if (!NULL_QUALITIES.has(quality)) {
+        return `value.value is null, which requires quality Bad or GoodNoData (got ${quality})`;
+      }
+    } else {
+      if (NULL_QUALITIES.has(quality)) return `quality ${quality} means no value: value.value must be null`;
+      const problem = this.schemas.validateObject(object, value);
+      if (problem) return `${problem} (object type ${object.typeElementId})`;
+    }
+
+    return { elementId: object.elementId, tsUs, vqt: { value, quality, timestamp: formatTimestampUs(tsUs) } };
+  }
+
+  private count(typeOf: readonly string[]): void {
+    const perType = new Map<string, number>();
+    for (const t of typeOf) perType.set(t, (perType.get(t) ?? 0) + 1);
+    for (const [entity_type, n] of perType) dataPointsWritten.inc({ entity_type }, n);
+  }
+
+  /**
+   * A history point changes the current value only when it is at least as new as the stored one; the store
+   * decides that inside its transaction, so read back which elements now carry the newest written point.
+   */
+  private async becameCurrent(points: readonly PointWrite[]): Promise<ValueChange[]> {
+    const newest = new Map<string, number>();
+    for (const p of points) {
+      const seen = newest.get(p.elementId);
+      if (seen === undefined || p.tsUs >= seen) newest.set(p.elementId, p.tsUs);
+    }
+    const current = await this.store.getCurrentValues([...newest.keys()]);
+    const changes: ValueChange[] = [];
+    for (const [elementId, tsUs] of newest) {
+      const vqt = current.get(elementId);
+      if (vqt && parseTimestampUs(vqt.timestamp) === tsUs) changes.push({ elementId, vqt });
+    }
+    return changes;
+  }
+}
+
+function toChange(point: PointWrite): ValueChange {
+  return { elementId: point.elementId, vqt: point.vqt };
+}
+
+function unique(ids: readonly string[]): string[] {
+  return [...new Set(ids)];
+}
