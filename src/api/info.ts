@@ -26,7 +26,8 @@ const serverInfo = {
       required: ["query", "update", "subscribe"],
     },
   },
-  required: ["specVersion", "capabilities"],
+  // All four are always sent; listing them keeps the serialized order readable (specVersion first).
+  required: ["specVersion", "serverVersion", "serverName", "capabilities"],
 } as const;
 
 /**
