@@ -1,4 +1,5 @@
 import path from "node:path";
+import { type TelemetryConfig, loadTelemetryConfig } from "./observability/telemetry-config.js";
 
 /**
  * The whole configuration, read once from the environment and validated. Every variable is documented in
@@ -35,6 +36,8 @@ export interface Config {
   maxSubscriptions: number;
   /** Interval of SSE keep-alive comments on open streams, seconds. */
   sseHeartbeatSeconds: number;
+  /** Traces (OTLP), error reports (Sentry), log shipping (Loki, Logstash); each off unless configured. */
+  telemetry: TelemetryConfig;
 }
 
 export class ConfigError extends Error {
@@ -115,5 +118,6 @@ export function loadConfig(env: Env = process.env): Config {
     maxSubscriptionsPerClient: intVar(env, "I3XD_MAX_SUBSCRIPTIONS_PER_CLIENT", 100, 1, 1_000_000),
     maxSubscriptions: intVar(env, "I3XD_MAX_SUBSCRIPTIONS", 10_000, 1, 10_000_000),
     sseHeartbeatSeconds: intVar(env, "I3XD_SSE_HEARTBEAT_SECONDS", 15, 1, 3600),
+    telemetry: loadTelemetryConfig(env),
   };
 }

@@ -10,6 +10,24 @@ export interface RequestContext {
 
 export const requestContext = new AsyncLocalStorage<RequestContext>();
 
+/** Installed by tracing while it is on: the ids of the span active at the call, if any. */
+type TraceIdsSource = () => { traceId: string; spanId: string } | undefined;
+let traceIdsSource: TraceIdsSource | undefined;
+
+export function setActiveTraceIdsSource(source: TraceIdsSource | undefined): void {
+  traceIdsSource = source;
+}
+
 export function currentContext(): RequestContext | undefined {
-  return requestContext.getStore();
+  const ctx = requestContext.getStore();
+  // The request span starts before the request context exists, so the first look from inside the span
+  // records its ids; every later line of the request reuses them.
+  if (ctx !== undefined && ctx.traceId === undefined && traceIdsSource !== undefined) {
+    const ids = traceIdsSource();
+    if (ids !== undefined) {
+      ctx.traceId = ids.traceId;
+      ctx.spanId = ids.spanId;
+    }
+  }
+  return ctx;
 }

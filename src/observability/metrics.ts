@@ -78,3 +78,10 @@ export const telemetryDropped = new Counter({
   labelNames: ["sink"] as const,
   registers: [registry],
 });
+
+export const telemetryBuffered = new Gauge({
+  name: "telemetry_buffered",
+  help: "Log lines waiting in a shipping sink's bounded buffer (Loki, Logstash)",
+  labelNames: ["sink"] as const,
+  registers: [registry],
+});

@@ -1,0 +1,124 @@
+import * as Sentry from "@sentry/node";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { currentContext } from "./context.js";
+import { getLogger } from "./logger.js";
+import { telemetryDropped } from "./metrics.js";
+import type { TelemetryConfig } from "./telemetry-config.js";
+
+const log = getLogger("i3xd.telemetry");
+
+/** Sentry's integrations that must not run next to our own OpenTelemetry setup. */
+const CLASHING_INTEGRATIONS = new Set([
+  // Decorates `request.opentelemetry` like @fastify/otel does: Fastify refuses the second decorator
+  // (FST_ERR_DEC_ALREADY_PRESENT). 5xx are reported by our own hooks instead.
+  "Fastify",
+  // Replaced below by a configured instance (process exits on an unhandled rejection, as without Sentry).
+  "OnUnhandledRejection",
+]);
+
+const kError = Symbol("i3xd.reportedError");
+
+let enabled = false;
+
+export function errorReportingEnabled(): boolean {
+  return enabled;
+}
+
+/**
+ * Starts Sentry error reporting. Unhandled exceptions and rejections are reported by Sentry's process
+ * handlers (which then end the process, as Node does without them); 5xx responses by `registerErrorReports`.
+ * Sentry keeps out of OpenTelemetry: it neither registers a tracer provider (`enableOpenTelemetrySetup:
+ * false`) nor instruments Fastify, so our own tracing pipeline stays the only one.
+ */
+export function startErrorReporting(config: NonNullable<TelemetryConfig["sentry"]>): void {
+  if (enabled) return;
+  Sentry.init({
+    dsn: config.dsn,
+    environment: config.environment,
+    release: config.release,
+    tracesSampleRate: config.tracesSampleRate,
+    enableOpenTelemetrySetup: false,
+    // Load-time module rewriting is only needed for frameworks we do not use.
+    enableRuntimeChannelInjection: false,
+    integrations: (defaults) => [
+      ...defaults.filter((i) => !CLASHING_INTEGRATIONS.has(i.name)),
+      Sentry.onUnhandledRejectionIntegration({ mode: "strict" }),
+    ],
+    transport: (options) =>
+      Sentry.makeNodeTransport({
+        ...options,
+        // Sentry's transport queue is bounded (64 envelopes); what it cannot send is counted with the rest.
+        recordDroppedEvent: (reason, category, count) => {
+          if (category === "error") telemetryDropped.inc({ sink: "sentry" }, count ?? 1);
+          options.recordDroppedEvent(reason, category, count);
+        },
+      }),
+  });
+  // Errors outside our 5xx hook (unhandled rejections inside a request) still get the request's id.
+  Sentry.addEventProcessor((event) => {
+    const ctx = currentContext();
+    if (ctx !== undefined) {
+      event.tags = { request_id: ctx.requestId, ...event.tags };
+      if (ctx.userId !== undefined && event.user?.id === undefined)
+        event.user = { ...event.user, id: ctx.userId };
+      if (ctx.traceId !== undefined) event.tags.trace_id ??= ctx.traceId;
+    }
+    return event;
+  });
+  enabled = true;
+  log.info({ environment: config.environment, release: config.release }, "Error reports go to Sentry");
+}
+
+/** Sends what is queued (bounded by `deadlineMs`) and stops reporting. */
+export async function stopErrorReporting(deadlineMs: number): Promise<void> {
+  if (!enabled) return;
+  enabled = false;
+  await Sentry.close(deadlineMs).catch(() => false);
+}
+
+/**
+ * Reports every response with a 5xx status exactly once, with the error that caused it when there was one,
+ * tagged with the request id, route template, method and user. 4xx are the client's business and are never
+ * reported.
+ */
+export async function registerErrorReports(app: FastifyInstance): Promise<void> {
+  if (!enabled) return;
+  app.decorateRequest(kError, undefined);
+
+  // onError runs before the error handler turns the error into an envelope: remember what went wrong.
+  app.addHook("onError", (request, _reply, error, done) => {
+    (request as ReportedRequest)[kError] = error;
+    done();
+  });
+
+  app.addHook("onSend", (request, reply, payload, done) => {
+    if (reply.statusCode >= 500) report(request, reply.statusCode, reply.getHeader("x-request-id"));
+    done(null, payload);
+  });
+}
+
+type ReportedRequest = FastifyRequest & { [kError]?: unknown };
+
+function report(request: FastifyRequest, status: number, requestIdHeader: unknown): void {
+  const ctx = currentContext();
+  const route = request.routeOptions.url ?? "unmatched";
+  const requestId = ctx?.requestId ?? (typeof requestIdHeader === "string" ? requestIdHeader : undefined);
+  const error =
+    (request as ReportedRequest)[kError] ??
+    new Error(`HTTP ${status} from ${request.method} ${route} without an exception`);
+  Sentry.withScope((scope) => {
+    scope.setTags({
+      route,
+      method: request.method,
+      status_code: String(status),
+    });
+    if (requestId !== undefined) scope.setTag("request_id", requestId);
+    if (ctx?.userId !== undefined) {
+      scope.setTag("user_id", ctx.userId);
+      scope.setUser({ id: ctx.userId });
+    }
+    if (ctx?.traceId !== undefined) scope.setTag("trace_id", ctx.traceId);
+    scope.setTransactionName(`${request.method} ${route}`);
+    Sentry.captureException(error, { mechanism: { type: "i3xd.http", handled: true } });
+  });
+}

@@ -1,0 +1,341 @@
+import { type Attributes, context, createContextKey, type Span, SpanKind } from "@opentelemetry/api";
+import type {
+  Namespace,
+  ObjectRecord,
+  ObjectType,
+  Relationship,
+  RelationshipType,
+  Vqt,
+} from "../domain/model.js";
+import { formatTimestampUs } from "../domain/time.js";
+import type { ModelDocument } from "../model/format.js";
+import { inChildSpan, tracingEnabled } from "../observability/tracing.js";
+import { CachedStore } from "./cached.js";
+import type { HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
+
+/** Ids and types listed on a span; a bulk call of thousands of ids records its count and the first few. */
+const MAX_LISTED = 32;
+
+/**
+ * Set by a cache look-up span for the store call it may make: the repository layer underneath adds the ids
+ * it was asked for (the misses), so the look-up span can tell hits from misses without the cache knowing.
+ */
+const CACHE_LOOKUP = createContextKey("i3xd.cache.lookup");
+
+interface LookupRecord {
+  misses: number;
+}
+
+function noteCacheMisses(ids: readonly string[]): void {
+  const record = context.active().getValue(CACHE_LOOKUP) as LookupRecord | undefined;
+  if (record !== undefined) record.misses += ids.length;
+}
+
+/** The store with repository spans when tracing is on; the store itself otherwise. */
+export function traceStore(store: Store): Store {
+  return tracingEnabled() ? new TracingStore(store) : store;
+}
+
+/** A `CachedStore` with cache look-up spans when tracing is on; anything else unchanged. */
+export function traceCache(store: Store): Store {
+  return tracingEnabled() && store instanceof CachedStore ? new CacheTracingStore(store) : store;
+}
+
+/**
+ * Store decorator that puts a child span around every data call (`repository.get_entity`, …) with what was
+ * asked for and what came back. Wired in by start-up only when tracing is on, so the store adapters and the
+ * services know nothing about tracing. Housekeeping calls (ping, close, connection count) pass straight
+ * through: health probes would otherwise make a span every few seconds.
+ */
+export class TracingStore implements Store {
+  readonly kind: Store["kind"];
+  private readonly spanKind: SpanKind;
+  private readonly system: string;
+
+  constructor(private readonly inner: Store) {
+    this.kind = inner.kind;
+    // PostgreSQL is a remote call; SQLite runs inside the process.
+    this.spanKind = inner.kind === "postgres" ? SpanKind.CLIENT : SpanKind.INTERNAL;
+    this.system = inner.kind === "postgres" ? "postgresql" : "sqlite";
+  }
+
+  init(): Promise<void> {
+    return this.inner.init();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  ping(): Promise<void> {
+    return this.inner.ping();
+  }
+
+  connectionCount(): number {
+    return this.inner.connectionCount();
+  }
+
+  isEmpty(): Promise<boolean> {
+    return this.inner.isEmpty();
+  }
+
+  listNamespaces(): Promise<Namespace[]> {
+    return this.span("repository.list_namespaces", {}, async (span) => {
+      const result = await this.inner.listNamespaces();
+      span?.setAttribute("result.count", result.length);
+      return result;
+    });
+  }
+
+  listObjectTypes(namespaceUri?: string): Promise<ObjectType[]> {
+    const attributes: Attributes = namespaceUri === undefined ? {} : { "namespace.uri": namespaceUri };
+    return this.span("repository.list_entity_types", attributes, async (span) => {
+      const result = await this.inner.listObjectTypes(namespaceUri);
+      span?.setAttribute("result.count", result.length);
+      return result;
+    });
+  }
+
+  getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
+    noteCacheMisses(ids);
+    return this.span("repository.get_entity_type", { ...listed("entity.type", ids) }, async (span) => {
+      const result = await this.inner.getObjectTypes(ids);
+      span?.setAttribute("result.count", result.size);
+      return result;
+    });
+  }
+
+  listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]> {
+    const attributes: Attributes = namespaceUri === undefined ? {} : { "namespace.uri": namespaceUri };
+    return this.span("repository.list_relationship_types", attributes, async (span) => {
+      const result = await this.inner.listRelationshipTypes(namespaceUri);
+      span?.setAttribute("result.count", result.length);
+      return result;
+    });
+  }
+
+  getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>> {
+    noteCacheMisses(ids);
+    return this.span("repository.get_relationship_type", listed("relationship.type", ids), async (span) => {
+      const result = await this.inner.getRelationshipTypes(ids);
+      span?.setAttribute("result.count", result.size);
+      return result;
+    });
+  }
+
+  listObjects(filter?: { typeElementId?: string; root?: boolean }): Promise<ObjectRecord[]> {
+    const attributes: Attributes = {};
+    if (filter?.typeElementId !== undefined) attributes["entity.type"] = filter.typeElementId;
+    if (filter?.root !== undefined) attributes["entity.root_only"] = filter.root;
+    return this.span("repository.list_entities", attributes, async (span) => {
+      const result = await this.inner.listObjects(filter);
+      span?.setAttribute("result.count", result.length);
+      return result;
+    });
+  }
+
+  getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
+    noteCacheMisses(ids);
+    return this.span("repository.get_entity", listed("entity.id", ids), async (span) => {
+      const result = await this.inner.getObjects(ids);
+      if (span) {
+        span.setAttribute("result.count", result.size);
+        const types = new Set<string>();
+        for (const o of result.values()) {
+          types.add(o.typeElementId);
+          if (types.size >= MAX_LISTED) break;
+        }
+        if (types.size > 0) span.setAttribute("entity.type", oneOrMany([...types]));
+      }
+      return result;
+    });
+  }
+
+  getRelationships(sourceIds: readonly string[], relationshipType?: string): Promise<Relationship[]> {
+    const attributes = listed("entity.id", sourceIds);
+    if (relationshipType !== undefined) attributes["relationship.type"] = relationshipType;
+    return this.span("repository.get_relationships", attributes, async (span) => {
+      const result = await this.inner.getRelationships(sourceIds, relationshipType);
+      span?.setAttribute("result.count", result.length);
+      return result;
+    });
+  }
+
+  getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
+    noteCacheMisses(ids);
+    return this.span("repository.get_values", listed("entity.id", ids), async (span) => {
+      const result = await this.inner.getCurrentValues(ids);
+      span?.setAttribute("result.count", result.size);
+      return result;
+    });
+  }
+
+  getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
+    const attributes: Attributes = {
+      ...listed("entity.id", ids),
+      "history.element_count": ids.length,
+      "history.start": safeTimestamp(range.startUs),
+      "history.end": safeTimestamp(range.endUs),
+      "history.limit_per_element": range.limitPerElement,
+    };
+    return this.span("repository.get_history", attributes, async (span) => {
+      const result = await this.inner.getHistory(ids, range);
+      if (span) {
+        let points = 0;
+        let truncated = false;
+        for (const slice of result.values()) {
+          points += slice.points.length;
+          truncated ||= slice.truncated;
+        }
+        span.setAttributes({ "history.point_count": points, "history.truncated": truncated });
+      }
+      return result;
+    });
+  }
+
+  writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
+    const ids = new Set<string>();
+    for (const p of points) {
+      ids.add(p.elementId);
+      if (ids.size >= MAX_LISTED) break;
+    }
+    const attributes: Attributes = {
+      "write.mode": mode,
+      "write.point_count": points.length,
+      "entity.id": oneOrMany([...ids]),
+    };
+    return this.span("repository.write_points", attributes, () => this.inner.writePoints(points, mode));
+  }
+
+  importModel(model: ModelDocument): Promise<void> {
+    const attributes: Attributes = {
+      "model.object_count": model.objects.length,
+    };
+    return this.span("repository.import_model", attributes, () => this.inner.importModel(model));
+  }
+
+  private span<T>(
+    name: string,
+    attributes: Attributes,
+    fn: (span: Span | undefined) => Promise<T>,
+  ): Promise<T> {
+    attributes["db.system.name"] = this.system;
+    attributes["db.operation.name"] = name.slice("repository.".length);
+    return inChildSpan(name, attributes, fn, this.spanKind);
+  }
+}
+
+function listed(key: string, ids: readonly string[]): Attributes {
+  const attributes: Attributes = { "entity.count": ids.length };
+  if (ids.length > 0) attributes[key] = oneOrMany(ids.length > MAX_LISTED ? ids.slice(0, MAX_LISTED) : ids);
+  return attributes;
+}
+
+function oneOrMany(values: readonly string[]): string | string[] {
+  return values.length === 1 ? values[0] : [...values];
+}
+
+function safeTimestamp(us: number): string {
+  try {
+    return formatTimestampUs(us);
+  } catch {
+    return String(us);
+  }
+}
+
+/**
+ * Spans around the cached reads of a `CachedStore` (`cache.lookup`, with `cache.type` as in the
+ * `cache_hits_total` label, and the hit and miss counts). A miss shows as a `repository.*` child span.
+ */
+export class CacheTracingStore implements Store {
+  readonly kind: Store["kind"];
+
+  constructor(private readonly inner: Store) {
+    this.kind = inner.kind;
+  }
+
+  init(): Promise<void> {
+    return this.inner.init();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  ping(): Promise<void> {
+    return this.inner.ping();
+  }
+
+  connectionCount(): number {
+    return this.inner.connectionCount();
+  }
+
+  isEmpty(): Promise<boolean> {
+    return this.inner.isEmpty();
+  }
+
+  listNamespaces(): Promise<Namespace[]> {
+    return this.inner.listNamespaces();
+  }
+
+  listObjectTypes(namespaceUri?: string): Promise<ObjectType[]> {
+    return this.inner.listObjectTypes(namespaceUri);
+  }
+
+  getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
+    return this.lookup("type", ids, () => this.inner.getObjectTypes(ids));
+  }
+
+  listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]> {
+    return this.inner.listRelationshipTypes(namespaceUri);
+  }
+
+  getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>> {
+    return this.lookup("relationship_type", ids, () => this.inner.getRelationshipTypes(ids));
+  }
+
+  listObjects(filter?: { typeElementId?: string; root?: boolean }): Promise<ObjectRecord[]> {
+    return this.inner.listObjects(filter);
+  }
+
+  getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
+    return this.lookup("object", ids, () => this.inner.getObjects(ids));
+  }
+
+  getRelationships(sourceIds: readonly string[], relationshipType?: string): Promise<Relationship[]> {
+    return this.inner.getRelationships(sourceIds, relationshipType);
+  }
+
+  getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
+    return this.lookup("value", ids, () => this.inner.getCurrentValues(ids));
+  }
+
+  getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
+    return this.inner.getHistory(ids, range);
+  }
+
+  writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
+    return this.inner.writePoints(points, mode);
+  }
+
+  importModel(model: ModelDocument): Promise<void> {
+    return this.inner.importModel(model);
+  }
+
+  private lookup<T>(cacheType: string, ids: readonly string[], read: () => Promise<T>): Promise<T> {
+    const attributes: Attributes = { "cache.type": cacheType, "cache.requested": ids.length };
+    return inChildSpan("cache.lookup", attributes, (span) => {
+      if (span === undefined) return read();
+      const record: LookupRecord = { misses: 0 };
+      return context.with(context.active().setValue(CACHE_LOOKUP, record), async () => {
+        const result = await read();
+        span.setAttributes({
+          "cache.misses": record.misses,
+          "cache.hits": Math.max(0, ids.length - record.misses),
+          "cache.hit": record.misses === 0,
+        });
+        return result;
+      });
+    });
+  }
+}
