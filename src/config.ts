@@ -12,6 +12,18 @@ export interface Config {
   /** Load the demo plant and run its simulator. `undefined`: only when the store is empty. */
   demo: boolean | undefined;
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
+  /** `json` (one object per line) or `pretty` (human-readable, for development). */
+  logFormat: "json" | "pretty";
+  /** Write log lines to this file, rotated by size, instead of stdout. */
+  logFile: string | undefined;
+  /** Bytes per log file before rotation. */
+  logFileMaxSize: number;
+  /** Most log files that exist at any moment, the one being written included (at least 2). */
+  logFileCount: number;
+  /** Add `module`, `function` and `line` of the logging call to every line. */
+  logCaller: boolean;
+  /** Entries per in-process cache (objects, types, current values); 0 turns caching off. */
+  cacheMaxEntries: number;
   /** Largest accepted request body, bytes. */
   bodyLimit: number;
   /** Most ids in one bulk request. */
@@ -89,6 +101,18 @@ export function stringVar(env: Env, name: string, fallback?: string): string | u
   return read(env, name) ?? fallback;
 }
 
+/** A size in bytes, optionally with a binary unit: `10485760`, `512k`, `10m`, `1g` (also `10MiB`, `10MB`). */
+export function byteSizeVar(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  const m = /^(\d+)\s*(?:([kmg])i?)?b?$/i.exec(raw);
+  if (!m) throw new ConfigError(`${name} must be a size such as 10485760, 512k or 10m, got "${raw}"`);
+  const unit = m[2]?.toLowerCase();
+  const n = Number(m[1]) * (unit === "g" ? 1024 ** 3 : unit === "m" ? 1024 ** 2 : unit === "k" ? 1024 : 1);
+  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max} bytes, got ${n}`);
+  return n;
+}
+
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 
 export function loadConfig(env: Env = process.env): Config {
@@ -106,6 +130,12 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: path.resolve(stringVar(env, "I3XD_DATA_DIR", "./data")),
     demo: boolVar(env, "I3XD_DEMO"),
     logLevel: enumVar(env, "LOG_LEVEL", LOG_LEVELS, "info"),
+    logFormat: enumVar(env, "LOG_FORMAT", ["json", "pretty"] as const, "json"),
+    logFile: stringVar(env, "LOG_FILE"),
+    logFileMaxSize: byteSizeVar(env, "LOG_FILE_MAX_SIZE", 10 * 1024 * 1024, 1024, 1024 ** 4),
+    logFileCount: intVar(env, "LOG_FILE_COUNT", 10, 2, 10_000),
+    logCaller: boolVar(env, "LOG_CALLER") ?? false,
+    cacheMaxEntries: intVar(env, "I3XD_CACHE_MAX_ENTRIES", 10_000, 0, 10_000_000),
     bodyLimit: intVar(env, "I3XD_BODY_LIMIT", 4 * 1024 * 1024, 1024, 512 * 1024 * 1024),
     maxBulkItems: intVar(env, "I3XD_MAX_BULK_ITEMS", 1000, 1, 1_000_000),
     maxHistoryPoints: intVar(env, "I3XD_MAX_HISTORY_POINTS", 100_000, 1, 10_000_000),

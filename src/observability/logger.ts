@@ -1,5 +1,9 @@
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from "pino";
 import { currentContext } from "./context.js";
+import { redactObject, redactText } from "./redact.js";
 
 /** pino's numeric levels mapped to the names of the observability contract (§1). */
 const LEVEL_NAMES: Record<number, string> = {
@@ -13,6 +17,136 @@ const LEVEL_NAMES: Record<number, string> = {
 
 export type LogLevelName = "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
 
+/** The part of the configuration that shapes logging (a subset of `Config`). */
+export interface LoggingConfig {
+  logLevel: LogLevelName;
+  logFormat: "json" | "pretty";
+  /** JSON lines go to this file (rotated by size) instead of stdout. */
+  logFile?: string;
+  /** Bytes per log file before it is rotated. */
+  logFileMaxSize: number;
+  /** Most log files that exist at any moment, the one being written included (at least 2). */
+  logFileCount: number;
+  /** Adds `module`, `function` and `line` to every line (costs a stack capture per line). */
+  logCaller: boolean;
+}
+
+/**
+ * An extra destination next to the primary one (stdout or the file), e.g. a log shipper. Its stream is
+ * owned by the logging setup from then on: it is flushed on `flushLogs` and ended when replaced.
+ */
+export interface LogSink {
+  name: string;
+  stream: DestinationStream;
+  /** Lowest level this sink receives; defaults to the configured level. */
+  level?: Exclude<LogLevelName, "silent">;
+}
+
+let captureCaller = false;
+
+/** Returned by the mixin when there is nothing to add, so the merge step can skip the copy. */
+const NO_FIELDS: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>;
+
+function mixin(): Record<string, unknown> {
+  const ctx = currentContext();
+  if (ctx === undefined && !captureCaller) return NO_FIELDS;
+  const out: Record<string, unknown> = {};
+  // The request context rides in AsyncLocalStorage, so no caller ever passes request ids by hand.
+  if (ctx !== undefined) {
+    out.request_id = ctx.requestId;
+    if (ctx.userId !== undefined) out.user_id = ctx.userId;
+    if (ctx.traceId !== undefined) out.trace_id = ctx.traceId;
+    if (ctx.spanId !== undefined) out.span_id = ctx.spanId;
+  }
+  if (captureCaller) addCaller(out);
+  return out;
+}
+
+function mergeMixin(mergeObject: object, mixinObject: object): object {
+  return mixinObject === NO_FIELDS ? mergeObject : Object.assign(mixinObject, mergeObject);
+}
+
+/** Errors logged under `err` or `error` land in the contract's `exception` field, then secrets are masked. */
+function formatLogObject(obj: Record<string, unknown>): Record<string, unknown> {
+  let o = obj;
+  if (o.exception === undefined) {
+    const err = o.err instanceof Error ? o.err : o.error instanceof Error ? o.error : undefined;
+    if (err !== undefined) {
+      const { err: _err, error: _error, ...rest } = o;
+      o = { ...rest, exception: err };
+    }
+  }
+  return redactObject(o);
+}
+
+/** One string with the error's type, message and stack, followed by its causes. */
+export function formatException(err: unknown): string {
+  if (!(err instanceof Error)) return redactText(typeof err === "string" ? err : safeString(err));
+  let text = describeError(err);
+  let cause: unknown = err.cause;
+  for (let depth = 0; cause !== undefined && cause !== null && depth < 3; depth++) {
+    text += `\nCaused by: ${cause instanceof Error ? describeError(cause) : safeString(cause)}`;
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return redactText(text);
+}
+
+function describeError(err: Error): string {
+  const type = err.name && err.name !== "Error" ? err.name : (err.constructor?.name ?? "Error");
+  const code = (err as { code?: unknown }).code;
+  let head = `${type}: ${err.message}`;
+  if (typeof code === "string" && code !== "") head += ` [${code}]`;
+  const stack = err.stack;
+  if (!stack) return head;
+  // V8 stacks begin with "Name: message"; keep only the frames so the head is not repeated.
+  const frames = stack.indexOf("\n    at ");
+  return frames >= 0 ? head + stack.slice(frames) : head;
+}
+
+function safeString(value: unknown): string {
+  try {
+    return typeof value === "object" ? JSON.stringify(value) : String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+const SELF = fileURLToPath(import.meta.url);
+const CWD = process.cwd();
+
+const FRAME = /^\s*at (?:(.+?) \()?(.+?):(\d+):\d+\)?$/;
+
+/**
+ * `module` (file relative to the working directory), `function` and `line` of the logging call. Parsed
+ * from the formatted stack because only that one is source-mapped (TypeScript lines, not compiled ones).
+ */
+function addCaller(out: Record<string, unknown>): void {
+  const holder: { stack?: string } = {};
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 16;
+  Error.captureStackTrace(holder, mixin);
+  Error.stackTraceLimit = limit;
+  const lines = (holder.stack ?? "").split("\n");
+  for (let i = 1; i < lines.length; i++) {
+    const m = FRAME.exec(lines[i]);
+    if (m === null) continue;
+    let file = m[2];
+    if (file.startsWith("file://")) file = fileURLToPath(file);
+    if (
+      file === SELF ||
+      file.startsWith("node:") ||
+      file.includes(`${path.sep}node_modules${path.sep}pino`)
+    ) {
+      continue;
+    }
+    out.module = path.relative(CWD, file) || file;
+    out.function = m[1] ? m[1].replace(/^async /, "") : "<anonymous>";
+    out.line = Number(m[3]);
+    return;
+  }
+}
+
+/** The options of the one pino instance; nothing here depends on the configuration. */
 export function loggerOptions(level: LogLevelName): LoggerOptions {
   return {
     level,
@@ -22,48 +156,205 @@ export function loggerOptions(level: LogLevelName): LoggerOptions {
     timestamp: () => `,"timestamp":"${new Date().toISOString()}"`,
     formatters: {
       level: (_label, number) => ({ level: LEVEL_NAMES[number] ?? "INFO" }),
+      log: formatLogObject,
     },
-    // The request context rides in AsyncLocalStorage, so no caller ever passes request ids by hand.
-    mixin() {
-      const ctx = currentContext();
-      if (!ctx) return {};
-      const out: Record<string, string> = { request_id: ctx.requestId };
-      if (ctx.userId) out.user_id = ctx.userId;
-      if (ctx.traceId) out.trace_id = ctx.traceId;
-      if (ctx.spanId) out.span_id = ctx.spanId;
-      return out;
-    },
-    serializers: {
-      exception: (err: unknown) =>
-        err instanceof Error ? `${err.name}: ${err.message}\n${err.stack ?? ""}` : String(err),
-    },
+    mixin,
+    mixinMergeStrategy: mergeMixin,
+    serializers: { exception: formatException },
   };
 }
 
-let root: Logger = pino(loggerOptions("info"));
+/**
+ * Until logging is configured (and for CLI subcommands and tests that never configure it) lines go to
+ * stdout synchronously: no worker thread for a process that logs a handful of lines.
+ */
+const earlyStdout = pino.destination({ dest: 1, sync: true });
 
-/** Replaces the process-wide root logger (start-up does this once, after reading the configuration). */
-export function setRootLogger(level: LogLevelName, destination?: DestinationStream): Logger {
-  root = destination ? pino(loggerOptions(level), destination) : pino(loggerOptions(level));
-  return root;
+/**
+ * The one root logger, alive for the whole process. Configuration changes its level and destination in
+ * place instead of replacing it, so component loggers created at module load keep following it.
+ */
+const root: Logger = pino(loggerOptions("info"), earlyStdout);
+
+/** Streams the current configuration created (and so must flush and end); fd 1 itself is never closed. */
+let owned: DestinationStream[] = [];
+
+const components = new Map<string, Logger>();
+
+/**
+ * A component logger (`i3xd.http`, `i3xd.store`, …). Safe to call at module load: child loggers take
+ * their level and destination from the root through the prototype chain, so they follow
+ * `configureLogging` without a lookup per call.
+ */
+export function getLogger(component: string): Logger {
+  let logger = components.get(component);
+  if (logger === undefined) {
+    logger = root.child({ logger: component });
+    components.set(component, logger);
+  }
+  return logger;
 }
 
 export function rootLogger(): Logger {
   return root;
 }
 
-/** A component logger (`i3xd.http`, `i3xd.store`, …). Resolved lazily so it follows `setRootLogger`. */
-export function getLogger(component: string): Logger {
-  let cached: Logger | undefined;
-  let cachedRoot: Logger | undefined;
-  return new Proxy({} as Logger, {
-    get(_target, prop) {
-      if (cachedRoot !== root || !cached) {
-        cachedRoot = root;
-        cached = root.child({ logger: component });
-      }
-      const value = Reflect.get(cached, prop, cached);
-      return typeof value === "function" ? value.bind(cached) : value;
+/**
+ * Points logging at the configured destinations: the file (rotated by pino-roll in a worker thread) when
+ * `logFile` is set, otherwise stdout as JSON or, with `logFormat: "pretty"`, through pino-pretty in a
+ * worker thread; plus any extra sinks. Replaced destinations are flushed and closed.
+ */
+export function configureLogging(config: LoggingConfig, extraSinks: readonly LogSink[] = []): void {
+  captureCaller = config.logCaller;
+  const created: DestinationStream[] = [];
+  let primary: DestinationStream = earlyStdout;
+  if (config.logLevel !== "silent") {
+    primary = config.logFile
+      ? fileTransport(config)
+      : config.logFormat === "pretty"
+        ? prettyTransport()
+        : stdoutTransport();
+    created.push(primary);
+  }
+  for (const sink of extraSinks) created.push(sink.stream);
+
+  let destination = primary;
+  if (extraSinks.length > 0 && config.logLevel !== "silent") {
+    const level = config.logLevel;
+    destination = pino.multistream([
+      { level, stream: primary },
+      ...extraSinks.map((s) => ({ level: s.level ?? level, stream: s.stream })),
+    ]);
+  }
+  switchDestination(destination, created);
+  root.level = config.logLevel;
+}
+
+/**
+ * Sets the level and, optionally, a destination of the root logger (tests capture lines this way).
+ * The destination is not closed when replaced later; the caller owns it.
+ */
+export function setRootLogger(level: LogLevelName, destination?: DestinationStream): Logger {
+  if (destination) switchDestination(destination, []);
+  root.level = level;
+  return root;
+}
+
+function switchDestination(destination: DestinationStream, created: DestinationStream[]): void {
+  const previous = owned;
+  owned = created;
+  (root as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] = destination;
+  for (const stream of previous) endStream(stream);
+}
+
+/** Waits until every line logged so far has been handed to its destination. */
+export async function flushLogs(): Promise<void> {
+  const streams = owned.length > 0 ? owned : [earlyStdout];
+  await Promise.all(streams.map(flushStream));
+}
+
+function flushStream(stream: DestinationStream): Promise<void> {
+  const flush = (stream as { flush?: (cb: (err?: Error | null) => void) => void }).flush;
+  if (typeof flush !== "function") return Promise.resolve();
+  return new Promise((resolve) => {
+    try {
+      flush.call(stream, () => resolve());
+    } catch {
+      resolve();
+    }
+  });
+}
+
+function endStream(stream: DestinationStream): void {
+  const s = stream as DestinationStream & { end?: () => void };
+  try {
+    s.end?.();
+  } catch {
+    // Already closed: nothing left to flush.
+  }
+}
+
+/**
+ * JSON lines to stdout from a worker thread: the request path only copies the line into shared memory,
+ * and lines keep their order even when the process exits or logs at CRITICAL (which flushes).
+ */
+function stdoutTransport(): DestinationStream {
+  return reportErrors(pino.transport({ target: "pino/file", options: { destination: 1 } }), "stdout logging");
+}
+
+function fileTransport(config: LoggingConfig): DestinationStream {
+  const file = path.resolve(config.logFile as string);
+  // Fail at start-up, with the path in the message, rather than later inside the worker thread.
+  mkdirSync(path.dirname(file), { recursive: true });
+  // pino-roll creates the next file before it deletes the oldest, so it is told to keep one fewer:
+  // even in that moment no more than `logFileCount` files exist.
+  const keep = Math.max(1, config.logFileCount - 1);
+  pruneLogFiles(file, keep);
+  const stream = pino.transport({
+    target: "pino-roll",
+    options: {
+      file,
+      size: `${config.logFileMaxSize}b`,
+      // removeOtherLogFiles counts files left by earlier runs too, so the bound holds across restarts;
+      // sync writes (in the worker) make the new file exist before old ones are counted.
+      limit: { count: keep, removeOtherLogFiles: true },
+      mkdir: true,
+      sync: true,
     },
   });
+  return reportErrors(stream, `log file ${file}`);
+}
+
+/**
+ * pino-roll names files `<name>.<n>.<ext>` (`i3xd.log` → `i3xd.1.log`, `i3xd.2.log`, …) and appends to the
+ * highest number on start. Files beyond the bound (left by a run with a larger count) go now, not at
+ * the first rotation.
+ */
+export function logFileNames(file: string): { dir: string; pattern: RegExp } {
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  const dot = base.lastIndexOf(".");
+  const [stem, ext] = dot > 0 ? [base.slice(0, dot), base.slice(dot + 1)] : [base, "log"];
+  const literal = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return { dir, pattern: new RegExp(`^${literal(stem)}\\.(\\d+)\\.${literal(ext)}$`) };
+}
+
+function pruneLogFiles(file: string, keep: number): void {
+  const { dir, pattern } = logFileNames(file);
+  let numbered: { name: string; n: number }[];
+  try {
+    numbered = readdirSync(dir)
+      .map((name) => ({ name, m: pattern.exec(name) }))
+      .filter((f): f is { name: string; m: RegExpExecArray } => f.m !== null)
+      .map((f) => ({ name: f.name, n: Number(f.m[1]) }))
+      .sort((a, b) => a.n - b.n);
+  } catch {
+    return;
+  }
+  for (const f of numbered.slice(0, Math.max(0, numbered.length - keep))) {
+    rmSync(path.join(dir, f.name), { force: true });
+  }
+}
+
+function prettyTransport(): DestinationStream {
+  const stream = pino.transport({
+    target: "pino-pretty",
+    options: {
+      destination: 1,
+      messageKey: "message",
+      timestampKey: "timestamp",
+      customLevels: "DEBUG:20,INFO:30,WARNING:40,ERROR:50,CRITICAL:60",
+      messageFormat: "[{logger}] {message}",
+      ignore: "logger",
+    },
+  });
+  return reportErrors(stream, "pretty log output");
+}
+
+/** A failing destination must not take the process down through an unhandled 'error' event. */
+function reportErrors<T extends DestinationStream>(stream: T, what: string): T {
+  (stream as unknown as NodeJS.EventEmitter).on?.("error", (err: Error) => {
+    process.stderr.write(`i3xd: ${what} failed: ${err.message}\n`);
+  });
+  return stream;
 }

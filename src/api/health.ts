@@ -1,0 +1,68 @@
+import type { FastifyPluginAsync } from "fastify";
+import type { AppDeps } from "../app.js";
+import { failureBody, successBody } from "../domain/errors.js";
+import { getLogger } from "../observability/logger.js";
+import { redactText } from "../observability/redact.js";
+import { failure, success } from "./schemas.js";
+
+const log = getLogger("i3xd.health");
+
+/** A readiness probe that hangs is as bad as a failing one: give the store this long to answer. */
+const PING_TIMEOUT_MS = 2000;
+
+const status = {
+  type: "object",
+  properties: { status: { type: "string" }, store: { type: "string" } },
+  required: ["status"],
+} as const;
+
+/**
+ * `GET /health/live` (the process serves requests) and `GET /health/ready` (the store answers, and the
+ * server is not shutting down). Outside `/v1` and without authentication, for orchestrators and load
+ * balancers; both answer with the usual envelopes.
+ */
+export const healthRoutes: FastifyPluginAsync<AppDeps> = async (app, deps) => {
+  const { store } = deps;
+  let closing = false;
+  let lastFailure: string | undefined;
+  app.addHook("preClose", (done) => {
+    closing = true;
+    done();
+  });
+
+  app.get("/health/live", { schema: { hide: true, response: { 200: success(status) } } }, async () =>
+    successBody({ status: "live" }),
+  );
+
+  app.get(
+    "/health/ready",
+    { schema: { hide: true, response: { 200: success(status), 503: failure } } },
+    async (_request, reply) => {
+      if (closing) return reply.code(503).send(failureBody(503, "Shutting down"));
+      try {
+        await withTimeout(store.ping(), PING_TIMEOUT_MS);
+      } catch (err) {
+        const reason = redactText(err instanceof Error ? err.message : String(err));
+        // Once per outage, not once per probe.
+        if (lastFailure === undefined)
+          log.warn({ store: store.kind, reason }, "Store unreachable, not ready");
+        lastFailure = reason;
+        return reply.code(503).send(failureBody(503, `Store unreachable: ${reason}`));
+      }
+      if (lastFailure !== undefined) {
+        log.info({ store: store.kind }, "Store reachable again, ready");
+        lastFailure = undefined;
+      }
+      return successBody({ status: "ready", store: store.kind });
+    },
+  );
+};
+
+function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

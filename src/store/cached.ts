@@ -1,0 +1,223 @@
+import { LRUCache } from "lru-cache";
+import type {
+  Namespace,
+  ObjectRecord,
+  ObjectType,
+  Relationship,
+  RelationshipType,
+  Vqt,
+} from "../domain/model.js";
+import type { ModelDocument } from "../model/format.js";
+import { getLogger } from "../observability/logger.js";
+import { cacheHits, cacheMisses } from "../observability/metrics.js";
+import type { HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
+
+const log = getLogger("i3xd.store");
+
+/** Label values of `cache_hits_total` / `cache_misses_total` (observability contract §3). */
+export type CacheType = "object" | "type" | "relationship_type" | "value";
+
+/**
+ * One keyed cache in front of one batch read. Misses are read from the store in a single call; the
+ * answer is kept only when no invalidation happened while it was being read, so a write racing a read
+ * can never leave the value from before the write behind.
+ */
+class ReadThrough<V extends object> {
+  private readonly lru: LRUCache<string, V>;
+  /** Bumped by every invalidation of this cache. */
+  private epoch = 0;
+  private readonly hits;
+  private readonly misses;
+
+  constructor(
+    readonly type: CacheType,
+    max: number,
+  ) {
+    this.lru = new LRUCache<string, V>({ max });
+    this.hits = cacheHits.labels(type);
+    this.misses = cacheMisses.labels(type);
+    // Series exist from the start, so a hit ratio is defined before the first look-up.
+    this.hits.inc(0);
+    this.misses.inc(0);
+  }
+
+  async get(ids: readonly string[], load: (ids: readonly string[]) => Promise<Map<string, V>>) {
+    const found = new Map<string, V>();
+    let missing: Set<string> | undefined;
+    let missCount = 0;
+    for (const id of ids) {
+      const v = this.lru.get(id);
+      if (v !== undefined) {
+        found.set(id, v);
+      } else {
+        missCount++;
+        if (missing === undefined) missing = new Set();
+        missing.add(id);
+      }
+    }
+    if (ids.length > missCount) this.hits.inc(ids.length - missCount);
+    if (missing === undefined) return found;
+    this.misses.inc(missCount);
+    if (log.isLevelEnabled("debug")) {
+      log.debug(
+        { cache_type: this.type, requested: ids.length, misses: missCount },
+        "Cache miss, reading store",
+      );
+    }
+    const epoch = this.epoch;
+    const loaded = await load([...missing]);
+    const keep = epoch === this.epoch;
+    for (const [id, v] of loaded) {
+      // Shared between requests from now on: freezing turns an accidental mutation into an error.
+      Object.freeze(v);
+      if (keep) this.lru.set(id, v);
+      found.set(id, v);
+    }
+    return found;
+  }
+
+  delete(ids: Iterable<string>): void {
+    this.epoch++;
+    for (const id of ids) this.lru.delete(id);
+  }
+
+  clear(): void {
+    this.epoch++;
+    this.lru.clear();
+  }
+
+  get size(): number {
+    return this.lru.size;
+  }
+}
+
+/**
+ * The store with an in-process LRU in front of its hottest reads: objects, object types, relationship
+ * types and current values. Lists, relationships and history go straight through. Every write made
+ * through it invalidates what it touches; writes made elsewhere (another replica) reach it through
+ * `invalidateValues` / `invalidateAll`, e.g. from a change feed.
+ */
+export class CachedStore implements Store {
+  readonly kind: Store["kind"];
+  private readonly objects: ReadThrough<ObjectRecord>;
+  private readonly objectTypes: ReadThrough<ObjectType>;
+  private readonly relationshipTypes: ReadThrough<RelationshipType>;
+  private readonly values: ReadThrough<Vqt>;
+
+  constructor(
+    readonly inner: Store,
+    maxEntries: number,
+  ) {
+    if (!(maxEntries > 0)) throw new RangeError("CachedStore needs maxEntries > 0");
+    this.kind = inner.kind;
+    this.objects = new ReadThrough("object", maxEntries);
+    this.objectTypes = new ReadThrough("type", maxEntries);
+    this.relationshipTypes = new ReadThrough("relationship_type", maxEntries);
+    this.values = new ReadThrough("value", maxEntries);
+  }
+
+  init(): Promise<void> {
+    return this.inner.init();
+  }
+
+  close(): Promise<void> {
+    this.invalidateAll();
+    return this.inner.close();
+  }
+
+  ping(): Promise<void> {
+    return this.inner.ping();
+  }
+
+  connectionCount(): number {
+    return this.inner.connectionCount();
+  }
+
+  isEmpty(): Promise<boolean> {
+    return this.inner.isEmpty();
+  }
+
+  listNamespaces(): Promise<Namespace[]> {
+    return this.inner.listNamespaces();
+  }
+
+  listObjectTypes(namespaceUri?: string): Promise<ObjectType[]> {
+    return this.inner.listObjectTypes(namespaceUri);
+  }
+
+  getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
+    return this.objectTypes.get(ids, (missing) => this.inner.getObjectTypes(missing));
+  }
+
+  listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]> {
+    return this.inner.listRelationshipTypes(namespaceUri);
+  }
+
+  getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>> {
+    return this.relationshipTypes.get(ids, (missing) => this.inner.getRelationshipTypes(missing));
+  }
+
+  listObjects(filter?: { typeElementId?: string; root?: boolean }): Promise<ObjectRecord[]> {
+    return this.inner.listObjects(filter);
+  }
+
+  getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
+    return this.objects.get(ids, (missing) => this.inner.getObjects(missing));
+  }
+
+  getRelationships(sourceIds: readonly string[], relationshipType?: string): Promise<Relationship[]> {
+    return this.inner.getRelationships(sourceIds, relationshipType);
+  }
+
+  getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
+    return this.values.get(ids, (missing) => this.inner.getCurrentValues(missing));
+  }
+
+  getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
+    return this.inner.getHistory(ids, range);
+  }
+
+  async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
+    const ids = new Set<string>();
+    for (const p of points) ids.add(p.elementId);
+    // Before and after: a read that started before the write must not cache what it saw.
+    this.values.delete(ids);
+    try {
+      await this.inner.writePoints(points, mode);
+    } finally {
+      this.values.delete(ids);
+    }
+  }
+
+  async importModel(model: ModelDocument): Promise<void> {
+    this.invalidateAll();
+    try {
+      await this.inner.importModel(model);
+    } finally {
+      this.invalidateAll();
+    }
+  }
+
+  /** Drops cached current values, e.g. when another replica wrote them. */
+  invalidateValues(ids: Iterable<string>): void {
+    this.values.delete(ids);
+  }
+
+  /** Drops everything cached, e.g. after a model change made elsewhere. */
+  invalidateAll(): void {
+    this.objects.clear();
+    this.objectTypes.clear();
+    this.relationshipTypes.clear();
+    this.values.clear();
+  }
+
+  /** Entries held per cache (for diagnostics and tests). */
+  sizes(): Record<CacheType, number> {
+    return {
+      object: this.objects.size,
+      type: this.objectTypes.size,
+      relationship_type: this.relationshipTypes.size,
+      value: this.values.size,
+    };
+  }
+}
