@@ -1,4 +1,4 @@
-import * as Sentry from "@sentry/node";
+import type * as SentrySdk from "@sentry/node";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { currentContext } from "./context.js";
 import { getLogger } from "./logger.js";
@@ -7,21 +7,25 @@ import type { TelemetryConfig } from "./telemetry-config.js";
 
 const log = getLogger("i3xd.telemetry");
 
-/** Sentry's integrations that must not run next to our own OpenTelemetry setup. */
-const CLASHING_INTEGRATIONS = new Set([
+/** Default integrations left out. */
+const EXCLUDED_INTEGRATIONS = new Set([
   // Decorates `request.opentelemetry` like @fastify/otel does: Fastify refuses the second decorator
   // (FST_ERR_DEC_ALREADY_PRESENT). 5xx are reported by our own hooks instead.
   "Fastify",
+  // Drops an event that looks like the previous one: the same fault hit by many requests would be reported
+  // once, and the other requests' ids would be nowhere in Sentry. Our hooks capture each 5xx exactly once.
+  "Dedupe",
   // Replaced below by a configured instance (process exits on an unhandled rejection, as without Sentry).
   "OnUnhandledRejection",
 ]);
 
 const kError = Symbol("i3xd.reportedError");
 
-let enabled = false;
+/** The SDK, loaded when reporting starts (importing it costs a quarter of a second of start-up). */
+let Sentry: typeof SentrySdk | undefined;
 
 export function errorReportingEnabled(): boolean {
-  return enabled;
+  return Sentry !== undefined;
 }
 
 /**
@@ -30,9 +34,11 @@ export function errorReportingEnabled(): boolean {
  * Sentry keeps out of OpenTelemetry: it neither registers a tracer provider (`enableOpenTelemetrySetup:
  * false`) nor instruments Fastify, so our own tracing pipeline stays the only one.
  */
-export function startErrorReporting(config: NonNullable<TelemetryConfig["sentry"]>): void {
-  if (enabled) return;
-  Sentry.init({
+export async function startErrorReporting(config: NonNullable<TelemetryConfig["sentry"]>): Promise<void> {
+  if (Sentry) return;
+  const sdk = await import("@sentry/node");
+  if (Sentry) return;
+  sdk.init({
     dsn: config.dsn,
     environment: config.environment,
     release: config.release,
@@ -41,11 +47,11 @@ export function startErrorReporting(config: NonNullable<TelemetryConfig["sentry"
     // Load-time module rewriting is only needed for frameworks we do not use.
     enableRuntimeChannelInjection: false,
     integrations: (defaults) => [
-      ...defaults.filter((i) => !CLASHING_INTEGRATIONS.has(i.name)),
-      Sentry.onUnhandledRejectionIntegration({ mode: "strict" }),
+      ...defaults.filter((i) => !EXCLUDED_INTEGRATIONS.has(i.name)),
+      sdk.onUnhandledRejectionIntegration({ mode: "strict" }),
     ],
     transport: (options) =>
-      Sentry.makeNodeTransport({
+      sdk.makeNodeTransport({
         ...options,
         // Sentry's transport queue is bounded (64 envelopes); what it cannot send is counted with the rest.
         recordDroppedEvent: (reason, category, count) => {
@@ -55,7 +61,7 @@ export function startErrorReporting(config: NonNullable<TelemetryConfig["sentry"
       }),
   });
   // Errors outside our 5xx hook (unhandled rejections inside a request) still get the request's id.
-  Sentry.addEventProcessor((event) => {
+  sdk.addEventProcessor((event) => {
     const ctx = currentContext();
     if (ctx !== undefined) {
       event.tags = { request_id: ctx.requestId, ...event.tags };
@@ -65,15 +71,16 @@ export function startErrorReporting(config: NonNullable<TelemetryConfig["sentry"
     }
     return event;
   });
-  enabled = true;
+  Sentry = sdk;
   log.info({ environment: config.environment, release: config.release }, "Error reports go to Sentry");
 }
 
 /** Sends what is queued (bounded by `deadlineMs`) and stops reporting. */
 export async function stopErrorReporting(deadlineMs: number): Promise<void> {
-  if (!enabled) return;
-  enabled = false;
-  await Sentry.close(deadlineMs).catch(() => false);
+  const sdk = Sentry;
+  if (!sdk) return;
+  Sentry = undefined;
+  await sdk.close(deadlineMs).catch(() => false);
 }
 
 /**
@@ -82,7 +89,7 @@ export async function stopErrorReporting(deadlineMs: number): Promise<void> {
  * reported.
  */
 export async function registerErrorReports(app: FastifyInstance): Promise<void> {
-  if (!enabled) return;
+  if (!Sentry) return;
   app.decorateRequest(kError, undefined);
 
   // onError runs before the error handler turns the error into an envelope: remember what went wrong.
@@ -100,13 +107,15 @@ export async function registerErrorReports(app: FastifyInstance): Promise<void> 
 type ReportedRequest = FastifyRequest & { [kError]?: unknown };
 
 function report(request: FastifyRequest, status: number, requestIdHeader: unknown): void {
+  const sdk = Sentry;
+  if (!sdk) return;
   const ctx = currentContext();
   const route = request.routeOptions.url ?? "unmatched";
   const requestId = ctx?.requestId ?? (typeof requestIdHeader === "string" ? requestIdHeader : undefined);
   const error =
     (request as ReportedRequest)[kError] ??
     new Error(`HTTP ${status} from ${request.method} ${route} without an exception`);
-  Sentry.withScope((scope) => {
+  sdk.withScope((scope) => {
     scope.setTags({
       route,
       method: request.method,
@@ -119,6 +128,6 @@ function report(request: FastifyRequest, status: number, requestIdHeader: unknow
     }
     if (ctx?.traceId !== undefined) scope.setTag("trace_id", ctx.traceId);
     scope.setTransactionName(`${request.method} ${route}`);
-    Sentry.captureException(error, { mechanism: { type: "i3xd.http", handled: true } });
+    sdk.captureException(error, { mechanism: { type: "i3xd.http", handled: true } });
   });
 }

@@ -3,7 +3,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import pino from "pino";
 import type { LogSink } from "./logger.js";
 import { getLogger } from "./logger.js";
-import { telemetryBuffered, telemetryDropped } from "./metrics.js";
+import { telemetryBuffered, telemetryDropped, telemetryShippingHeap } from "./metrics.js";
 import type { ShippingOptions, ShippingReport } from "./sinks/worker.js";
 import type { TelemetryConfig } from "./telemetry-config.js";
 
@@ -37,15 +37,9 @@ export function startLogShipping(config: TelemetryConfig): LogShipping | undefin
   if (config.logstash) options.logstash = { ...config.logstash };
 
   const here = fileURLToPath(import.meta.url);
-  const ext = path.extname(here);
-  const target = pathToFileURL(path.join(path.dirname(here), "sinks", `worker${ext}`)).href;
-  const transport = pino.transport({
-    target,
-    options,
-    // Running from TypeScript sources (tsx), the worker needs the same loader as this thread; pino drops
-    // preload flags for workers by default.
-    ...(ext === ".ts" ? { worker: { execArgv: process.execArgv } } : {}),
-  }) as TransportStream;
+  const entry = path.extname(here) === ".ts" ? "worker-from-source.mjs" : "worker.js";
+  const target = pathToFileURL(path.join(path.dirname(here), "sinks", entry)).href;
+  const transport = pino.transport({ target, options }) as TransportStream;
 
   const sinks = [config.loki && "loki", config.logstash && "logstash"].filter(
     (s): s is string => typeof s === "string",
@@ -58,6 +52,7 @@ export function startLogShipping(config: TelemetryConfig): LogShipping | undefin
   transport.on("telemetry", (report: ShippingReport) => {
     for (const [sink, n] of Object.entries(report.dropped)) if (n > 0) telemetryDropped.inc({ sink }, n);
     for (const [sink, n] of Object.entries(report.buffered)) telemetryBuffered.set({ sink }, n);
+    telemetryShippingHeap.set(report.heapUsed);
     for (const change of report.status) {
       if (change.up) log.info({ sink: change.sink }, `Log shipping to ${change.sink} recovered`);
       else {

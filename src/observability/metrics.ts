@@ -85,3 +85,9 @@ export const telemetryBuffered = new Gauge({
   labelNames: ["sink"] as const,
   registers: [registry],
 });
+
+export const telemetryShippingHeap = new Gauge({
+  name: "telemetry_shipping_heap_bytes",
+  help: "Heap used by the log shipping worker thread (not part of the process heap metrics)",
+  registers: [registry],
+});

@@ -20,9 +20,9 @@ export interface Telemetry {
 /** Tracing and Sentry are process-wide; they stop when the last server using them closes. */
 let users = 0;
 
-export function startTelemetry(config: TelemetryConfig): Telemetry {
-  if (config.tracing) startTracing(config.tracing);
-  if (config.sentry) startErrorReporting(config.sentry);
+export async function startTelemetry(config: TelemetryConfig): Promise<Telemetry> {
+  if (config.tracing) await startTracing(config.tracing);
+  if (config.sentry) await startErrorReporting(config.sentry);
   users++;
   const shipping: LogShipping | undefined = startLogShipping(config);
   let closing: Promise<void> | undefined;

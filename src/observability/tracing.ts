@@ -1,4 +1,4 @@
-import { FastifyOtelInstrumentation } from "@fastify/otel";
+import type { FastifyOtelInstrumentation } from "@fastify/otel";
 import {
   type Attributes,
   type Counter,
@@ -11,11 +11,8 @@ import {
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
-import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { OTLPTraceExporter as OtlpProtobufExporter } from "@opentelemetry/exporter-trace-otlp-proto";
-import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
-import { NodeSDK } from "@opentelemetry/sdk-node";
-import { BatchSpanProcessor, type BufferConfig } from "@opentelemetry/sdk-trace-base";
+import type { NodeSDK } from "@opentelemetry/sdk-node";
+import type { BufferConfig } from "@opentelemetry/sdk-trace-base";
 import {
   ATTR_CLIENT_ADDRESS,
   ATTR_NETWORK_PROTOCOL_VERSION,
@@ -53,9 +50,25 @@ export function tracingEnabled(): boolean {
  * variables itself: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (resource), OTEL_TRACES_SAMPLER(_ARG),
  * OTEL_PROPAGATORS, OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT/HEADERS/TIMEOUT/COMPRESSION, OTEL_BSP_*.
  */
-export function startTracing(config: NonNullable<TelemetryConfig["tracing"]>): void {
+export async function startTracing(config: NonNullable<TelemetryConfig["tracing"]>): Promise<void> {
   if (sdk) return;
-  const exporter = config.protocol === "http/json" ? new OtlpJsonExporter() : new OtlpProtobufExporter();
+  // Loaded only when tracing is on: the SDK alone adds about half a second to start-up.
+  const [
+    { NodeSDK },
+    { BatchSpanProcessor },
+    { defaultResource, resourceFromAttributes },
+    { FastifyOtelInstrumentation },
+  ] = await Promise.all([
+    import("@opentelemetry/sdk-node"),
+    import("@opentelemetry/sdk-trace-base"),
+    import("@opentelemetry/resources"),
+    import("@fastify/otel"),
+  ]);
+  if (sdk) return;
+  const exporter =
+    config.protocol === "http/json"
+      ? new (await import("@opentelemetry/exporter-trace-otlp-http")).OTLPTraceExporter()
+      : new (await import("@opentelemetry/exporter-trace-otlp-proto")).OTLPTraceExporter();
   // The span queue is bounded (OTEL_BSP_MAX_QUEUE_SIZE, default 2048); the processor reports what it drops,
   // and what an export loses, through its self-observability meter, which feeds telemetry_dropped_total.
   const bufferConfig: BufferConfig & { selfObsMeterProvider: MeterProvider } = {

@@ -17,12 +17,12 @@ export interface Receiver {
 /** Polls until `get` returns something truthy, or fails after `timeoutMs` naming `what`. */
 export async function waitFor<T>(
   what: string,
-  get: () => T | undefined | false,
+  get: () => T | undefined | false | Promise<T | undefined | false>,
   timeoutMs = 15_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const v = get();
+    const v = await get();
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
@@ -255,7 +255,9 @@ export async function startSentryReceiver() {
     res.end("{}");
   });
   const envelopes = () =>
-    base.requests.filter((r) => /\/api\/\d+\/envelope\/?$/.test(r.path)).map((r) => parseEnvelope(r.body));
+    base.requests
+      .filter((r) => /\/api\/\d+\/envelope\/?(\?|$)/.test(r.path))
+      .map((r) => parseEnvelope(r.body));
   /** Error events (item type `event`), one entry per envelope item. */
   const events = () =>
     envelopes().flatMap((items) => items.filter((i) => i.type === "event").map((i) => i.payload));

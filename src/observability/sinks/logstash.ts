@@ -13,6 +13,7 @@ export interface LogstashSinkOptions {
 }
 
 const LINES_PER_WRITE = 512;
+const CHARS_PER_WRITE = 64 * 1024;
 
 /**
  * Newline-delimited JSON over TCP, for Logstash's `tcp` input with the `json_lines` codec. One connection,
@@ -135,7 +136,7 @@ export class LogstashSink implements LineSink {
     const socket = this.socket;
     if (!this.connected || socket === undefined) return;
     while (this.queue.length > 0 && socket.writableLength < this.highWater) {
-      const lines = this.queue.take(LINES_PER_WRITE);
+      const lines = this.queue.take(LINES_PER_WRITE, CHARS_PER_WRITE);
       const n = lines.length;
       this.unacked += n;
       socket.write(`${lines.join("\n")}\n`, (err) => {

@@ -13,6 +13,8 @@ export interface LokiSinkOptions {
   bufferMax: number;
   /** Most lines per push request. */
   batchMax?: number;
+  /** Most characters of log lines per push request (Loki limits the request size). */
+  batchMaxChars?: number;
   /** How long a line may wait for more to fill its batch, ms. */
   batchIntervalMs?: number;
   /** One push request's time limit, ms. */
@@ -32,6 +34,7 @@ export class LokiSink implements LineSink {
   readonly name = "loki";
   private readonly queue: LineQueue;
   private readonly batchMax: number;
+  private readonly batchMaxChars: number;
   private readonly intervalMs: number;
   private readonly timeoutMs: number;
   private readonly headers: Record<string, string>;
@@ -53,7 +56,9 @@ export class LokiSink implements LineSink {
     private readonly onStatus: SinkStatusListener = () => {},
   ) {
     this.queue = new LineQueue(options.bufferMax);
-    this.batchMax = options.batchMax ?? 1000;
+    // The batch in flight comes on top of the queue, so it is never larger than the queue's bound.
+    this.batchMax = Math.min(options.batchMax ?? 1000, options.bufferMax);
+    this.batchMaxChars = options.batchMaxChars ?? 1024 * 1024;
     this.intervalMs = options.batchIntervalMs ?? 1000;
     this.timeoutMs = options.requestTimeoutMs ?? 10_000;
     this.headers = { "content-type": "application/json" };
@@ -141,7 +146,7 @@ export class LokiSink implements LineSink {
   /** Sends the pending batch (or the next one). False when it should be retried later. */
   private async sendOnce(deadline: number): Promise<boolean> {
     if (this.pending === undefined) {
-      const lines = this.queue.take(this.batchMax);
+      const lines = this.queue.take(this.batchMax, this.batchMaxChars);
       if (lines.length === 0) return true;
       this.pending = { lines: lines.length, body: this.encode(lines) };
     }

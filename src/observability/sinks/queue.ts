@@ -28,16 +28,22 @@ export class LineQueue {
     this.count++;
   }
 
-  /** Removes and returns the oldest `n` lines (fewer when fewer are queued). */
-  take(n: number): string[] {
-    const k = Math.min(n, this.count);
-    const out: string[] = new Array(k);
-    for (let i = 0; i < k; i++) {
-      out[i] = this.items[this.head] as string;
+  /**
+   * Removes and returns the oldest lines: at most `n`, and no more once they add up to `maxChars`
+   * (at least one line is returned when any is queued, however long).
+   */
+  take(n: number, maxChars = Number.POSITIVE_INFINITY): string[] {
+    const out: string[] = [];
+    let chars = 0;
+    while (out.length < n && this.count > 0) {
+      const line = this.items[this.head] as string;
+      if (out.length > 0 && chars + line.length > maxChars) break;
+      chars += line.length;
+      out.push(line);
       this.items[this.head] = undefined;
       this.head = (this.head + 1) % this.capacity;
+      this.count--;
     }
-    this.count -= k;
     return out;
   }
 

@@ -1,4 +1,5 @@
 import { Writable } from "node:stream";
+import { getHeapStatistics } from "node:v8";
 import { parentPort } from "node:worker_threads";
 import { LogstashSink, type LogstashSinkOptions } from "./logstash.js";
 import { LokiSink, type LokiSinkOptions } from "./loki.js";
@@ -28,6 +29,8 @@ export interface ShippingReport {
   buffered: Record<string, number>;
   /** Reachability changes since the previous report. */
   status: { sink: string; up: boolean; detail: string }[];
+  /** Bytes used by this worker thread's heap (its own V8 isolate, not in the process's heap metrics). */
+  heapUsed: number;
 }
 
 export default async function shippingTransport(options: ShippingOptions): Promise<Writable> {
@@ -42,8 +45,14 @@ export default async function shippingTransport(options: ShippingOptions): Promi
   }
 
   let lastBuffered = "";
+  let lastHeap = 0;
   const report = () => {
-    const out: ShippingReport = { dropped: {}, buffered: {}, status: statusChanges.splice(0) };
+    const out: ShippingReport = {
+      dropped: {},
+      buffered: {},
+      status: statusChanges.splice(0),
+      heapUsed: getHeapStatistics().used_heap_size,
+    };
     let any = out.status.length > 0;
     for (const sink of sinks) {
       const dropped = sink.takeDropped();
@@ -54,6 +63,8 @@ export default async function shippingTransport(options: ShippingOptions): Promi
     const buffered = JSON.stringify(out.buffered);
     if (buffered !== lastBuffered) any = true;
     lastBuffered = buffered;
+    if (Math.abs(out.heapUsed - lastHeap) > 1024 * 1024) any = true;
+    if (any) lastHeap = out.heapUsed;
     // thread-stream re-emits `EVENT` messages on the main thread's stream object.
     if (any) parentPort?.postMessage({ code: "EVENT", name: "telemetry", args: [out] });
   };

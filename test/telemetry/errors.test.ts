@@ -1,0 +1,148 @@
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ChildServer, startChildServer } from "./child.js";
+import { startOtlpReceiver, startSentryReceiver, waitFor } from "./receivers.js";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const SERVER = 2;
+
+describe("Sentry error reports, next to our own OpenTelemetry tracing", () => {
+  let sentry: Awaited<ReturnType<typeof startSentryReceiver>>;
+  let otlp: Awaited<ReturnType<typeof startOtlpReceiver>>;
+  let server: ChildServer;
+  const statuses: Record<string, number> = {};
+
+  beforeAll(async () => {
+    sentry = await startSentryReceiver();
+    otlp = await startOtlpReceiver();
+    server = await startChildServer({
+      SENTRY_DSN: sentry.dsn,
+      SENTRY_ENVIRONMENT: "acceptance",
+      // Sentry's own tracing fully on: it must still leave request spans to our pipeline.
+      SENTRY_TRACES_SAMPLE_RATE: "1",
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_BSP_SCHEDULE_DELAY: "100",
+      I3XD_TEST_FAULTS: "1",
+    });
+
+    // The same fault three times: three requests, three reports (Sentry would merge look-alikes by default).
+    for (const n of [1, 2, 3]) {
+      const fault = await fetch(`${server.url}/v1/_test/fault`, {
+        method: "POST",
+        headers: { "x-request-id": `fault-request-${n}` },
+      });
+      statuses[`fault${n}`] = fault.status;
+    }
+    statuses.notFound = (
+      await fetch(`${server.url}/v1/no-such-endpoint`, { headers: { "x-request-id": "nf-1" } })
+    ).status;
+    statuses.badRequest = (
+      await fetch(`${server.url}/v1/objects/value`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-request-id": "bad-1" },
+        body: "{not json",
+      })
+    ).status;
+    statuses.ok = (
+      await fetch(`${server.url}/v1/objects/list`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ elementIds: ["pump-101"] }),
+      })
+    ).status;
+    // Graceful shutdown flushes Sentry's queue: after it, every report that will ever arrive has arrived.
+    statuses.exit = (await server.stop()) ?? -1;
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await sentry?.close();
+    await otlp?.close();
+  });
+
+  it("starts cleanly with both (no Fastify decorator clash) and serves every request as usual", () => {
+    expect(server.stderr()).not.toContain("FST_ERR_DEC_ALREADY_PRESENT");
+    expect(statuses).toEqual({
+      fault1: 500,
+      fault2: 500,
+      fault3: 500,
+      notFound: 404,
+      badRequest: 400,
+      ok: 200,
+      exit: 0,
+    });
+  });
+
+  it("reports each 5xx exactly once, with the exception and the request's id, route, method and status", () => {
+    const events = sentry.events();
+    expect(events.map((e) => e.tags?.request_id).sort()).toEqual([
+      "fault-request-1",
+      "fault-request-2",
+      "fault-request-3",
+    ]);
+    const event = events.find((e) => e.tags.request_id === "fault-request-1");
+    expect(event.exception.values[0]).toMatchObject({
+      type: "Error",
+      value: "Fault injected by POST /v1/_test/fault",
+    });
+    expect(event.exception.values[0].stacktrace.frames.length).toBeGreaterThan(0);
+    expect(event.tags).toMatchObject({
+      request_id: "fault-request-1",
+      route: "/v1/_test/fault",
+      method: "POST",
+      status_code: "500",
+    });
+    expect(event.tags.trace_id).toMatch(/^[0-9a-f]{32}$/);
+    expect(event.environment).toBe("acceptance");
+    expect(event.release).toMatch(/^i3xd@\d+\.\d+\.\d+/);
+  });
+
+  it("never reports 4xx", () => {
+    const ids = sentry.events().map((e) => e.tags?.request_id);
+    expect(ids).not.toContain("nf-1");
+    expect(ids).not.toContain("bad-1");
+  });
+
+  it("leaves tracing to our pipeline: the failed request's server span reached the OTLP receiver", async () => {
+    const traceId = sentry.events().find((e) => e.tags.request_id === "fault-request-1").tags.trace_id;
+    const serverSpan = await waitFor("the fault's server span", () =>
+      otlp.spans().find((s) => s.traceId === traceId && s.kind === SERVER),
+    );
+    expect(serverSpan?.name).toBe("POST /v1/_test/fault");
+    expect(serverSpan?.attributes["http.response.status_code"]).toBe(500);
+    expect(serverSpan?.statusCode).toBe(2);
+    expect(serverSpan?.attributes["request.id"]).toBe("fault-request-1");
+  });
+});
+
+describe("Sentry and unhandled errors", () => {
+  for (const kind of ["rejection", "exception"] as const) {
+    it(`reports an unhandled ${kind} exactly once, with the request id, and the process still ends`, async () => {
+      const sentry = await startSentryReceiver();
+      try {
+        const child = spawn(process.execPath, ["--import", "tsx", "test/telemetry/fixtures/crash.ts", kind], {
+          cwd: ROOT,
+          env: { PATH: process.env.PATH ?? "", SENTRY_DSN: sentry.dsn, LOG_LEVEL: "silent" },
+          stdio: ["ignore", "ignore", "pipe"],
+        });
+        let stderr = "";
+        child.stderr?.on("data", (c: Buffer) => {
+          stderr += c.toString();
+        });
+        const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
+        expect(code, stderr).not.toBe(0);
+        const events = sentry.events();
+        expect(events).toHaveLength(1);
+        const message = kind === "rejection" ? "Rejected and never handled" : "Thrown and never caught";
+        expect(events[0].exception.values[0].value).toBe(message);
+        expect(events[0].exception.values[0].mechanism.handled).toBe(false);
+        expect(events[0].tags.request_id).toBe(`crash-${kind}`);
+        expect(events[0].user?.id).toBe("operator-7");
+      } finally {
+        await sentry.close();
+      }
+    });
+  }
+});
