@@ -1,4 +1,11 @@
-import type { Namespace, ObjectRecord, ObjectType, Relationship, RelationshipType, Vqt } from "../domain/model.js";
+import type {
+  Namespace,
+  ObjectRecord,
+  ObjectType,
+  Relationship,
+  RelationshipType,
+  Vqt,
+} from "../domain/model.js";
 import type { ModelDocument } from "../model/format.js";
 
 /** One VQT point to store. `tsUs` is the parsed `vqt.timestamp` (microseconds since the epoch). */

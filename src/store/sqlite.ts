@@ -1,0 +1,406 @@
+import fs from "node:fs";
+import path from "node:path";
+import Database from "better-sqlite3";
+import {
+  HAS_CHILDREN,
+  HAS_COMPONENT,
+  HAS_PARENT,
+  type Namespace,
+  type ObjectRecord,
+  type ObjectType,
+  type Quality,
+  type Relationship,
+  type RelationshipType,
+  type Vqt,
+} from "../domain/model.js";
+import { formatTimestampUs, parseTimestampUs } from "../domain/time.js";
+import type { ModelDocument, ModelValue } from "../model/format.js";
+import { getLogger } from "../observability/logger.js";
+import { SQLITE_MIGRATIONS } from "./migrations/sqlite.js";
+import type { HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
+
+const log = getLogger("i3xd.store");
+
+type Row = Record<string, unknown>;
+type Statement = Database.Statement<unknown[], Row>;
+
+/**
+ * The embedded default store. better-sqlite3 is synchronous, which on one connection is the fastest way
+ * to reach SQLite: no thread hop, statements prepared once. WAL with synchronous=NORMAL survives a process
+ * kill (the WAL is written before a commit returns; only an OS crash or power loss can lose the last
+ * transactions), so a write acknowledged with 200 is on disk for a SIGKILLed server.
+ */
+export class SqliteStore implements Store {
+  readonly kind = "sqlite" as const;
+  private db: Database.Database;
+  private inode: number | undefined;
+  private stmts!: ReturnType<SqliteStore["prepare"]>;
+
+  constructor(private readonly file: string) {
+    this.db = this.open();
+  }
+
+  private open(): Database.Database {
+    if (this.file !== ":memory:") fs.mkdirSync(path.dirname(this.file), { recursive: true });
+    const db = new Database(this.file);
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = NORMAL");
+    db.pragma("busy_timeout = 5000");
+    db.pragma("foreign_keys = ON");
+    this.inode = this.file === ":memory:" ? undefined : fs.statSync(this.file).ino;
+    return db;
+  }
+
+  async init(): Promise<void> {
+    this.migrate();
+    this.stmts = this.prepare();
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma("user_version", { simple: true }) as number;
+    for (const migration of SQLITE_MIGRATIONS) {
+      if (migration.version <= current) continue;
+      this.db.transaction(() => {
+        this.db.exec(migration.sql);
+        this.db.pragma(`user_version = ${migration.version}`);
+      })();
+      log.info({ version: migration.version, name: migration.name }, "Applied store migration");
+    }
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      isEmpty: db.prepare(
+        "SELECT (SELECT count(*) FROM object_types) + (SELECT count(*) FROM objects) AS n",
+      ) as Statement,
+      namespaces: db.prepare("SELECT uri, display_name FROM namespaces ORDER BY rowid") as Statement,
+      objectTypesAll: db.prepare("SELECT * FROM object_types ORDER BY rowid") as Statement,
+      objectTypesByNs: db.prepare(
+        "SELECT * FROM object_types WHERE namespace_uri = ? ORDER BY rowid",
+      ) as Statement,
+      objectTypesByIds: db.prepare(
+        "SELECT * FROM object_types WHERE element_id IN (SELECT value FROM json_each(?))",
+      ) as Statement,
+      relTypesAll: db.prepare("SELECT * FROM relationship_types ORDER BY rowid") as Statement,
+      relTypesByNs: db.prepare(
+        "SELECT * FROM relationship_types WHERE namespace_uri = ? ORDER BY rowid",
+      ) as Statement,
+      relTypesByIds: db.prepare(
+        "SELECT * FROM relationship_types WHERE element_id IN (SELECT value FROM json_each(?))",
+      ) as Statement,
+      objectsFiltered: db.prepare(
+        `SELECT * FROM objects
+          WHERE (@type IS NULL OR type_element_id = @type)
+            AND (@root IS NULL OR (@root = 1 AND parent_id IS NULL) OR (@root = 0 AND parent_id IS NOT NULL))
+          ORDER BY rowid`,
+      ) as Statement,
+      objectsByIds: db.prepare(
+        "SELECT * FROM objects WHERE element_id IN (SELECT value FROM json_each(?))",
+      ) as Statement,
+      relsBySources: db.prepare(
+        `SELECT source_id, relationship_type, target_id FROM relationships
+          WHERE source_id IN (SELECT value FROM json_each(?)) ORDER BY source_id, relationship_type, target_id`,
+      ) as Statement,
+      relsBySourcesAndType: db.prepare(
+        `SELECT source_id, relationship_type, target_id FROM relationships
+          WHERE source_id IN (SELECT value FROM json_each(?)) AND relationship_type = ?
+          ORDER BY source_id, target_id`,
+      ) as Statement,
+      currentByIds: db.prepare(
+        "SELECT element_id, ts_us, value, quality FROM current_values WHERE element_id IN (SELECT value FROM json_each(?))",
+      ) as Statement,
+      historyRange: db
+        .prepare(
+          `SELECT ts_us, value, quality FROM history
+            WHERE element_id = ? AND ts_us >= ? AND ts_us <= ? ORDER BY ts_us LIMIT ?`,
+        )
+        .raw(true) as unknown as Database.Statement<unknown[], [number, string, Quality]>,
+      upsertCurrent: db.prepare(
+        `INSERT INTO current_values (element_id, ts_us, value, quality) VALUES (?, ?, ?, ?)
+          ON CONFLICT(element_id) DO UPDATE SET ts_us = excluded.ts_us, value = excluded.value, quality = excluded.quality`,
+      ),
+      upsertCurrentIfNewer: db.prepare(
+        `INSERT INTO current_values (element_id, ts_us, value, quality) VALUES (?, ?, ?, ?)
+          ON CONFLICT(element_id) DO UPDATE SET ts_us = excluded.ts_us, value = excluded.value, quality = excluded.quality
+          WHERE excluded.ts_us >= current_values.ts_us`,
+      ),
+      putHistory: db.prepare(
+        "INSERT OR REPLACE INTO history (element_id, ts_us, value, quality) VALUES (?, ?, ?, ?)",
+      ),
+      upsertNamespace: db.prepare(
+        `INSERT INTO namespaces (uri, display_name) VALUES (?, ?)
+          ON CONFLICT(uri) DO UPDATE SET display_name = excluded.display_name`,
+      ),
+      upsertObjectType: db.prepare(
+        `INSERT INTO object_types (element_id, display_name, namespace_uri, source_type_id, version, schema, related)
+          VALUES (@elementId, @displayName, @namespaceUri, @sourceTypeId, @version, @schema, @related)
+          ON CONFLICT(element_id) DO UPDATE SET display_name = excluded.display_name,
+            namespace_uri = excluded.namespace_uri, source_type_id = excluded.source_type_id,
+            version = excluded.version, schema = excluded.schema, related = excluded.related`,
+      ),
+      upsertRelType: db.prepare(
+        `INSERT INTO relationship_types (element_id, display_name, namespace_uri, relationship_id, reverse_of)
+          VALUES (@elementId, @displayName, @namespaceUri, @relationshipId, @reverseOf)
+          ON CONFLICT(element_id) DO UPDATE SET display_name = excluded.display_name,
+            namespace_uri = excluded.namespace_uri, relationship_id = excluded.relationship_id,
+            reverse_of = excluded.reverse_of`,
+      ),
+      upsertObject: db.prepare(
+        `INSERT INTO objects (element_id, display_name, type_element_id, parent_id, is_extended, description,
+            system, schema_extensions)
+          VALUES (@elementId, @displayName, @typeElementId, @parentId, @isExtended, @description, @system,
+            @schemaExtensions)
+          ON CONFLICT(element_id) DO UPDATE SET display_name = excluded.display_name,
+            type_element_id = excluded.type_element_id, parent_id = excluded.parent_id,
+            is_extended = excluded.is_extended, description = excluded.description, system = excluded.system,
+            schema_extensions = excluded.schema_extensions`,
+      ),
+      deleteHierarchyEdges: db.prepare(
+        `DELETE FROM relationships
+          WHERE (source_id = ? AND relationship_type = '${HAS_PARENT}')
+             OR (target_id = ? AND relationship_type = '${HAS_CHILDREN}')`,
+      ),
+      insertEdge: db.prepare(
+        "INSERT OR IGNORE INTO relationships (source_id, relationship_type, target_id) VALUES (?, ?, ?)",
+      ),
+      refreshComposition: db.prepare(
+        `UPDATE objects SET is_composition = EXISTS (
+            SELECT 1 FROM relationships r WHERE r.source_id = objects.element_id AND r.relationship_type = '${HAS_COMPONENT}')`,
+      ),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  async ping(): Promise<void> {
+    if (this.file !== ":memory:") {
+      let ino: number;
+      try {
+        ino = fs.statSync(this.file).ino;
+      } catch {
+        throw new Error(`SQLite database file ${this.file} is missing`);
+      }
+      // An open handle keeps working on an unlinked file: reopen when the path now names another file.
+      if (!this.db.open || ino !== this.inode) this.reopen();
+    } else if (!this.db.open) {
+      throw new Error("SQLite database is closed");
+    }
+    this.db.prepare("SELECT 1").get();
+  }
+
+  private reopen(): void {
+    if (this.db.open) this.db.close();
+    this.db = this.open();
+    this.migrate();
+    this.stmts = this.prepare();
+    log.warn({ file: this.file }, "Reopened the SQLite database");
+  }
+
+  connectionCount(): number {
+    return this.db.open ? 1 : 0;
+  }
+
+  async isEmpty(): Promise<boolean> {
+    return (this.stmts.isEmpty.get() as { n: number }).n === 0;
+  }
+
+  async listNamespaces(): Promise<Namespace[]> {
+    return this.stmts.namespaces
+      .all()
+      .map((r) => ({ uri: r.uri as string, displayName: r.display_name as string }));
+  }
+
+  async listObjectTypes(namespaceUri?: string): Promise<ObjectType[]> {
+    const rows =
+      namespaceUri === undefined
+        ? this.stmts.objectTypesAll.all()
+        : this.stmts.objectTypesByNs.all(namespaceUri);
+    return rows.map(toObjectType);
+  }
+
+  async getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
+    return byId(this.stmts.objectTypesByIds.all(JSON.stringify(ids)), toObjectType);
+  }
+
+  async listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]> {
+    const rows =
+      namespaceUri === undefined ? this.stmts.relTypesAll.all() : this.stmts.relTypesByNs.all(namespaceUri);
+    return rows.map(toRelationshipType);
+  }
+
+  async getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>> {
+    return byId(this.stmts.relTypesByIds.all(JSON.stringify(ids)), toRelationshipType);
+  }
+
+  async listObjects(filter: { typeElementId?: string; root?: boolean } = {}): Promise<ObjectRecord[]> {
+    const root = filter.root === undefined ? null : filter.root ? 1 : 0;
+    return this.stmts.objectsFiltered.all({ type: filter.typeElementId ?? null, root }).map(toObject);
+  }
+
+  async getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
+    return byId(this.stmts.objectsByIds.all(JSON.stringify(ids)), toObject);
+  }
+
+  async getRelationships(sourceIds: readonly string[], relationshipType?: string): Promise<Relationship[]> {
+    const rows =
+      relationshipType === undefined
+        ? this.stmts.relsBySources.all(JSON.stringify(sourceIds))
+        : this.stmts.relsBySourcesAndType.all(JSON.stringify(sourceIds), relationshipType);
+    return rows.map((r) => ({
+      sourceId: r.source_id as string,
+      relationshipType: r.relationship_type as string,
+      targetId: r.target_id as string,
+    }));
+  }
+
+  async getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
+    const out = new Map<string, Vqt>();
+    for (const r of this.stmts.currentByIds.all(JSON.stringify(ids))) {
+      out.set(r.element_id as string, {
+        value: JSON.parse(r.value as string),
+        quality: r.quality as Quality,
+        timestamp: formatTimestampUs(r.ts_us as number),
+      });
+    }
+    return out;
+  }
+
+  async getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
+    const out = new Map<string, HistorySlice>();
+    // One indexed range scan per element on the (element_id, ts_us) primary key; in-process, so the
+    // per-element statement costs no round trip.
+    for (const id of new Set(ids)) {
+      const rows = this.stmts.historyRange.all(id, range.startUs, range.endUs, range.limitPerElement + 1);
+      const truncated = rows.length > range.limitPerElement;
+      const n = truncated ? range.limitPerElement : rows.length;
+      const points: Vqt[] = new Array(n);
+      for (let i = 0; i < n; i++) {
+        const row = rows[i];
+        points[i] = { value: JSON.parse(row[1]), quality: row[2], timestamp: formatTimestampUs(row[0]) };
+      }
+      out.set(id, { points, truncated });
+    }
+    return out;
+  }
+
+  async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
+    if (points.length === 0) return;
+    this.db.transaction(() => this.putPoints(points, mode))();
+  }
+
+  private putPoints(points: readonly PointWrite[], mode: WriteMode): void {
+    const current = mode === "current" ? this.stmts.upsertCurrent : this.stmts.upsertCurrentIfNewer;
+    for (const p of points) {
+      const value = JSON.stringify(p.vqt.value ?? null);
+      this.stmts.putHistory.run(p.elementId, p.tsUs, value, p.vqt.quality);
+      current.run(p.elementId, p.tsUs, value, p.vqt.quality);
+    }
+  }
+
+  async importModel(model: ModelDocument): Promise<void> {
+    const s = this.stmts;
+    this.db.transaction(() => {
+      for (const ns of model.namespaces) s.upsertNamespace.run(ns.uri, ns.displayName);
+      for (const t of model.objectTypes) {
+        s.upsertObjectType.run({
+          elementId: t.elementId,
+          displayName: t.displayName,
+          namespaceUri: t.namespaceUri,
+          sourceTypeId: t.sourceTypeId ?? t.elementId,
+          version: t.version ?? null,
+          schema: JSON.stringify(t.schema),
+          related: t.related ? JSON.stringify(t.related) : null,
+        });
+      }
+      for (const t of model.relationshipTypes) s.upsertRelType.run(t);
+      for (const o of model.objects) {
+        s.upsertObject.run({
+          elementId: o.elementId,
+          displayName: o.displayName,
+          typeElementId: o.typeElementId,
+          parentId: o.parentId ?? null,
+          isExtended: o.isExtended ? 1 : 0,
+          description: o.description ?? null,
+          system: o.system ? JSON.stringify(o.system) : null,
+          schemaExtensions: o.schemaExtensions ? JSON.stringify(o.schemaExtensions) : null,
+        });
+        // The hierarchy follows parentId: replace whatever an earlier import said about this object.
+        s.deleteHierarchyEdges.run(o.elementId, o.elementId);
+        if (o.parentId) {
+          s.insertEdge.run(o.elementId, HAS_PARENT, o.parentId);
+          s.insertEdge.run(o.parentId, HAS_CHILDREN, o.elementId);
+        }
+      }
+      if (model.relationships?.length) {
+        const reverse = new Map<string, string>();
+        for (const t of this.stmts.relTypesAll.all().map(toRelationshipType))
+          reverse.set(t.elementId, t.reverseOf);
+        for (const r of model.relationships) {
+          s.insertEdge.run(r.sourceId, r.relationshipType, r.targetId);
+          const back = reverse.get(r.relationshipType);
+          if (back) s.insertEdge.run(r.targetId, back, r.sourceId);
+        }
+      }
+      s.refreshComposition.run();
+      if (model.history?.length) this.putPoints(model.history.map(toPointWrite), "history");
+      if (model.values?.length) this.putPoints(model.values.map(toPointWrite), "current");
+    })();
+  }
+}
+
+function toPointWrite(v: ModelValue): PointWrite {
+  const tsUs = parseTimestampUs(v.timestamp);
+  if (tsUs === null) throw new Error(`invalid timestamp for ${v.elementId}: ${v.timestamp}`);
+  return {
+    elementId: v.elementId,
+    tsUs,
+    vqt: { value: v.value ?? null, quality: v.quality ?? "Good", timestamp: formatTimestampUs(tsUs) },
+  };
+}
+
+function byId<T>(rows: Row[], map: (r: Row) => T): Map<string, T> {
+  const out = new Map<string, T>();
+  for (const r of rows) out.set(r.element_id as string, map(r));
+  return out;
+}
+
+function toObjectType(r: Row): ObjectType {
+  const t: ObjectType = {
+    elementId: r.element_id as string,
+    displayName: r.display_name as string,
+    namespaceUri: r.namespace_uri as string,
+    sourceTypeId: r.source_type_id as string,
+    schema: JSON.parse(r.schema as string),
+  };
+  if (r.version !== null) t.version = r.version as string;
+  if (r.related !== null) t.related = JSON.parse(r.related as string);
+  return t;
+}
+
+function toRelationshipType(r: Row): RelationshipType {
+  return {
+    elementId: r.element_id as string,
+    displayName: r.display_name as string,
+    namespaceUri: r.namespace_uri as string,
+    relationshipId: r.relationship_id as string,
+    reverseOf: r.reverse_of as string,
+  };
+}
+
+function toObject(r: Row): ObjectRecord {
+  const o: ObjectRecord = {
+    elementId: r.element_id as string,
+    displayName: r.display_name as string,
+    typeElementId: r.type_element_id as string,
+    parentId: (r.parent_id as string | null) ?? null,
+    isComposition: r.is_composition === 1,
+    isExtended: r.is_extended === 1,
+  };
+  if (r.description !== null) o.description = r.description as string;
+  if (r.system !== null) o.system = JSON.parse(r.system as string);
+  if (r.schema_extensions !== null) o.schemaExtensions = JSON.parse(r.schema_extensions as string);
+  return o;
+}
