@@ -9,6 +9,7 @@ import {
   subscriptionQueuedUpdates,
   subscriptionsActive,
 } from "../observability/metrics.js";
+import { traceDelivery } from "../observability/tracing.js";
 import type { Store } from "../store/store.js";
 import type { ChangeFeed, ValueChange } from "./changes.js";
 import { planDepth, walkComposition } from "./composition.js";
@@ -553,7 +554,8 @@ export class SubscriptionService {
         chunk = sub.pending.take(EVENT_MAX_UPDATES);
       }
       delta -= chunk.length;
-      if (!stream.sink.deliver(chunk)) stream.blocked = true;
+      if (!traceDelivery(shortId(sub.id), chunk.length, () => stream.sink.deliver(chunk)))
+        stream.blocked = true;
     }
     if (sub.pending.length === 0) sub.pendingLost = false;
     this.adjustQueued(delta);
