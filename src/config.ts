@@ -1,5 +1,5 @@
 import path from "node:path";
-import { type TelemetryConfig, loadTelemetryConfig } from "./observability/telemetry-config.js";
+import { loadTelemetryConfig, type TelemetryConfig } from "./observability/telemetry-config.js";
 
 /**
  * The whole configuration, read once from the environment and validated. Every variable is documented in
@@ -50,6 +50,38 @@ export interface Config {
   sseHeartbeatSeconds: number;
   /** Traces (OTLP), error reports (Sentry), log shipping (Loki, Logstash); each off unless configured. */
   telemetry: TelemetryConfig;
+  /**
+   * API keys are required (non-loopback address, NODE_ENV=production or I3XD_AUTH=required); the server
+   * then refuses to start without keys. Otherwise keys are enforced only when some exist at start-up.
+   */
+  authRequired: boolean;
+  /** Why authentication is required, for the start-up log and the refusal message. */
+  authRequiredReason: string | undefined;
+  /** JSON file of hashed API keys, written by `i3xd keys create` (default `<dataDir>/keys.json`). */
+  keysFile: string;
+  /** I3XD_KEYS_FILE was given: the file must then exist. */
+  keysFileExplicit: boolean;
+  /** Hashed API key entries from the environment (a JSON list), next to the keys file. */
+  apiKeys: string | undefined;
+  /** Bearer token that `GET /metrics` requires, when set. */
+  metricsToken: string | undefined;
+  /** Serve `/metrics` on this port (its own listener) instead of the API port. */
+  metricsPort: number | undefined;
+  /** Address of the metrics listener. */
+  metricsHost: string;
+  /** PEM certificate (chain) and private key files; both set turns on HTTPS (TLS 1.2 or newer). */
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  /** Largest accepted request header block, bytes (larger: 431). */
+  maxHeaderSize: number;
+  /** Longest time a client may take to send a whole request (headers and body), ms. */
+  requestTimeoutMs: number;
+  /** Most concurrently open SSE streams per API key (per client address when running open). */
+  maxStreamsPerKey: number;
+  /** Requests per window per API key (per client address when running open); 0 turns the limit off. */
+  rateLimitMax: number;
+  /** The rate limit's window, ms. */
+  rateLimitWindowMs: number;
 }
 
 export class ConfigError extends Error {
@@ -101,6 +133,36 @@ export function stringVar(env: Env, name: string, fallback?: string): string | u
   return read(env, name) ?? fallback;
 }
 
+/** A duration: a number of seconds, or with a unit: `500ms`, `30s`, `1m`, `2h`. Returns milliseconds. */
+export function durationMsVar(
+  env: Env,
+  name: string,
+  fallbackMs: number,
+  minMs: number,
+  maxMs: number,
+): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallbackMs;
+  const m = /^(\d+)\s*(ms|s|m|h)?$/i.exec(raw);
+  if (!m) throw new ConfigError(`${name} must be a duration such as 60, 30s, 1m or 500ms, got "${raw}"`);
+  const unit = (m[2] ?? "s").toLowerCase();
+  const n = Number(m[1]) * (unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60_000 : 3_600_000);
+  if (n < minMs || n > maxMs)
+    throw new ConfigError(`${name} must be between ${minMs} ms and ${maxMs} ms, got ${n} ms`);
+  return n;
+}
+
+/** True for addresses that only this machine can reach. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
+  return (
+    h === "localhost" ||
+    h === "::1" ||
+    /^127\.\d+\.\d+\.\d+$/.test(h) ||
+    /^::ffff:127\.\d+\.\d+\.\d+$/.test(h)
+  );
+}
+
 /** A size in bytes, optionally with a binary unit: `10485760`, `512k`, `10m`, `1g` (also `10MiB`, `10MB`). */
 export function byteSizeVar(env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = read(env, name);
@@ -149,5 +211,75 @@ export function loadConfig(env: Env = process.env): Config {
     maxSubscriptions: intVar(env, "I3XD_MAX_SUBSCRIPTIONS", 10_000, 1, 10_000_000),
     sseHeartbeatSeconds: intVar(env, "I3XD_SSE_HEARTBEAT_SECONDS", 15, 1, 3600),
     telemetry: loadTelemetryConfig(env),
+    ...loadSecurityConfig(env, host),
+  };
+}
+
+type SecurityConfig = Pick<
+  Config,
+  | "authRequired"
+  | "authRequiredReason"
+  | "keysFile"
+  | "keysFileExplicit"
+  | "apiKeys"
+  | "metricsToken"
+  | "metricsPort"
+  | "metricsHost"
+  | "tlsCert"
+  | "tlsKey"
+  | "maxHeaderSize"
+  | "requestTimeoutMs"
+  | "maxStreamsPerKey"
+  | "rateLimitMax"
+  | "rateLimitWindowMs"
+>;
+
+function loadSecurityConfig(env: Env, host: string): SecurityConfig {
+  const auth = enumVar(env, "I3XD_AUTH", ["auto", "required"] as const, "auto");
+  const authRequiredReason =
+    auth === "required"
+      ? "I3XD_AUTH=required"
+      : read(env, "NODE_ENV") === "production"
+        ? "NODE_ENV=production"
+        : !isLoopbackHost(host)
+          ? `listening on the non-loopback address ${host}`
+          : undefined;
+  const tlsCert = stringVar(env, "I3XD_TLS_CERT");
+  const tlsKey = stringVar(env, "I3XD_TLS_KEY");
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new ConfigError(
+      "I3XD_TLS_CERT and I3XD_TLS_KEY must be set together (PEM certificate and key files)",
+    );
+  }
+  const metricsToken = stringVar(env, "I3XD_METRICS_TOKEN");
+  if (metricsToken !== undefined && metricsToken.length < 16) {
+    throw new ConfigError("I3XD_METRICS_TOKEN must be at least 16 characters long");
+  }
+  const metricsPortRaw = read(env, "I3XD_METRICS_PORT");
+  const keysFile = stringVar(env, "I3XD_KEYS_FILE");
+  const dataDir = path.resolve(stringVar(env, "I3XD_DATA_DIR", "./data"));
+  return {
+    authRequired: authRequiredReason !== undefined,
+    authRequiredReason,
+    keysFile: keysFile === undefined ? path.join(dataDir, "keys.json") : path.resolve(keysFile),
+    keysFileExplicit: keysFile !== undefined,
+    apiKeys: stringVar(env, "I3XD_API_KEYS"),
+    metricsToken,
+    metricsPort: metricsPortRaw === undefined ? undefined : intVar(env, "I3XD_METRICS_PORT", 0, 0, 65535),
+    metricsHost: stringVar(env, "I3XD_METRICS_HOST", host),
+    tlsCert: tlsCert === undefined ? undefined : path.resolve(tlsCert),
+    tlsKey: tlsKey === undefined ? undefined : path.resolve(tlsKey),
+    maxHeaderSize: byteSizeVar(env, "I3XD_MAX_HEADER_SIZE", 16 * 1024, 1024, 1024 * 1024),
+    requestTimeoutMs: intVar(env, "I3XD_REQUEST_TIMEOUT_MS", 60_000, 1000, 3_600_000),
+    maxStreamsPerKey: intVar(env, "I3XD_MAX_STREAMS_PER_KEY", 500, 1, 1_000_000),
+    // Generous by default and only where keys are required, so local benchmarks are never throttled.
+    rateLimitMax: intVar(
+      env,
+      "I3XD_RATE_LIMIT_MAX",
+      authRequiredReason !== undefined ? 60_000 : 0,
+      0,
+      100_000_000,
+    ),
+    rateLimitWindowMs: durationMsVar(env, "I3XD_RATE_LIMIT_WINDOW", 60_000, 1000, 86_400_000),
   };
 }

@@ -1,0 +1,92 @@
+import { readFileSync } from "node:fs";
+import { type Server, STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
+import { createSecureContext, type SecureVersion } from "node:tls";
+import type { FastifyHttpOptions } from "fastify";
+import type { Config } from "../config.js";
+import { failureBody } from "../domain/errors.js";
+import { KeyConfigError } from "./keys.js";
+
+const MIN_TLS: SecureVersion = "TLSv1.2";
+
+/**
+ * Server options for the transport: HTTPS when a certificate is configured (TLS 1.2 or newer), the header
+ * size limit, the request receipt deadline, and a handler that answers malformed HTTP with the failure
+ * envelope instead of Node's bare status line. Spread into the `Fastify({...})` options.
+ */
+export function serverOptions(config: Config): FastifyHttpOptions<Server> {
+  const common = { maxHeaderSize: config.maxHeaderSize };
+  const options: Record<string, unknown> = {
+    requestTimeout: config.requestTimeoutMs,
+    clientErrorHandler,
+  };
+  if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
+    options.https = { ...readTls(config.tlsCert, config.tlsKey), minVersion: MIN_TLS, ...common };
+  } else {
+    options.http = common;
+  }
+  // The https variant types differently; Fastify accepts either at run time.
+  return options as FastifyHttpOptions<Server>;
+}
+
+/** Reads and checks the PEM files, so a wrong path or a key that does not fit stops start-up clearly. */
+export function readTls(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+  const read = (file: string, variable: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new KeyConfigError(`cannot read ${variable} file ${file}: ${(err as Error).message}`);
+    }
+  };
+  const cert = read(certFile, "I3XD_TLS_CERT");
+  const key = read(keyFile, "I3XD_TLS_KEY");
+  try {
+    createSecureContext({ cert, key, minVersion: MIN_TLS });
+  } catch (err) {
+    throw new KeyConfigError(
+      `I3XD_TLS_CERT (${certFile}) and I3XD_TLS_KEY (${keyFile}) are not a usable PEM certificate and key: ${(err as Error).message}`,
+    );
+  }
+  return { cert, key };
+}
+
+/** Swagger UI's page policy, tightened: no framing, and no https upgrade on a plain-HTTP server. */
+export function docsCsp(config: Config): (header: string) => string {
+  const tls = config.tlsCert !== undefined;
+  return (header) => {
+    let h = header.replace("frame-ancestors 'self'", "frame-ancestors 'none'");
+    if (!tls) h = h.replace(/\s*upgrade-insecure-requests;?/, "");
+    return h;
+  };
+}
+
+/**
+ * Answers what Node's HTTP parser rejects before Fastify sees a request (oversized headers, garbage
+ * request lines, request timeouts) with the failure envelope, then closes the connection.
+ */
+export function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  let status = 400;
+  let detail = "Malformed HTTP request";
+  if (err.code === "HPE_HEADER_OVERFLOW") {
+    status = 431;
+    detail = "Request headers are larger than the server accepts";
+  } else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    status = 408;
+    detail = "The request was not received in time";
+  }
+  const body = JSON.stringify(failureBody(status, detail, status === 408 ? "Request Timeout" : undefined));
+  if (socket.writable) {
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
+        "Content-Type: application/json; charset=utf-8\r\n" +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+        "X-Content-Type-Options: nosniff\r\n" +
+        "Cache-Control: no-store\r\n" +
+        "Connection: close\r\n\r\n" +
+        body,
+    );
+  }
+  // Whatever the client still sends is not read; do not keep the socket around for it.
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
