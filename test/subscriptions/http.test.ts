@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { postJson } from "../helpers/http.js";
+import { getJson, postJson } from "../helpers/http.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 import { openSse } from "../helpers/sse.js";
 
@@ -47,6 +47,17 @@ function api(server: TestServer) {
       postJson(base, "/subscriptions/sync", { clientId, subscriptionId, lastSequenceNumber }),
     streamUrl: `${base}/subscriptions/stream`,
   };
+}
+
+/** One sample of an unlabelled metric from the server's own `/metrics`. */
+async function metricValue(server: TestServer, name: string): Promise<number> {
+  const res = await getJson(server.url, "/metrics");
+  expect(res.status).toBe(200);
+  const line = String(res.body)
+    .split("\n")
+    .find((l) => l.startsWith(`${name} `));
+  if (line === undefined) throw new Error(`${name} not exported`);
+  return Number(line.slice(name.length + 1));
 }
 
 const values = (batches: { updates: { value: unknown }[] }[]) =>
@@ -281,6 +292,7 @@ describe("subscriptions over HTTP", () => {
     expect(stream.headers["cache-control"]).toBe("no-cache");
     expect(stream.headers["x-accel-buffering"]).toBe("no");
     expect(stream.headers["content-encoding"]).toBeUndefined();
+    expect(stream.headers["x-request-id"]).toMatch(/^[\w-]+$/);
     await stream.waitFor(() => stream.events.flat().length >= 2);
 
     // Sync is refused while the stream is open.
@@ -302,10 +314,12 @@ describe("subscriptions over HTTP", () => {
       quality: "Good",
       timestamp: expect.any(String),
     });
+    expect(await metricValue(server, "sse_streams_open")).toBe(1);
     stream.close();
     expect(await stream.ended).toBe("error");
     // The disconnect frees the stream at once: sync works again.
     await stream.waitFor(() => server.services.subscriptions.stats().streams === 0);
+    expect(await metricValue(server, "sse_streams_open")).toBe(0);
     expect((await c.sync("client-sse", id)).status).toBe(200);
   });
 
@@ -362,9 +376,10 @@ describe("subscription queue overflow", () => {
   it("keeps the newest 100 of a 1,000-update burst, counts 900 dropped and answers 206", async () => {
     const id = await c.create("client-burst");
     await c.register("client-burst", id, [SENSOR]);
-    const droppedBefore = server.services.subscriptions.stats().dropped;
+    const droppedBefore = await metricValue(server, "subscription_dropped_updates_total");
     await write(server, burst());
-    expect(server.services.subscriptions.stats().dropped - droppedBefore).toBe(900);
+    expect((await metricValue(server, "subscription_dropped_updates_total")) - droppedBefore).toBe(900);
+    expect(await metricValue(server, "subscription_queued_updates")).toBe(100);
 
     const res = await c.sync("client-burst", id);
     expect(res.status).toBe(206);
@@ -401,7 +416,7 @@ describe("subscription expiry and shutdown", () => {
   let c: ReturnType<typeof api>;
 
   beforeAll(async () => {
-    server = await startTestServer({ I3XD_SUBSCRIPTION_TTL_SECONDS: "1" });
+    server = await startTestServer({ I3XD_SUBSCRIPTION_TTL_SECONDS: "1", I3XD_SSE_HEARTBEAT_SECONDS: "1" });
     c = api(server);
   });
   afterAll(async () => {
@@ -419,6 +434,9 @@ describe("subscription expiry and shutdown", () => {
     });
     expect(listed.body.results.map((r: { success: boolean }) => r.success)).toEqual([false, true]);
     expect((await c.sync("client-ttl", idle)).status).toBe(404);
+    // The open stream kept its subscription alive and carried keep-alive comments meanwhile.
+    await stream.waitFor(() => stream.comments.includes("keep-alive"));
+    expect(stream.events).toEqual([]);
     stream.close();
   });
 
