@@ -1,4 +1,4 @@
-import { Ajv2020 } from "ajv/dist/2020.js";
+import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import { QUALITIES, type Quality } from "../domain/model.js";
 import { parseTimestampUs } from "../domain/time.js";
 import type { ModelDocument } from "./format.js";
@@ -90,6 +90,7 @@ export function validateModel(doc: unknown, source: string, known: KnownIds = NO
 
   const ajv = new Ajv2020({ strict: false, allErrors: false, validateSchema: true });
   const types = new Set(known.objectTypes);
+  const validators = new Map<string, ValidateFunction>();
   for (const [i, t] of d.objectTypes.entries()) {
     const where = `objectTypes[${i}]`;
     if (!isPlainObject(t)) {
@@ -105,7 +106,7 @@ export function validateModel(doc: unknown, source: string, known: KnownIds = NO
     if (!isPlainObject(t.schema)) say(where, t.elementId, "schema must be a JSON Schema object");
     else {
       try {
-        ajv.compile(t.schema);
+        validators.set(t.elementId, ajv.compile(t.schema));
       } catch (err) {
         say(where, t.elementId, `schema does not compile: ${(err as Error).message}`);
       }
@@ -141,6 +142,7 @@ export function validateModel(doc: unknown, source: string, known: KnownIds = NO
   for (const o of d.objects)
     if (isPlainObject(o) && typeof o.elementId === "string") objects.add(o.elementId);
   const parentOf = new Map<string, string>();
+  const typeOf = new Map<string, string>();
   for (const [i, o] of d.objects.entries()) {
     const where = `objects[${i}]`;
     if (!isPlainObject(o)) {
@@ -212,6 +214,17 @@ export function validateModel(doc: unknown, source: string, known: KnownIds = NO
       if (!Object.hasOwn(v, "value")) say(where, v.elementId, "value is required (null for no value)");
       else if (v.value === null && (quality === "Good" || quality === "Uncertain")) {
         say(where, v.elementId, `a null value needs quality Bad or GoodNoData, not ${quality}`);
+      } else if (v.value !== null) {
+        // Values for objects of types defined in this document are checked against their schema.
+        const check = validators.get(typeOf.get(v.elementId) ?? "");
+        if (check && !check(v.value)) {
+          const e = check.errors?.[0];
+          say(
+            where,
+            v.elementId,
+            `value does not match the type schema: ${e?.instancePath || "value"} ${e?.message ?? ""}`.trim(),
+          );
+        }
       }
     }
   }

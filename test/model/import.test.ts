@@ -3,6 +3,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { demoPlantModel } from "../../src/ingest/demo-plant.js";
+import { validateModel } from "../../src/model/validate.js";
 import { SqliteStore } from "../../src/store/sqlite.js";
 import { contractModel } from "../store/contract.js";
 
@@ -17,6 +19,12 @@ function cli(args: string[], dataDir: string) {
     timeout: 60_000,
   });
 }
+
+describe("model validation", () => {
+  it("accepts the demo plant the server ships", () => {
+    expect(() => validateModel(demoPlantModel(new Date()), "demo plant")).not.toThrow();
+  });
+});
 
 describe("i3xd import", () => {
   let dir: string;
@@ -63,6 +71,7 @@ describe("i3xd import", () => {
       quality: "Good",
       timestamp: "2026-01-01T00:00:00+01:00",
     });
+    bad.values?.push({ elementId: "pump", value: { speed: "fast" }, timestamp: "2026-01-01T00:00:00Z" });
     const file = path.join(dir, "bad.json");
     fs.writeFileSync(file, JSON.stringify(bad));
     const run = cli(["import", file], path.join(dir, "data"));
@@ -75,6 +84,9 @@ describe("i3xd import", () => {
     expect(run.stderr).toMatch(/relationships\[2\].*"Feeds" is not a registered relationship type/);
     expect(run.stderr).toMatch(/timestamp .* is not RFC 3339 UTC/);
     expect(run.stderr).toMatch(/null value needs quality Bad or GoodNoData/);
+    expect(run.stderr).toMatch(
+      /values\[2\] \(pump\): value does not match the type schema: \/speed must be number/,
+    );
     expect(await objectsInStore()).toEqual(["pump", "pump-temp", "site", "tank"]);
   });
 
