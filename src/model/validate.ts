@@ -151,6 +151,7 @@ export function validateModel(doc: unknown, source: string, known: KnownIds = NO
     }
     checkId(where, "elementId", o.elementId, say);
     if (typeof o.displayName !== "string") say(where, o.elementId, "displayName must be a string");
+    typeOf.set(o.elementId, o.typeElementId);
     if (!types.has(o.typeElementId))
       say(where, o.elementId, `typeElementId "${o.typeElementId}" is not a known object type`);
     if (o.parentId !== undefined && o.parentId !== null) {
