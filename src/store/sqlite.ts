@@ -346,7 +346,9 @@ export class SqliteStore implements Store {
       }
       s.refreshComposition.run();
       if (model.history?.length) this.putPoints(model.history.map(toPointWrite), "history");
-      if (model.values?.length) this.putPoints(model.values.map(toPointWrite), "current");
+      // Initial values never override newer live values, so re-importing a model after the plant has been
+      // running keeps what it wrote since.
+      if (model.values?.length) this.putPoints(model.values.map(toPointWrite), "history");
     })();
   }
 }
