@@ -2,7 +2,7 @@
 import http from "node:http";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { getJson, postJson } from "../helpers/http.js";
+import { getJson, type JsonResponse, postJson } from "../helpers/http.js";
 import { makeTempDir, startTestServer, type TestServer } from "../helpers/server.js";
 import { openSse, type SseClient } from "../helpers/sse.js";
 import { bearer, type TestKey, writeTestKeys } from "./keys.js";
@@ -233,7 +233,7 @@ describe("rate limits", () => {
 
   it("answers 429 with Retry-After in the envelope once a key used up its window; other keys go on", async () => {
     const statuses: number[] = [];
-    let last: Awaited<ReturnType<typeof getJson>> | undefined;
+    let last: JsonResponse | undefined;
     for (let i = 0; i < 7; i++) {
       last = await getJson(limited.url, "/v1/namespaces", bearer(lk.a));
       statuses.push(last.status);
