@@ -106,7 +106,7 @@ describe("telemetry back-ends cannot hurt requests", () => {
       I3XD_TEST_FAULTS: "1",
       // A heap far smaller than what the burst offers the sinks: anything that buffered without bound
       // would run the process out of memory instead of dropping.
-      NODE_OPTIONS: "--max-old-space-size=128",
+      NODE_OPTIONS: "--max-old-space-size=256",
     });
     cleanups.push(() => server.stop());
 
