@@ -1,14 +1,37 @@
+import compress from "@fastify/compress";
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import { healthRoutes } from "./api/health.js";
+import { historyRoutes } from "./api/history.js";
+import { infoRoutes } from "./api/info.js";
+import { metricsRoutes } from "./api/metrics.js";
+import { namespaceRoutes } from "./api/namespaces.js";
+import { objectRoutes } from "./api/objects.js";
+import { objectTypeRoutes } from "./api/objecttypes.js";
+import { relationshipTypeRoutes } from "./api/relationshiptypes.js";
+import { subscriptionRoutes } from "./api/subscriptions.js";
+import { testFaultRoutes } from "./api/test-fault.js";
+import { valueRoutes } from "./api/values.js";
+import { writeRoutes } from "./api/writes.js";
 import type { Config } from "./config.js";
-import { I3xError, failureBody } from "./domain/errors.js";
+import { failureBody, I3xError } from "./domain/errors.js";
+import { registerObservability } from "./observability/http.js";
 import { getLogger } from "./observability/logger.js";
+import { registerTelemetry } from "./observability/telemetry.js";
+import { createSecurity } from "./security/auth.js";
+import type { Keyring } from "./security/keys.js";
+import { docsCsp, serverOptions } from "./security/transport.js";
 import type { Services } from "./services/index.js";
 import type { Store } from "./store/store.js";
+import { SERVER_NAME, SERVER_VERSION } from "./version.js";
 
 export interface AppDeps {
   config: Config;
   store: Store;
   services: Services;
+  /** API keys, when the runtime loaded them already (otherwise the app loads them from the config). */
+  keyring?: Keyring;
 }
 
 const log = getLogger("i3xd.http");
@@ -28,6 +51,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     forceCloseConnections: "idle",
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    // HTTPS (I3XD_TLS_CERT/KEY), header size and request receipt limits, envelopes for malformed HTTP.
+    ...serverOptions(config),
   });
 
   app.setErrorHandler((err: FastifyError | I3xError, request, reply) => {
@@ -43,8 +68,67 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send(failureBody(404, `No such endpoint: ${request.method} ${request.url.split("?")[0]}`));
+    reply
+      .code(404)
+      .send(failureBody(404, `No such endpoint: ${request.method} ${request.url.split("?")[0]}`));
   });
+
+  // JSON only: without the built-in text/plain parser other bodies get 415 through the error handler.
+  app.removeContentTypeParser("text/plain");
+
+  // 1. Observability (request context, request ids, logging, metrics), before everything else; the trace
+  //    span (when tracing is on) first of all, so the request context and its first line see it.
+  await registerTelemetry(app);
+  const security = createSecurity(config, deps.keyring);
+  registerObservability(app, { userIdOf: security.userIdOf });
+  //    Authentication and the per-key limits right after (src/security), so the key's name is the
+  //    request's user id, and nothing else runs for a request without a valid key.
+  await app.register(security.plugin, deps);
+
+  // 2. Transport. The guide makes gzip a MUST whenever the client accepts it, so there is no size
+  //    threshold; SSE streams are exempt (compression would hold events back; ADR 002).
+  await app.register(compress, {
+    global: true,
+    threshold: 0,
+    encodings: ["gzip", "deflate"],
+    customTypes: /^application\/(?:[\w.+-]+\+)?json(?:;|$)|^text\/(?!event-stream)/,
+  });
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: `${SERVER_NAME} i3X API`,
+        version: SERVER_VERSION,
+        description: "CESMII i3X 1.0 (Industrial Information Interface eXchange)",
+      },
+    },
+  });
+  await app.register(swaggerUi, {
+    routePrefix: "/docs",
+    staticCSP: true,
+    transformStaticCSP: docsCsp(config),
+  });
+
+  // 3. Routes: probes and the scrape endpoint at the root (no auth), all i3X groups under /v1.
+  await app.register(healthRoutes, deps);
+  // With I3XD_METRICS_PORT the scrape endpoint lives on its own listener (runtime.ts) instead.
+  if (config.metricsPort === undefined) await app.register(metricsRoutes, deps);
+  await app.register(
+    async (v1) => {
+      await v1.register(infoRoutes, deps);
+      await v1.register(namespaceRoutes, deps);
+      await v1.register(objectTypeRoutes, deps);
+      await v1.register(relationshipTypeRoutes, deps);
+      await v1.register(objectRoutes, deps);
+      await v1.register(valueRoutes, deps);
+      await v1.register(historyRoutes, deps);
+      await v1.register(writeRoutes, deps);
+      await v1.register(subscriptionRoutes, deps);
+      if (config.testFaults) await v1.register(testFaultRoutes, deps);
+      v1.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+    },
+    { prefix: "/v1" },
+  );
 
   return app;
 }
@@ -56,6 +140,9 @@ function describeClientError(err: FastifyError): string {
     const where = err.validationContext ?? "body";
     const field = v.instancePath ? `${where}${v.instancePath.replace(/\//g, ".")}` : where;
     return `${field} ${v.message ?? "is invalid"}`;
+  }
+  if (err.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
+    return "Request bodies must be JSON, sent with Content-Type: application/json";
   }
   return err.message;
 }

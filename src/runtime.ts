@@ -1,0 +1,128 @@
+import type { AddressInfo } from "node:net";
+import { Server as TlsServer } from "node:tls";
+import type { FastifyInstance } from "fastify";
+import { buildApp } from "./app.js";
+import type { Config } from "./config.js";
+import { demoPlantModel } from "./ingest/demo-plant.js";
+import { Simulator } from "./ingest/simulator.js";
+import { configureLogging, flushLogs, getLogger } from "./observability/logger.js";
+import { startTelemetry } from "./observability/telemetry.js";
+import { openKeyring } from "./security/auth.js";
+import { type MetricsListener, startMetricsListener } from "./security/metrics-listener.js";
+import { LocalChangeFeed } from "./services/changes.js";
+import { createServices, type Services } from "./services/index.js";
+import { CachedStore } from "./store/cached.js";
+import { openStore } from "./store/index.js";
+import type { Store } from "./store/store.js";
+import { traceCache, traceStore } from "./store/traced.js";
+import { SERVER_VERSION } from "./version.js";
+
+export interface RunningServer {
+  app: FastifyInstance;
+  /** Base URL the server listens on, e.g. `http://127.0.0.1:8080` (no `/v1`). */
+  url: string;
+  store: Store;
+  services: Services;
+  /** Base URL of the separate metrics listener, when I3XD_METRICS_PORT is set. */
+  metricsUrl?: string;
+  /** Graceful shutdown: stop the simulator, stop accepting, finish in-flight requests, close the store. */
+  close(reason?: string): Promise<void>;
+}
+
+const log = getLogger("i3xd.server");
+
+export async function startServer(config: Config): Promise<RunningServer> {
+  // API keys first: a server that must authenticate but has none stops here, before touching any data.
+  const keyring = openKeyring(config);
+  // Before logging (its shipping sinks are log destinations) and before the store and app are built (the
+  // tracing decorators and hooks are added only when tracing is on).
+  const telemetry = await startTelemetry(config.telemetry);
+  configureLogging(config, telemetry.logSinks);
+  const backing = traceStore(await openStore(config));
+  const store: Store = traceCache(
+    config.cacheMaxEntries > 0 ? new CachedStore(backing, config.cacheMaxEntries) : backing,
+  );
+  let simulator: Simulator | undefined;
+  let app: FastifyInstance | undefined;
+  let metrics: MetricsListener | undefined;
+  try {
+    const changes = new LocalChangeFeed();
+    const services = createServices(config, store, changes);
+
+    const demo = config.demo ?? (await store.isEmpty());
+    if (demo) {
+      await loadDemoPlant(store);
+      simulator = new Simulator(services.writes, config.simulatorIntervalMs);
+    }
+
+    app = await buildApp({ config, store, services, keyring });
+    await app.listen({ host: config.host, port: config.port });
+    if (config.metricsPort !== undefined) metrics = await startMetricsListener({ config, store, services });
+    const url = baseUrl(app);
+    simulator?.start();
+    const features = [
+      demo && "demo-plant",
+      config.cacheMaxEntries > 0 && `cache(${config.cacheMaxEntries})`,
+      config.logFile && "log-file",
+      config.testFaults && "test-faults",
+      config.tlsCert && "tls",
+      metrics && "metrics-port",
+    ].filter((f): f is string => typeof f === "string");
+    log.info(
+      { version: SERVER_VERSION, store: store.kind, address: url, metrics_address: metrics?.url, features },
+      "i3xd started",
+    );
+
+    let closing: Promise<void> | undefined;
+    const running: RunningServer = {
+      app,
+      url,
+      store,
+      services,
+      metricsUrl: metrics?.url,
+      close(reason = "shutdown") {
+        closing ??= shutdown(reason);
+        return closing;
+      },
+    };
+    const shutdown = async (reason: string) => {
+      log.info({ reason }, "Shutting down");
+      // Let a tick that is writing finish before the store closes under it.
+      await simulator?.stop();
+      await running.app.close();
+      await metrics?.close();
+      await store.close();
+      log.info({ reason }, "Stopped");
+      await flushLogs();
+      // Spans, error reports and shipped lines still queued, each within TELEMETRY_FLUSH_TIMEOUT_MS.
+      await telemetry.close();
+    };
+    return running;
+  } catch (err) {
+    await simulator?.stop();
+    await app?.close().catch(() => {});
+    await metrics?.close().catch(() => {});
+    await store.close().catch(() => {});
+    await telemetry.close().catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * Imports the demo plant unless all of its objects are already there: a restart must not seed a second
+ * day of history over the one the simulator has been writing.
+ */
+async function loadDemoPlant(store: Store): Promise<void> {
+  const model = demoPlantModel(new Date());
+  const ids = model.objects.map((o) => o.elementId);
+  const present = await store.getObjects(ids);
+  if (present.size === ids.length) return;
+  await store.importModel(model);
+  log.info({ objects: ids.length }, "Demo plant loaded");
+}
+
+function baseUrl(app: FastifyInstance): string {
+  const addr = app.server.address() as AddressInfo;
+  const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
+  return `${app.server instanceof TlsServer ? "https" : "http"}://${host}:${addr.port}`;
+}

@@ -1,0 +1,205 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
+import { type ChildProcess, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { getJson, postJson } from "../helpers/http.js";
+import { makeTempDir } from "../helpers/server.js";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const temp = makeTempDir("i3xd-cli-");
+const children: ChildProcess[] = [];
+
+afterAll(() => {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+  temp.remove();
+});
+
+function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  // The parent's own settings must not leak into the process under test.
+  for (const key of Object.keys(env)) if (key.startsWith("I3XD_") && !(key in extra)) delete env[key];
+  return env;
+}
+
+function runCli(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], {
+    cwd: ROOT,
+    env: baseEnv(env),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (c: Buffer) => {
+    stdout += c.toString();
+  });
+  child.stderr?.on("data", (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return {
+    child,
+    exited,
+    stdout: () => stdout,
+    stderr: () => stderr,
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  const deadline = Date.now() + 25_000;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe("i3xd CLI", () => {
+  it("prints help and version", async () => {
+    const help = runCli(["--help"]);
+    expect(await help.exited).toBe(0);
+    expect(help.stdout()).toContain("serve");
+    expect(help.stdout()).toContain("import <file>");
+    const version = runCli(["--version"]);
+    expect(await version.exited).toBe(0);
+    expect(version.stdout().trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it("refuses an invalid setting with one line naming the variable and exit code 2", async () => {
+    const run = runCli(["serve"], { I3XD_PORT: "eighty" });
+    expect(await run.exited).toBe(2);
+    const lines = run.stderr().trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain("I3XD_PORT");
+  });
+
+  it("imports a model file and reports a broken one with a non-zero exit", async () => {
+    const dataDir = path.join(temp.dir, "import");
+    const good = path.join(temp.dir, "good.json");
+    writeFileSync(
+      good,
+      JSON.stringify({
+        namespaces: [{ uri: "urn:test:ns", displayName: "Test" }],
+        objectTypes: [
+          {
+            elementId: "thing-type",
+            displayName: "Thing",
+            namespaceUri: "urn:test:ns",
+            schema: { type: "number" },
+          },
+        ],
+        relationshipTypes: [
+          {
+            elementId: "HasParent",
+            displayName: "HasParent",
+            namespaceUri: "urn:test:ns",
+            relationshipId: "HasParent",
+            reverseOf: "HasChildren",
+          },
+          {
+            elementId: "HasChildren",
+            displayName: "HasChildren",
+            namespaceUri: "urn:test:ns",
+            relationshipId: "HasChildren",
+            reverseOf: "HasParent",
+          },
+        ],
+        objects: [
+          { elementId: "thing-1", displayName: "Thing 1", typeElementId: "thing-type", parentId: null },
+        ],
+      }),
+    );
+    const ok = runCli(["import", good], { I3XD_DATA_DIR: dataDir });
+    expect(await ok.exited, ok.stderr()).toBe(0);
+    expect(ok.stdout()).toContain("good.json");
+
+    const bad = path.join(temp.dir, "bad.json");
+    writeFileSync(
+      bad,
+      JSON.stringify({
+        namespaces: [],
+        objectTypes: [],
+        relationshipTypes: [],
+        objects: [{ elementId: "x" }],
+      }),
+    );
+    const failed = runCli(["import", bad], { I3XD_DATA_DIR: dataDir });
+    expect(await failed.exited).not.toBe(0);
+    expect(failed.stderr()).toContain("bad.json");
+  });
+
+  it("serves the demo plant and on SIGTERM finishes in-flight requests, then exits 0", async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const run = runCli(["serve"], {
+      I3XD_HOST: "127.0.0.1",
+      I3XD_PORT: String(port),
+      I3XD_DATA_DIR: path.join(temp.dir, "serve"),
+      I3XD_SIMULATOR_INTERVAL_MS: "3600000",
+      LOG_LEVEL: "info",
+    });
+    await until("the server to answer", async () =>
+      (await getJson(url, "/v1/info")).status === 200 ? true : undefined,
+    );
+
+    const pump = await postJson(url, "/v1/objects/list", {
+      elementIds: ["pump-101", "tank-201", "sensor-001"],
+    });
+    expect(pump.body.success).toBe(true);
+    const value = await postJson(url, "/v1/objects/value", { elementIds: ["pump-101"], maxDepth: 0 });
+    expect(value.body.results[0].result.components["pump-101-measurements"]).toBeDefined();
+
+    // A request the server has accepted (it answered 100 Continue) but whose body is not sent yet.
+    const body = JSON.stringify({ elementIds: ["pump-101"] });
+    const req = http.request(`${url}/v1/objects/list`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "content-length": String(Buffer.byteLength(body)),
+        expect: "100-continue",
+      },
+    });
+    const accepted = new Promise<void>((resolve) => req.once("continue", () => resolve()));
+    const inFlight = new Promise<{ status: number; body: any }>((resolve, reject) => {
+      req.on("response", (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => {
+          text += c.toString();
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+      });
+      req.on("error", reject);
+    });
+    req.flushHeaders();
+    await accepted;
+
+    run.child.kill("SIGTERM");
+    await until("shutdown to begin", () => (run.stdout().includes("Shutting down") ? true : undefined));
+    req.end(body);
+
+    const answer = await inFlight;
+    expect(answer.status).toBe(200);
+    expect(answer.body.results[0].result.elementId).toBe("pump-101");
+    expect(await run.exited).toBe(0);
+    await expect(getJson(url, "/v1/info")).rejects.toThrow();
+  });
+});

@@ -1,0 +1,49 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { loadConfig } from "../../src/config.js";
+import { type RunningServer, startServer } from "../../src/runtime.js";
+
+export type TestServer = RunningServer & { dataDir: string };
+
+/**
+ * Starts the real server on 127.0.0.1, port 0, for one test file. Defaults: a fresh temporary data
+ * directory (removed again by `close()`), the demo plant loaded, logging silenced, and a simulator tick of
+ * an hour so values only change when a test writes them. `env` overrides any of these; a data directory
+ * given as `I3XD_DATA_DIR` belongs to the caller and is left in place (restart tests reuse it).
+ */
+export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+  const ownDir = env.I3XD_DATA_DIR === undefined;
+  const dataDir = env.I3XD_DATA_DIR ?? mkdtempSync(path.join(tmpdir(), "i3xd-test-"));
+  const config = loadConfig({
+    ...process.env,
+    I3XD_HOST: "127.0.0.1",
+    I3XD_PORT: "0",
+    I3XD_DEMO: "true",
+    I3XD_SIMULATOR_INTERVAL_MS: "3600000",
+    LOG_LEVEL: "silent",
+    ...env,
+    I3XD_DATA_DIR: dataDir,
+  });
+  let server: RunningServer;
+  try {
+    server = await startServer(config);
+  } catch (err) {
+    if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  const close = server.close.bind(server);
+  return Object.assign(server, {
+    dataDir,
+    async close(reason?: string) {
+      await close(reason);
+      if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  });
+}
+
+/** A temporary directory for tests that manage the data directory themselves (e.g. restarts). */
+export function makeTempDir(prefix = "i3xd-test-"): { dir: string; remove(): void } {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
