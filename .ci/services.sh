@@ -19,11 +19,20 @@ if ! up 1883; then
   mosquitto -d -c /etc/mosquitto/mosquitto.conf
 fi
 
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
-  echo "installing Prometheus (promtool and server)"
+# test/ops runs promtool and amtool on ops/, and a real Prometheus and Alertmanager against a test server.
+# The packages' own daemons are not used (the tests start theirs on free ports with temporary data).
+missing=()
+for tool in promtool prometheus; do command -v "$tool" >/dev/null 2>&1 || missing+=(prometheus); done
+for tool in amtool prometheus-alertmanager; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+  echo "installing ${packages}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $packages >/dev/null
 fi
 
 for _ in $(seq 1 30); do
