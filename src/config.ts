@@ -82,6 +82,8 @@ export interface Config {
   rateLimitMax: number;
   /** The rate limit's window, ms. */
   rateLimitWindowMs: number;
+  /** Deepest array/object nesting accepted in a JSON request body (deeper: 400). */
+  maxJsonDepth: number;
 }
 
 export class ConfigError extends Error {
@@ -232,6 +234,7 @@ type SecurityConfig = Pick<
   | "maxStreamsPerKey"
   | "rateLimitMax"
   | "rateLimitWindowMs"
+  | "maxJsonDepth"
 >;
 
 function loadSecurityConfig(env: Env, host: string): SecurityConfig {
@@ -281,5 +284,6 @@ function loadSecurityConfig(env: Env, host: string): SecurityConfig {
       100_000_000,
     ),
     rateLimitWindowMs: durationMsVar(env, "I3XD_RATE_LIMIT_WINDOW", 60_000, 1000, 86_400_000),
+    maxJsonDepth: intVar(env, "I3XD_MAX_JSON_DEPTH", 64, 2, 1000),
   };
 }

@@ -7,6 +7,7 @@ import type { Config } from "../config.js";
 import { bulkBody, failureBody, I3xError, itemError } from "../domain/errors.js";
 import { currentContext } from "../observability/context.js";
 import { getLogger } from "../observability/logger.js";
+import { limitJsonDepth } from "./json.js";
 import {
   KeyConfigError,
   type KeyEntry,
@@ -229,6 +230,7 @@ export function createSecurity(config: Config, keyring: Keyring = openKeyring(co
   const plugin: FastifyPluginAsync<AppDeps> = async (app) => {
     app.decorateRequest("principal", null);
     app.decorateRequest("deniedItems", null);
+    limitJsonDepth(app, config.maxJsonDepth);
     if (enforced) keyring.watch();
     app.addHook("onClose", async () => keyring.close());
     announce(config, enforced, keyring);
@@ -351,6 +353,10 @@ export function createSecurity(config: Config, keyring: Keyring = openKeyring(co
       reply.headers(
         url !== undefined && (url === "/docs" || url.startsWith("/docs/")) ? docsHeaders : apiHeaders,
       );
+      if (request.headers.host === undefined && request.raw.httpVersion === "1.1") {
+        reply.code(400).send(failureBody(400, "HTTP/1.1 requests need a Host header"));
+        return;
+      }
       if (access === "open") return done();
       if (access === "metrics") {
         if (config.metricsToken !== undefined) {

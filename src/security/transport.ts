@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { type Server, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import { createSecureContext, type SecureVersion } from "node:tls";
-import type { FastifyHttpOptions } from "fastify";
+import type { FastifyError, FastifyHttpOptions, FastifyReply, FastifyRequest } from "fastify";
 import type { Config } from "../config.js";
 import { failureBody } from "../domain/errors.js";
 import { KeyConfigError } from "./keys.js";
@@ -15,10 +15,19 @@ const MIN_TLS: SecureVersion = "TLSv1.2";
  * envelope instead of Node's bare status line. Spread into the `Fastify({...})` options.
  */
 export function serverOptions(config: Config): FastifyHttpOptions<Server> {
-  const common = { maxHeaderSize: config.maxHeaderSize };
+  // Node would answer a missing Host header with a bare 400; the security hook answers it in the envelope.
+  const common = { maxHeaderSize: config.maxHeaderSize, requireHostHeader: false };
   const options: Record<string, unknown> = {
     requestTimeout: config.requestTimeoutMs,
     clientErrorHandler,
+    // Errors Fastify raises before routing (a URL that does not decode) get the envelope as well.
+    frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+      const detail =
+        error.code === "FST_ERR_BAD_URL"
+          ? "The URL is not valid (malformed percent-encoding)"
+          : error.message;
+      reply.code(400).send(failureBody(400, detail));
+    },
   };
   if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
     options.https = { ...readTls(config.tlsCert, config.tlsKey), minVersion: MIN_TLS, ...common };

@@ -143,6 +143,52 @@ describe("request limits", () => {
   });
 });
 
+describe("hostile input", () => {
+  it("refuses JSON nested deeper than I3XD_MAX_JSON_DEPTH before parsing it (400)", async () => {
+    const nested = (n: number) => `${"[".repeat(n)}${"]".repeat(n)}`;
+    const ok = await postJson(
+      url,
+      "/v1/objects/value",
+      `{"elementIds":["pump-101"],"x":${nested(60)}}`,
+      auth(),
+    );
+    expect(ok.status).toBe(200);
+    const deep = await postJson(
+      url,
+      "/v1/objects/value",
+      `{"elementIds":["pump-101"],"x":${nested(100_000)}}`,
+      auth(),
+    );
+    expectEnvelope(deep, 413);
+    const tooDeep = await postJson(
+      url,
+      "/v1/objects/value",
+      `{"elementIds":["pump-101"],"x":${nested(65)}}`,
+      auth(),
+    );
+    expectEnvelope(tooDeep, 400);
+    expect(tooDeep.body.responseDetail.detail).toContain("nested deeper than 64");
+  });
+
+  it("refuses prototype-pollution keys with 400", async () => {
+    for (const body of [
+      '{"__proto__":{"polluted":true},"elementIds":["pump-101"]}',
+      '{"elementIds":["pump-101"],"constructor":{"prototype":{"polluted":true}}}',
+    ]) {
+      expectEnvelope(await postJson(url, "/v1/objects/value", body, auth()), 400);
+    }
+  });
+
+  it("answers a URL that does not decode, and a request without Host, in the envelope", async () => {
+    const badUrl = await raw("GET /v1/%ff%fe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    expect(badUrl.status).toBe(400);
+    expect(badUrl.body.responseDetail.status).toBe(400);
+    const noHost = await raw("GET /v1/info HTTP/1.1\r\nConnection: close\r\n\r\n");
+    expect(noHost.status).toBe(400);
+    expect(noHost.body.responseDetail.detail).toContain("Host");
+  });
+});
+
 describe("SSE streams per key", () => {
   it("refuses a stream beyond I3XD_MAX_STREAMS_PER_KEY with 429, counted per key, freed when one closes", async () => {
     const subscribe = async (key: TestKey) => {
