@@ -1,7 +1,7 @@
 import compress from "@fastify/compress";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyError, type FastifyInstance, LogController } from "fastify";
 import { healthRoutes } from "./api/health.js";
 import { historyRoutes } from "./api/history.js";
 import { infoRoutes } from "./api/info.js";
@@ -47,7 +47,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: config.bodyLimit,
     // Request ids are assigned by our own hook (validated X-Request-ID or a fresh UUID).
     genReqId: () => "",
-    disableRequestLogging: true,
+    // Request logging is ours (src/observability/http.ts); Fastify's own lines stay off.
+    logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: "idle",
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
