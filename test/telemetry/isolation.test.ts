@@ -52,10 +52,10 @@ describe("telemetry back-ends cannot hurt requests", () => {
     cleanups.push(() => server.stop());
 
     const reads = await burst(5000, 16, (i) =>
-      fetch(`${server.url}/v1/objects/value`, {
+      fetch(`${server.url}/v1/objects/list`, {
         method: "POST",
         headers: { "content-type": "application/json", "x-request-id": `burst-${i}` },
-        body: JSON.stringify({ elementIds: ["pump-101"], maxDepth: 1 }),
+        body: JSON.stringify({ elementIds: ["pump-101"] }),
       }),
     );
     expect(reads).toEqual({ statuses: { 200: 5000 }, failures: [] });
@@ -110,13 +110,13 @@ describe("telemetry back-ends cannot hurt requests", () => {
     });
     cleanups.push(() => server.stop());
 
-    // 8 KiB paths make 8 KiB log lines (and span attributes): the burst below offers each log sink more
-    // than 100 MiB, which an unbounded buffer would have to hold.
+    // 8 KiB paths make 8 KiB log lines (and span attributes): the burst below offers each log sink about
+    // 50 MiB, which an unbounded buffer would have to hold.
     const junk = "x".repeat(8 * 1024);
     const send = (i: number) => fetch(`${server.url}/v1/no-such-${i}-${junk}`);
 
-    const result = await burst(8000, 16, send);
-    expect(result).toEqual({ statuses: { 404: 8000 }, failures: [] });
+    const result = await burst(3000, 16, send);
+    expect(result).toEqual({ statuses: { 404: 3000 }, failures: [] });
     const faults = await burst(100, 8, () => fetch(`${server.url}/v1/_test/fault`, { method: "POST" }));
     expect(faults).toEqual({ statuses: { 500: 100 }, failures: [] });
 
@@ -128,8 +128,8 @@ describe("telemetry back-ends cannot hurt requests", () => {
     expect(loki.requestCount()).toBeGreaterThan(0);
     expect(sampleValue(samples, "telemetry_buffered", { sink: "loki" })).toBeLessThanOrEqual(400);
     expect(sampleValue(samples, "telemetry_buffered", { sink: "logstash" })).toBeLessThanOrEqual(400);
-    expect(dropped(samples, "loki")).toBeGreaterThan(10_000);
-    expect(dropped(samples, "logstash")).toBeGreaterThan(5_000);
+    expect(dropped(samples, "loki")).toBeGreaterThan(4_000);
+    expect(dropped(samples, "logstash")).toBeGreaterThan(2_000);
     // Sentry's transport holds 64 reports in flight; the rest of the 100 are dropped and counted.
     expect(dropped(samples, "sentry")).toBeGreaterThanOrEqual(30);
     // The shipping worker's heap (its own isolate) holds the log buffers: it stays small. (Heap used, not
