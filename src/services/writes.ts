@@ -60,7 +60,7 @@ export class WriteService {
     const receivedUs = nowUs();
     const results: WriteResult[] = new Array(updates.length);
     const points: PointWrite[] = [];
-    const typeOf: string[] = [];
+    const perType = new Map<string, number>();
     for (let i = 0; i < updates.length; i++) {
       const update = updates[i];
       const object = objects.get(update.elementId);
@@ -82,13 +82,13 @@ export class WriteService {
         continue;
       }
       points.push(checked);
-      typeOf.push(object.typeElementId);
+      perType.set(object.typeElementId, (perType.get(object.typeElementId) ?? 0) + 1);
       results[i] = itemOk(update.elementId, null);
     }
     if (points.length === 0) return results;
 
     await this.store.writePoints(points, mode);
-    this.count(typeOf);
+    for (const [entity_type, n] of perType) dataPointsWritten.inc({ entity_type }, n);
     this.changes.publish(mode === "current" ? points.map(toChange) : await this.becameCurrent(points));
     return results;
   }
@@ -140,12 +140,6 @@ export class WriteService {
     }
 
     return { elementId: object.elementId, tsUs, vqt: { value, quality, timestamp: formatTimestampUs(tsUs) } };
-  }
-
-  private count(typeOf: readonly string[]): void {
-    const perType = new Map<string, number>();
-    for (const t of typeOf) perType.set(t, (perType.get(t) ?? 0) + 1);
-    for (const [entity_type, n] of perType) dataPointsWritten.inc({ entity_type }, n);
   }
 
   /**
