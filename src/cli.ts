@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { type Config, ConfigError, loadConfig } from "./config.js";
 import { importModelFile } from "./model/import.js";
+import { configureLogging, flushLogs } from "./observability/logger.js";
 import { type RunningServer, startServer } from "./runtime.js";
 import { runKeysCommand } from "./security/keys-cli.js";
 import { openStore } from "./store/index.js";
@@ -102,6 +103,8 @@ async function serve(config: Config): Promise<number> {
 }
 
 async function importFile(config: Config, file: string): Promise<number> {
+  // The store logs (migrations); those lines follow LOG_LEVEL/LOG_FORMAT/LOG_FILE as the server's do.
+  configureLogging(config);
   const store = await openStore(config);
   try {
     const summary = await importModelFile(store, file);
@@ -112,6 +115,7 @@ async function importFile(config: Config, file: string): Promise<number> {
     return 1;
   } finally {
     await store.close();
+    await flushLogs();
   }
 }
 
