@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createKey } from "../../src/security/keys.js";
 import { type ChildServer, startChildServer } from "./child.js";
 import { startOtlpReceiver, startSentryReceiver, waitFor } from "./receivers.js";
 
@@ -17,7 +18,11 @@ describe("Sentry error reports, next to our own OpenTelemetry tracing", () => {
   beforeAll(async () => {
     sentry = await startSentryReceiver();
     otlp = await startOtlpReceiver();
+    // With an API key configured, requests are authenticated: reports and spans name the key as the user.
+    const { token, entry } = await createKey("line-7-gateway", ["read", "write"]);
+    const auth = { authorization: `Bearer ${token}` };
     server = await startChildServer({
+      I3XD_API_KEYS: JSON.stringify([entry]),
       SENTRY_DSN: sentry.dsn,
       SENTRY_ENVIRONMENT: "acceptance",
       // Sentry's own tracing fully on: it must still leave request spans to our pipeline.
@@ -32,26 +37,29 @@ describe("Sentry error reports, next to our own OpenTelemetry tracing", () => {
     for (const n of [1, 2, 3]) {
       const fault = await fetch(`${server.url}/v1/_test/fault`, {
         method: "POST",
-        headers: { "x-request-id": `fault-request-${n}` },
+        headers: { ...auth, "x-request-id": `fault-request-${n}` },
       });
       statuses[`fault${n}`] = fault.status;
     }
     statuses.notFound = (
-      await fetch(`${server.url}/v1/no-such-endpoint`, { headers: { "x-request-id": "nf-1" } })
+      await fetch(`${server.url}/v1/no-such-endpoint`, { headers: { ...auth, "x-request-id": "nf-1" } })
     ).status;
     statuses.badRequest = (
       await fetch(`${server.url}/v1/objects/value`, {
         method: "POST",
-        headers: { "content-type": "application/json", "x-request-id": "bad-1" },
+        headers: { ...auth, "content-type": "application/json", "x-request-id": "bad-1" },
         body: "{not json",
       })
     ).status;
     statuses.ok = (
       await fetch(`${server.url}/v1/objects/list`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { ...auth, "content-type": "application/json" },
         body: JSON.stringify({ elementIds: ["pump-101"] }),
       })
+    ).status;
+    statuses.unauthenticated = (
+      await fetch(`${server.url}/v1/namespaces`, { headers: { "x-request-id": "anon-1" } })
     ).status;
     // Graceful shutdown flushes Sentry's queue: after it, every report that will ever arrive has arrived.
     statuses.exit = (await server.stop()) ?? -1;
@@ -71,6 +79,7 @@ describe("Sentry error reports, next to our own OpenTelemetry tracing", () => {
       notFound: 404,
       badRequest: 400,
       ok: 200,
+      unauthenticated: 401,
       exit: 0,
     });
   });
@@ -93,7 +102,9 @@ describe("Sentry error reports, next to our own OpenTelemetry tracing", () => {
       route: "/v1/_test/fault",
       method: "POST",
       status_code: "500",
+      user_id: "line-7-gateway",
     });
+    expect(event.user?.id).toBe("line-7-gateway");
     expect(event.tags.trace_id).toMatch(/^[0-9a-f]{32}$/);
     expect(event.environment).toBe("acceptance");
     expect(event.release).toMatch(/^i3xd@\d+\.\d+\.\d+/);
@@ -103,6 +114,7 @@ describe("Sentry error reports, next to our own OpenTelemetry tracing", () => {
     const ids = sentry.events().map((e) => e.tags?.request_id);
     expect(ids).not.toContain("nf-1");
     expect(ids).not.toContain("bad-1");
+    expect(ids).not.toContain("anon-1");
   });
 
   it("leaves tracing to our pipeline: the failed request's server span reached the OTLP receiver", async () => {
@@ -114,6 +126,7 @@ describe("Sentry error reports, next to our own OpenTelemetry tracing", () => {
     expect(serverSpan?.attributes["http.response.status_code"]).toBe(500);
     expect(serverSpan?.statusCode).toBe(2);
     expect(serverSpan?.attributes["request.id"]).toBe("fault-request-1");
+    expect(serverSpan?.attributes["enduser.id"]).toBe("line-7-gateway");
   });
 });
 
