@@ -54,7 +54,9 @@ export function failureBody(status: number, detail: string, title = titleFor(sta
 }
 
 export function successBody<T>(result: T, responseDetail?: ResponseDetail) {
-  return responseDetail ? { success: true as const, result, responseDetail } : { success: true as const, result };
+  return responseDetail
+    ? { success: true as const, result, responseDetail }
+    : { success: true as const, result };
 }
 
 export type IdKey = "elementId" | "subscriptionId";

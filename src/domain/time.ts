@@ -15,7 +15,8 @@ export function parseTimestampUs(text: unknown): number | null {
   if (!Number.isFinite(ms)) return null;
   // Date.UTC silently rolls 2025-02-30 over into March: reject dates that do not round-trip.
   const check = new Date(ms);
-  if (check.getUTCFullYear() !== +y || check.getUTCMonth() !== +mo - 1 || check.getUTCDate() !== +d) return null;
+  if (check.getUTCFullYear() !== +y || check.getUTCMonth() !== +mo - 1 || check.getUTCDate() !== +d)
+    return null;
   if (+h > 23 || +mi > 59 || +s > 59) return null;
   const micros = frac ? Number(frac.padEnd(6, "0").slice(0, 6)) : 0;
   return ms * 1000 + micros;
