@@ -81,7 +81,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   //    span (when tracing is on) first of all, so the request context and its first line see it.
   await registerTelemetry(app);
   const security = createSecurity(config, deps.keyring);
-  registerObservability(app, { userIdOf: security.userIdOf });
+  registerObservability(app, { userIdOf: security.userIdOf, metrics: config.metrics });
   //    Authentication and the per-key limits right after (src/security), so the key's name is the
   //    request's user id, and nothing else runs for a request without a valid key.
   await app.register(security.plugin, deps);
@@ -113,7 +113,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // 3. Routes: probes and the scrape endpoint at the root (no auth), all i3X groups under /v1.
   await app.register(healthRoutes, deps);
   // With I3XD_METRICS_PORT the scrape endpoint lives on its own listener (runtime.ts) instead.
-  if (config.metricsPort === undefined) await app.register(metricsRoutes, deps);
+  // I3XD_METRICS=false: no scrape endpoint at all (404), as no request metrics are recorded either.
+  if (config.metrics && config.metricsPort === undefined) await app.register(metricsRoutes, deps);
   await app.register(
     async (v1) => {
       await v1.register(infoRoutes, deps);

@@ -24,6 +24,8 @@ export interface Config {
   logCaller: boolean;
   /** Entries per in-process cache (objects, types, current values); 0 turns caching off. */
   cacheMaxEntries: number;
+  /** Prometheus metrics: request hooks and `GET /metrics`. Off: neither exists (the route answers 404). */
+  metrics: boolean;
   /** Largest accepted request body, bytes. */
   bodyLimit: number;
   /** Most ids in one bulk request. */
@@ -200,6 +202,7 @@ export function loadConfig(env: Env = process.env): Config {
     logFileCount: intVar(env, "LOG_FILE_COUNT", 10, 2, 10_000),
     logCaller: boolVar(env, "LOG_CALLER") ?? false,
     cacheMaxEntries: intVar(env, "I3XD_CACHE_MAX_ENTRIES", 10_000, 0, 10_000_000),
+    metrics: boolVar(env, "I3XD_METRICS") ?? true,
     bodyLimit: intVar(env, "I3XD_BODY_LIMIT", 4 * 1024 * 1024, 1024, 512 * 1024 * 1024),
     maxBulkItems: intVar(env, "I3XD_MAX_BULK_ITEMS", 1000, 1, 1_000_000),
     maxHistoryPoints: intVar(env, "I3XD_MAX_HISTORY_POINTS", 100_000, 1, 10_000_000),

@@ -57,7 +57,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
 
     app = await buildApp({ config, store, services, keyring });
     await app.listen({ host: config.host, port: config.port });
-    if (config.metricsPort !== undefined) metrics = await startMetricsListener({ config, store, services });
+    if (config.metrics && config.metricsPort !== undefined)
+      metrics = await startMetricsListener({ config, store, services });
     const url = baseUrl(app);
     simulator?.start();
     const features = [

@@ -19,6 +19,8 @@ export interface ObservabilityOptions {
    * later line carry `user_id`. Code that authenticates later sets `currentContext().userId` instead.
    */
   userIdOf?: (request: FastifyRequest) => string | undefined;
+  /** Record the request metrics (default true); `I3XD_METRICS=false` leaves them out entirely. */
+  metrics?: boolean;
 }
 
 /** What the hooks keep per request: the context every log line reads, plus request-line details. */
@@ -45,6 +47,7 @@ declare module "fastify" {
  */
 export function registerObservability(app: FastifyInstance, opts: ObservabilityOptions = {}): void {
   const userIdOf = opts.userIdOf;
+  const metrics = opts.metrics !== false;
   app.decorateRequest("observability", null);
 
   app.addHook("onRequest", (request, reply, done) => {
@@ -75,7 +78,7 @@ export function registerObservability(app: FastifyInstance, opts: ObservabilityO
   app.addHook("onResponse", (request, reply, done) => {
     const state = request.observability;
     if (state !== null) {
-      recordMetrics(request, reply);
+      if (metrics) recordMetrics(request, reply);
       // 'finish' fires outside any request's async scope; re-enter it so the line carries the ids.
       if (requestContext.getStore() === state) logCompleted(request, reply, state);
       else requestContext.run(state, logCompleted, request, reply, state);
