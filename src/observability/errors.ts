@@ -84,9 +84,9 @@ export async function stopErrorReporting(deadlineMs: number): Promise<void> {
 }
 
 /**
- * Reports every response with a 5xx status exactly once, with the error that caused it when there was one,
- * tagged with the request id, route template, method and user. 4xx are the client's business and are never
- * reported.
+ * Reports every response with a 5xx status exactly once (health probes excepted), with the error that caused
+ * it when there was one, tagged with the request id, route template, method and user. 4xx are the client's
+ * business and are never reported.
  */
 export async function registerErrorReports(app: FastifyInstance): Promise<void> {
   if (!Sentry) return;
@@ -99,7 +99,11 @@ export async function registerErrorReports(app: FastifyInstance): Promise<void> 
   });
 
   app.addHook("onSend", (request, reply, payload, done) => {
-    if (reply.statusCode >= 500) report(request, reply.statusCode, reply.getHeader("x-request-id"));
+    // A readiness probe's 503 is the answer it exists to give, not a failure; during a store outage it would
+    // otherwise file a report every few seconds per probing kubelet or load balancer.
+    if (reply.statusCode >= 500 && !request.url.startsWith("/health/")) {
+      report(request, reply.statusCode, reply.getHeader("x-request-id"));
+    }
     done(null, payload);
   });
 }

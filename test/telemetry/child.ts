@@ -12,6 +12,7 @@ export type LogLine = Record<string, any>;
 
 export interface ChildServer {
   url: string;
+  dataDir: string;
   /** Every JSON line the server wrote to stdout so far, in order. */
   lines(): LogLine[];
   /** Raw stdout lines (exactly as written, for byte-for-byte comparisons). */
@@ -28,7 +29,7 @@ export interface ChildServer {
  * directory, the demo plant, and a simulator that stays quiet unless `env` says otherwise.
  */
 export async function startChildServer(env: Record<string, string>): Promise<ChildServer> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), "i3xd-telemetry-"));
+  const dataDir = env.I3XD_DATA_DIR ?? mkdtempSync(path.join(tmpdir(), "i3xd-telemetry-"));
   const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "serve"], {
     cwd: ROOT,
     env: {
@@ -90,6 +91,7 @@ export async function startChildServer(env: Record<string, string>): Promise<Chi
   let stopped: Promise<number | null> | undefined;
   return {
     url,
+    dataDir,
     lines: parsed,
     rawLines: () => [...raw],
     stderr: () => err,

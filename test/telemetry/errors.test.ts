@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { renameSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -58,6 +59,11 @@ describe("Sentry error reports, next to our own OpenTelemetry tracing", () => {
         body: JSON.stringify({ elementIds: ["pump-101"] }),
       })
     ).status;
+    // The store goes away: the readiness probe answers 503, which is its job, not a failure to report.
+    const file = path.join(server.dataDir, "i3xd.sqlite");
+    renameSync(file, `${file}.away`);
+    statuses.notReady = (await fetch(`${server.url}/health/ready`)).status;
+    renameSync(`${file}.away`, file);
     statuses.unauthenticated = (
       await fetch(`${server.url}/v1/namespaces`, { headers: { "x-request-id": "anon-1" } })
     ).status;
@@ -79,6 +85,7 @@ describe("Sentry error reports, next to our own OpenTelemetry tracing", () => {
       notFound: 404,
       badRequest: 400,
       ok: 200,
+      notReady: 503,
       unauthenticated: 401,
       exit: 0,
     });
