@@ -1,7 +1,7 @@
-import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import { QUALITIES, type Quality } from "../domain/model.js";
 import { parseTimestampUs } from "../domain/time.js";
-import type { ModelDocument } from "./format.js";
+import { SchemaRegistry } from "../services/schemas.js";
+import type { ModelDocument, ModelObject } from "./format.js";
 
 /** Every problem found in a model document, each naming the file and the element at fault. */
 export class ModelValidationError extends Error {
@@ -88,9 +88,9 @@ export function validateModel(doc: unknown, source: string, known: KnownIds = NO
   }
   if (namespaces.size === 0) say("namespaces", undefined, "at least one namespace is required");
 
-  const ajv = new Ajv2020({ strict: false, allErrors: false, validateSchema: true });
+  // The same registry the write path uses, so an imported value passes exactly when a write of it would.
+  const schemas = new SchemaRegistry();
   const types = new Set(known.objectTypes);
-  const validators = new Map<string, ValidateFunction>();
   for (const [i, t] of d.objectTypes.entries()) {
     const where = `objectTypes[${i}]`;
     if (!isPlainObject(t)) {
@@ -106,7 +106,9 @@ export function validateModel(doc: unknown, source: string, known: KnownIds = NO
     if (!isPlainObject(t.schema)) say(where, t.elementId, "schema must be a JSON Schema object");
     else {
       try {
-        validators.set(t.elementId, ajv.compile(t.schema));
+        schemas.register([{ ...t, sourceTypeId: t.sourceTypeId ?? t.elementId }]);
+        // Validating any value compiles the schema; a schema that cannot compile throws.
+        schemas.validate(t.elementId, null);
       } catch (err) {
         say(where, t.elementId, `schema does not compile: ${(err as Error).message}`);
       }
@@ -142,7 +144,7 @@ export function validateModel(doc: unknown, source: string, known: KnownIds = NO
   for (const o of d.objects)
     if (isPlainObject(o) && typeof o.elementId === "string") objects.add(o.elementId);
   const parentOf = new Map<string, string>();
-  const typeOf = new Map<string, string>();
+  const objectById = new Map<string, ModelObject>();
   for (const [i, o] of d.objects.entries()) {
     const where = `objects[${i}]`;
     if (!isPlainObject(o)) {
@@ -151,7 +153,7 @@ export function validateModel(doc: unknown, source: string, known: KnownIds = NO
     }
     checkId(where, "elementId", o.elementId, say);
     if (typeof o.displayName !== "string") say(where, o.elementId, "displayName must be a string");
-    typeOf.set(o.elementId, o.typeElementId);
+    objectById.set(o.elementId, o);
     if (!types.has(o.typeElementId))
       say(where, o.elementId, `typeElementId "${o.typeElementId}" is not a known object type`);
     if (o.parentId !== undefined && o.parentId !== null) {
@@ -216,15 +218,14 @@ export function validateModel(doc: unknown, source: string, known: KnownIds = NO
       else if (v.value === null && (quality === "Good" || quality === "Uncertain")) {
         say(where, v.elementId, `a null value needs quality Bad or GoodNoData, not ${quality}`);
       } else if (v.value !== null) {
-        // Values for objects of types defined in this document are checked against their schema.
-        const check = validators.get(typeOf.get(v.elementId) ?? "");
-        if (check && !check(v.value)) {
-          const e = check.errors?.[0];
-          say(
-            where,
-            v.elementId,
-            `value does not match the type schema: ${e?.instancePath || "value"} ${e?.message ?? ""}`.trim(),
+        // Values of objects defined in this document are checked against their type's schema.
+        const o = objectById.get(v.elementId);
+        if (o && schemas.has(o.typeElementId)) {
+          const problem = schemas.validateObject(
+            { ...o, parentId: o.parentId ?? null, isComposition: false, isExtended: o.isExtended ?? false },
+            v.value,
           );
+          if (problem) say(where, v.elementId, problem);
         }
       }
     }

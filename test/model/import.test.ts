@@ -85,7 +85,7 @@ describe("i3xd import", () => {
     expect(run.stderr).toMatch(/timestamp .* is not RFC 3339 UTC/);
     expect(run.stderr).toMatch(/null value needs quality Bad or GoodNoData/);
     expect(run.stderr).toMatch(
-      /values\[2\] \(pump\): value does not match the type schema: \/speed must be number/,
+      /values\[2\] \(pump\): Value does not match the object type schema: value.speed must be of type number/,
     );
     expect(await objectsInStore()).toEqual(["pump", "pump-temp", "site", "tank"]);
   });
