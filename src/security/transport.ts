@@ -16,7 +16,13 @@ const MIN_TLS: SecureVersion = "TLSv1.2";
  */
 export function serverOptions(config: Config): FastifyHttpOptions<Server> {
   // Node would answer a missing Host header with a bare 400; the security hook answers it in the envelope.
-  const common = { maxHeaderSize: config.maxHeaderSize, requireHostHeader: false };
+  const common = {
+    maxHeaderSize: config.maxHeaderSize,
+    requireHostHeader: false,
+    // Slow senders are cut off after the request timeout; Node only looks every so often (30 s by default).
+    headersTimeout: Math.min(60_000, config.requestTimeoutMs),
+    connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(config.requestTimeoutMs / 4))),
+  };
   const options: Record<string, unknown> = {
     requestTimeout: config.requestTimeoutMs,
     clientErrorHandler,

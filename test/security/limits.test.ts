@@ -1,6 +1,7 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import http from "node:http";
 import net from "node:net";
+import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getJson, type JsonResponse, postJson } from "../helpers/http.js";
 import { makeTempDir, startTestServer, type TestServer } from "../helpers/server.js";
@@ -48,8 +49,8 @@ function expectEnvelope(res: { status: number; body: any }, status: number) {
 const auth = () => ({ headers: bearer(keys.streamer) });
 
 /** Sends raw bytes on a fresh connection and returns the status and parsed body of the answer. */
-function raw(payload: string): Promise<{ status: number; body: any; head: string }> {
-  const { port } = new URL(url);
+function raw(payload: string, base = url): Promise<{ status: number; body: any; head: string }> {
+  const { port } = new URL(base);
   return new Promise((resolve, reject) => {
     const socket = net.connect(Number(port), "127.0.0.1");
     let text = "";
@@ -186,6 +187,53 @@ describe("hostile input", () => {
     const noHost = await raw("GET /v1/info HTTP/1.1\r\nConnection: close\r\n\r\n");
     expect(noHost.status).toBe(400);
     expect(noHost.body.responseDetail.detail).toContain("Host");
+  });
+});
+
+describe("slow and compressed bodies", () => {
+  let small: TestServer;
+  beforeAll(async () => {
+    small = await startTestServer({ I3XD_REQUEST_TIMEOUT_MS: "1000", I3XD_BODY_LIMIT: "8192" });
+  });
+  afterAll(async () => {
+    await small?.close();
+  });
+
+  it("answers a request that is not sent in time with 408 in the envelope", async () => {
+    const res = await raw(
+      'POST /v1/objects/value HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"elementIds":',
+      small.url,
+    );
+    expect(res.status).toBe(408);
+    expect(res.body).toEqual({
+      success: false,
+      responseDetail: { title: "Request Timeout", status: 408, detail: expect.any(String) },
+    });
+  });
+
+  it("counts the decompressed bytes of a gzip body against the body limit (413)", async () => {
+    const bomb = gzipSync(Buffer.from(JSON.stringify({ elementIds: ["x".repeat(1_000_000)] })));
+    expect(bomb.length).toBeLessThan(8192);
+    const res = await new Promise<{ status: number; body: any }>((resolve, reject) => {
+      const req = http.request(`${small.url}/v1/objects/value`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "content-encoding": "gzip",
+          "content-length": bomb.length,
+        },
+      });
+      req.on("response", (r) => {
+        let text = "";
+        r.on("data", (c) => {
+          text += c;
+        });
+        r.on("end", () => resolve({ status: r.statusCode ?? 0, body: JSON.parse(text) }));
+      });
+      req.on("error", reject);
+      req.end(bomb);
+    });
+    expectEnvelope(res, 413);
   });
 });
 
