@@ -9,7 +9,13 @@ export interface Config {
   host: string;
   port: number;
   dataDir: string;
-  /** Load the demo plant and run its simulator. `undefined`: only when the store is empty. */
+  /** `postgres://…` selects the PostgreSQL store; unset: the embedded SQLite file under `dataDir`. */
+  storeUrl: string | undefined;
+  /** Most PostgreSQL connections in the pool. */
+  pgPoolMax: number;
+  /** History older than this is dropped (whole daily partitions, PostgreSQL only), ms; unset: kept forever. */
+  historyRetentionMs: number | undefined;
+  /** Load the demo plant and run its simulator. `undefined`: when the store is empty or already holds it. */
   demo: boolean | undefined;
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
   /** `json` (one object per line) or `pretty` (human-readable, for development). */
@@ -156,6 +162,35 @@ export function durationMsVar(
   return n;
 }
 
+/** A PostgreSQL connection URL (`postgres://` or `postgresql://`); the value is never echoed (it may hold a password). */
+export function storeUrlVar(env: Env, name: string): string | undefined {
+  const raw = read(env, name);
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} must be a URL such as postgres://user@host:5432/i3xd`);
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new ConfigError(`${name} must start with postgres:// or postgresql://, got ${url.protocol}//…`);
+  }
+  return raw;
+}
+
+/** A retention period with a unit: `36h`, `30d`, `12w`. Returns milliseconds; unset means keep forever. */
+export function retentionVar(env: Env, name: string): number | undefined {
+  const raw = read(env, name);
+  if (raw === undefined) return undefined;
+  const m = /^(\d+)\s*(h|d|w)$/i.exec(raw);
+  if (!m) throw new ConfigError(`${name} must be a period such as 36h, 30d or 12w, got "${raw}"`);
+  const hours = Number(m[1]) * ({ h: 1, d: 24, w: 168 } as const)[m[2].toLowerCase() as "h" | "d" | "w"];
+  if (hours < 1 || hours > 100 * 365 * 24) {
+    throw new ConfigError(`${name} must be between 1h and 100 years, got "${raw}"`);
+  }
+  return hours * 3_600_000;
+}
+
 /** True for addresses that only this machine can reach. */
 export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[|\]$/g, "");
@@ -194,6 +229,9 @@ export function loadConfig(env: Env = process.env): Config {
     host,
     port: intVar(env, "I3XD_PORT", 8080, 0, 65535),
     dataDir: path.resolve(stringVar(env, "I3XD_DATA_DIR", "./data")),
+    storeUrl: storeUrlVar(env, "I3XD_STORE_URL"),
+    pgPoolMax: intVar(env, "I3XD_PG_POOL_MAX", 10, 1, 1000),
+    historyRetentionMs: retentionVar(env, "I3XD_HISTORY_RETENTION"),
     demo: boolVar(env, "I3XD_DEMO"),
     logLevel: enumVar(env, "LOG_LEVEL", LOG_LEVELS, "info"),
     logFormat: enumVar(env, "LOG_FORMAT", ["json", "pretty"] as const, "json"),

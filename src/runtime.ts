@@ -4,6 +4,7 @@ import type { FastifyInstance } from "fastify";
 import { buildApp } from "./app.js";
 import type { Config } from "./config.js";
 import { demoPlantModel } from "./ingest/demo-plant.js";
+import { DEMO_VALUE_IDS } from "./ingest/plant-physics.js";
 import { Simulator } from "./ingest/simulator.js";
 import { configureLogging, flushLogs, getLogger } from "./observability/logger.js";
 import { startTelemetry } from "./observability/telemetry.js";
@@ -49,9 +50,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
     const changes = new LocalChangeFeed();
     const services = createServices(config, store, changes);
 
-    const demo = config.demo ?? (await store.isEmpty());
+    // Unset I3XD_DEMO: a fresh store gets the demo plant, and a store that holds it keeps it running
+    // across restarts (the simulator resumes from the stored values).
+    const demoPresent = await hasDemoPlant(store);
+    const demo = config.demo ?? (demoPresent || (await store.isEmpty()));
     if (demo) {
-      await loadDemoPlant(store);
+      if (!demoPresent) await loadDemoPlant(store);
       simulator = new Simulator(services.writes, config.simulatorIntervalMs);
     }
 
@@ -110,16 +114,17 @@ export async function startServer(config: Config): Promise<RunningServer> {
 }
 
 /**
- * Imports the demo plant unless all of its objects are already there: a restart must not seed a second
- * day of history over the one the simulator has been writing.
+ * True when every demo object is already stored: a restart must not seed a second day of history over the
+ * one the simulator has been writing.
  */
+async function hasDemoPlant(store: Store): Promise<boolean> {
+  return (await store.getObjects(DEMO_VALUE_IDS)).size === DEMO_VALUE_IDS.length;
+}
+
 async function loadDemoPlant(store: Store): Promise<void> {
   const model = demoPlantModel(new Date());
-  const ids = model.objects.map((o) => o.elementId);
-  const present = await store.getObjects(ids);
-  if (present.size === ids.length) return;
   await store.importModel(model);
-  log.info({ objects: ids.length }, "Demo plant loaded");
+  log.info({ objects: model.objects.length }, "Demo plant loaded");
 }
 
 function baseUrl(app: FastifyInstance): string {

@@ -36,7 +36,8 @@ describe("restart", () => {
     expect(seeded.objects.result.length).toBeGreaterThan(10);
     expect(seeded.history.results[0].result.values.length).toBeGreaterThan(1000);
 
-    // Later starts: the store is not empty, so nothing is imported and nothing writes.
+    // Later starts: the demo plant is there, so nothing is imported; the simulator resumes, but its first
+    // tick is an interval (an hour here) away, so nothing writes while the snapshots are taken.
     let before: any;
     const second = await startTestServer({ I3XD_DATA_DIR: data.dir, I3XD_DEMO: "" });
     try {
