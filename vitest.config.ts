@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // A run id for PostgreSQL test databases, and dropping whatever of this run is left at the end.
+    globalSetup: ["test/helpers/pg-global.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",

@@ -34,6 +34,42 @@ export const activeDatabaseConnections = new Gauge({
   registers: [registry],
 });
 
+/** Counts a PostgreSQL pool reports; `waiting` is queries queued for a free client. */
+export interface PoolCounts {
+  total: number;
+  idle: number;
+  waiting: number;
+}
+
+let poolCounts: (() => PoolCounts) | undefined;
+
+/**
+ * Makes `database_pool_connections` read this pool at scrape time. Returns the function that detaches it
+ * again (a closed store); with no pool attached (SQLite) the metric has no series.
+ */
+export function attachDatabasePool(counts: () => PoolCounts): () => void {
+  poolCounts = counts;
+  return () => {
+    if (poolCounts !== counts) return;
+    poolCounts = undefined;
+    databasePoolConnections.reset();
+  };
+}
+
+export const databasePoolConnections = new Gauge({
+  name: "database_pool_connections",
+  help: "PostgreSQL pool by state: total clients, idle clients, and queries waiting for a client",
+  labelNames: ["state"] as const,
+  registers: [registry],
+  collect() {
+    if (poolCounts === undefined) return;
+    const c = poolCounts();
+    this.set({ state: "total" }, c.total);
+    this.set({ state: "idle" }, c.idle);
+    this.set({ state: "waiting" }, c.waiting);
+  },
+});
+
 export const cacheHits = new Counter({
   name: "cache_hits_total",
   help: "Cache look-ups answered from the cache",

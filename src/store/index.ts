@@ -1,11 +1,22 @@
 import path from "node:path";
 import type { Config } from "../config.js";
+import { PostgresStore } from "./postgres.js";
 import { SqliteStore } from "./sqlite.js";
 import type { Store } from "./store.js";
 
-/** Opens and migrates the configured store: the embedded SQLite file under the data directory. */
+/**
+ * Opens and migrates the configured store: PostgreSQL when `I3XD_STORE_URL` is set (several replicas can
+ * share it), otherwise the embedded SQLite file under the data directory.
+ */
 export async function openStore(config: Config): Promise<Store> {
-  const store = new SqliteStore(path.join(config.dataDir, "i3xd.sqlite"));
+  const store: Store =
+    config.storeUrl !== undefined
+      ? new PostgresStore({
+          connectionString: config.storeUrl,
+          poolMax: config.pgPoolMax,
+          historyRetentionMs: config.historyRetentionMs,
+        })
+      : new SqliteStore(path.join(config.dataDir, "i3xd.sqlite"));
   try {
     await store.init();
   } catch (err) {

@@ -79,3 +79,16 @@ export interface Store {
   /** Loads a validated model document in one transaction (upserting by elementId). */
   importModel(model: ModelDocument): Promise<void>;
 }
+
+/**
+ * The backing database cannot be reached (connection refused, lost, or none free in time). Carries HTTP
+ * 503 for the error handler: the request was fine, the store was not there to answer it, and a retry
+ * (here or on another replica) may succeed.
+ */
+export class StoreUnavailableError extends Error {
+  readonly statusCode = 503;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "StoreUnavailableError";
+  }
+}

@@ -296,6 +296,47 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       expect((await store.getCurrentValues(["pump"])).get("pump")?.value).toEqual({ speed: 3 });
     });
 
+    it("applies a batch as its points one after another, several per element and timestamp included", async () => {
+      await store.importModel(contractModel());
+      await store.writePoints(
+        [
+          point("pump", "2026-09-01T00:00:02Z", { speed: 1 }),
+          point("pump", "2026-09-01T00:00:02Z", { speed: 3 }),
+          point("pump", "2026-09-01T00:00:01Z", { speed: 2 }),
+        ],
+        "current",
+      );
+      // Current mode: the last point of the batch, even though an earlier one is newer.
+      expect((await store.getCurrentValues(["pump"])).get("pump")).toEqual({
+        value: { speed: 2 },
+        quality: "Good",
+        timestamp: "2026-09-01T00:00:01.000Z",
+      });
+      await store.writePoints(
+        [
+          point("pump-temp", "2026-09-01T00:00:05Z", 5),
+          point("pump-temp", "2026-09-01T00:00:07Z", 7),
+          point("pump-temp", "2026-09-01T00:00:06Z", 6),
+          point("pump-temp", "2026-09-01T00:00:07Z", 77, "Uncertain"),
+        ],
+        "history",
+      );
+      // History mode: the newest point, the later one of two at the same timestamp.
+      expect((await store.getCurrentValues(["pump-temp"])).get("pump-temp")).toEqual({
+        value: 77,
+        quality: "Uncertain",
+        timestamp: "2026-09-01T00:00:07.000Z",
+      });
+      const range = {
+        startUs: parseTimestampUs("2026-09-01T00:00:00Z") as number,
+        endUs: parseTimestampUs("2026-09-01T00:00:10Z") as number,
+        limitPerElement: 100,
+      };
+      const both = await store.getHistory(["pump", "pump-temp", "pump"], range);
+      expect(both.get("pump")?.points.map((p) => p.value)).toEqual([{ speed: 2 }, { speed: 3 }]);
+      expect(both.get("pump-temp")?.points.map((p) => p.value)).toEqual([5, 6, 77]);
+    });
+
     it("round-trips microsecond timestamps and structured values exactly", async () => {
       await store.importModel(contractModel());
       const value = { speed: 12.5, nested: { list: [1, "two", null, true] }, text: "ünïcødé \u2603" };

@@ -1,0 +1,891 @@
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import {
+  HAS_CHILDREN,
+  HAS_COMPONENT,
+  HAS_PARENT,
+  type Namespace,
+  type ObjectRecord,
+  type ObjectType,
+  type Quality,
+  type Relationship,
+  type RelationshipType,
+  type Vqt,
+} from "../domain/model.js";
+import { formatTimestampUs, parseTimestampUs } from "../domain/time.js";
+import type { ModelDocument, ModelValue } from "../model/format.js";
+import { getLogger } from "../observability/logger.js";
+import { attachDatabasePool } from "../observability/metrics.js";
+import { POSTGRES_MIGRATIONS } from "./migrations/postgres.js";
+import { CHANGES_CHANNEL, type ChangeKey, encodeChanges, encodeModelChange } from "./pg-notify.js";
+import {
+  type HistoryRange,
+  type HistorySlice,
+  type PointWrite,
+  type Store,
+  StoreUnavailableError,
+  type WriteMode,
+} from "./store.js";
+
+const log = getLogger("i3xd.store");
+
+type Row = Record<string, unknown>;
+
+const DAY_US = 86_400_000_000;
+/** Daily history partitions kept ready ahead of the clock, and created behind it at start. */
+const PARTITIONS_AHEAD_DAYS = 7;
+const PARTITIONS_BEHIND_DAYS = 1;
+const MAINTENANCE_INTERVAL_MS = 3_600_000;
+/** Partition DDL waits this long for its lock, then gives up until the next round (never stalls traffic). */
+const DDL_LOCK_TIMEOUT = "2s";
+/** Points per INSERT statement: large batches go out as several multi-row statements in one transaction. */
+const WRITE_CHUNK = 5000;
+/** Advisory locks: `pg_advisory_lock(hashtext('i3xd'), n)`. */
+const LOCK_MIGRATIONS = 1;
+const LOCK_MAINTENANCE = 2;
+
+/** bigint columns hold microsecond timestamps, exact as JavaScript numbers until the year 2255. */
+const TYPES = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === pg.types.builtins.INT8 ? Number : pg.types.getTypeParser(oid, format)) as never,
+};
+
+/** Errors of the connection rather than of the statement: the database is gone or the link was cut. */
+const CONNECTION_CODES = new Set([
+  "57P01", // admin_shutdown (pg_terminate_backend, server stop)
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now (starting up, shutting down)
+  "53300", // too_many_connections
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+const CONNECTION_MESSAGES =
+  /Connection terminated|terminating connection|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended/i;
+/** Transient conflicts between concurrent transactions that a second attempt resolves. */
+const CONFLICT_CODES = new Set(["40P01", "40001"]);
+
+const COMMIT_UNKNOWN = Symbol("commitOutcomeUnknown");
+/** Set on errors of opening a connection: whatever the server said, it did not let us in. */
+const CONNECT_FAILED = Symbol("connectFailed");
+
+export function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (CONNECT_FAILED in err) return true;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && (CONNECTION_CODES.has(code) || code.startsWith("08"))) return true;
+  return CONNECTION_MESSAGES.test(err.message);
+}
+
+export interface PostgresStoreOptions {
+  connectionString: string;
+  /** Most pool clients (I3XD_PG_POOL_MAX). */
+  poolMax?: number;
+  /** History older than this is dropped, in ms (I3XD_HISTORY_RETENTION); undefined keeps it forever. */
+  historyRetentionMs?: number;
+  /** How long a request waits for a connection before the store reports itself unavailable. */
+  connectTimeoutMs?: number;
+}
+
+/** Internal row of a point write: the value serialised once. */
+interface PointRow {
+  id: string;
+  ts: number;
+  value: string;
+  quality: Quality;
+}
+
+/**
+ * The store for several replicas on one PostgreSQL database. Every read is one statement for the whole batch
+ * (`= ANY($1)`, `unnest`), every write one transaction of multi-row statements. History is range-partitioned
+ * by day and maintained here (partitions created ahead, whole partitions dropped by retention). Each write
+ * transaction also NOTIFYs the changed element ids, which the change feed of every replica turns into cache
+ * invalidations and subscription updates (`pg-change-feed.ts`). Design: docs/adr/007-postgres-store.md.
+ */
+export class PostgresStore implements Store {
+  readonly kind = "postgres" as const;
+  /** Tags this process's notifications, so its own change feed skips what it already delivered locally. */
+  readonly origin = randomBytes(9).toString("base64url");
+  readonly connectionString: string;
+  private readonly pool: pg.Pool;
+  private readonly retentionMs: number | undefined;
+  private maintenanceTimer: NodeJS.Timeout | undefined;
+  private detachPool: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
+  private poolErrorLoggedAt = 0;
+  private poolErrorsSuppressed = 0;
+
+  constructor(options: PostgresStoreOptions) {
+    this.connectionString = options.connectionString;
+    this.retentionMs = options.historyRetentionMs;
+    this.pool = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.poolMax ?? 10,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: "i3xd",
+      types: TYPES,
+    });
+    // An idle client whose connection dies emits here; unhandled, it would crash the process. The pool has
+    // already discarded the client and opens a new one on the next request.
+    this.pool.on("error", (err) => this.onPoolError(err));
+  }
+
+  private onPoolError(err: Error): void {
+    const now = Date.now();
+    if (now - this.poolErrorLoggedAt < 10_000) {
+      this.poolErrorsSuppressed++;
+      return;
+    }
+    log.warn(
+      { exception: err, suppressed: this.poolErrorsSuppressed },
+      "PostgreSQL connection lost; the pool reconnects on demand",
+    );
+    this.poolErrorLoggedAt = now;
+    this.poolErrorsSuppressed = 0;
+  }
+
+  async init(): Promise<void> {
+    await this.migrate();
+    try {
+      await this.maintainHistory();
+    } catch (err) {
+      // The default partition takes every write until the next round succeeds.
+      log.warn({ exception: err }, "History partition upkeep failed; retrying later");
+    }
+    this.maintenanceTimer = setInterval(() => {
+      this.maintainHistory().catch((err: unknown) =>
+        log.warn({ exception: err }, "History partition upkeep failed; retrying later"),
+      );
+    }, MAINTENANCE_INTERVAL_MS);
+    this.maintenanceTimer.unref();
+    this.detachPool = attachDatabasePool(() => ({
+      total: this.pool.totalCount,
+      idle: this.pool.idleCount,
+      waiting: this.pool.waitingCount,
+    }));
+  }
+
+  /** Replicas starting together: the first takes the lock and migrates, the others wait and find it done. */
+  private async migrate(): Promise<void> {
+    await this.withClient(async (client) => {
+      await client.query("SELECT pg_advisory_lock(hashtext('i3xd'), $1)", [LOCK_MIGRATIONS]);
+      try {
+        await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+          version integer PRIMARY KEY,
+          name text NOT NULL,
+          applied_at timestamptz NOT NULL DEFAULT now())`);
+        const { rows } = await client.query<{ v: number }>(
+          "SELECT coalesce(max(version), 0)::int AS v FROM schema_migrations",
+        );
+        const current = rows[0].v;
+        const known = POSTGRES_MIGRATIONS[POSTGRES_MIGRATIONS.length - 1]?.version ?? 0;
+        if (current > known) {
+          log.warn({ version: current, known }, "The database schema is newer than this server knows");
+        }
+        for (const migration of POSTGRES_MIGRATIONS) {
+          if (migration.version <= current) continue;
+          await client.query("BEGIN");
+          try {
+            await client.query(migration.sql);
+            await client.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [
+              migration.version,
+              migration.name,
+            ]);
+            await client.query("COMMIT");
+          } catch (err) {
+            await client.query("ROLLBACK").catch(() => {});
+            throw err;
+          }
+          log.info({ version: migration.version, name: migration.name }, "Applied store migration");
+        }
+      } finally {
+        await client.query("SELECT pg_advisory_unlock(hashtext('i3xd'), $1)", [LOCK_MIGRATIONS]);
+      }
+    });
+  }
+
+  /**
+   * Creates the daily history partitions from yesterday to a week ahead, and with a retention set drops
+   * partitions wholly older than it and purges old points from the default partition. One replica at a
+   * time (the others skip the round); each step is its own short transaction with a lock timeout, so a
+   * busy table postpones a step to the next round rather than stalling requests.
+   */
+  async maintainHistory(
+    nowMs = Date.now(),
+  ): Promise<{ created: string[]; dropped: string[]; purged: number }> {
+    const result = { created: [] as string[], dropped: [] as string[], purged: 0 };
+    await this.withClient(async (client) => {
+      const { rows } = await client.query<{ locked: boolean }>(
+        "SELECT pg_try_advisory_lock(hashtext('i3xd'), $1) AS locked",
+        [LOCK_MAINTENANCE],
+      );
+      if (!rows[0].locked) return;
+      try {
+        const today = Math.floor((nowMs * 1000) / DAY_US) * DAY_US;
+        const cutoffUs = this.retentionMs === undefined ? undefined : (nowMs - this.retentionMs) * 1000;
+        const existing = await listPartitions(client);
+        for (let day = -PARTITIONS_BEHIND_DAYS; day <= PARTITIONS_AHEAD_DAYS; day++) {
+          const lo = today + day * DAY_US;
+          const hi = lo + DAY_US;
+          const name = partitionName(lo);
+          if (existing.has(name) || (cutoffUs !== undefined && hi <= cutoffUs)) continue;
+          if (await this.ddlStep(client, `create ${name}`, () => createPartition(client, name, lo, hi))) {
+            result.created.push(name);
+          }
+        }
+        if (cutoffUs !== undefined) {
+          for (const [name, hi] of existing) {
+            if (hi > cutoffUs) continue;
+            if (await this.ddlStep(client, `drop ${name}`, () => client.query(`DROP TABLE ${name}`))) {
+              result.dropped.push(name);
+            }
+          }
+          const purged = await client.query("DELETE FROM history_default WHERE ts_us < $1", [cutoffUs]);
+          result.purged = purged.rowCount ?? 0;
+        }
+      } finally {
+        await client.query("SELECT pg_advisory_unlock(hashtext('i3xd'), $1)", [LOCK_MAINTENANCE]);
+      }
+    });
+    if (result.created.length > 0 || result.dropped.length > 0 || result.purged > 0) {
+      log.info(result, "History partitions maintained");
+    }
+    return result;
+  }
+
+  /** Runs one DDL step in its own transaction; false (logged) when it could not be done this round. */
+  private async ddlStep(client: pg.PoolClient, what: string, step: () => Promise<unknown>): Promise<boolean> {
+    await client.query("BEGIN");
+    try {
+      await client.query(`SET LOCAL lock_timeout = '${DDL_LOCK_TIMEOUT}'`);
+      await step();
+      await client.query("COMMIT");
+      return true;
+    } catch (err) {
+      if (isConnectionError(err)) throw err;
+      await client.query("ROLLBACK");
+      log.warn({ exception: err, step: what }, "History partition step postponed to the next round");
+      return false;
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.maintenanceTimer);
+      this.detachPool?.();
+      await this.pool.end();
+    })();
+    return this.closing;
+  }
+
+  async ping(): Promise<void> {
+    await this.withRetry(() => this.once((c) => c.query("SELECT 1")));
+  }
+
+  connectionCount(): number {
+    return this.pool.totalCount;
+  }
+
+  async isEmpty(): Promise<boolean> {
+    const rows = await this.rows(
+      "i3xd_is_empty",
+      "SELECT EXISTS (SELECT 1 FROM object_types) OR EXISTS (SELECT 1 FROM objects) AS present",
+    );
+    return rows[0].present !== true;
+  }
+
+  async listNamespaces(): Promise<Namespace[]> {
+    const rows = await this.rows("i3xd_namespaces", "SELECT uri, display_name FROM namespaces ORDER BY seq");
+    return rows.map((r) => ({ uri: r.uri as string, displayName: r.display_name as string }));
+  }
+
+  async listObjectTypes(namespaceUri?: string): Promise<ObjectType[]> {
+    const rows =
+      namespaceUri === undefined
+        ? await this.rows("i3xd_object_types_all", "SELECT * FROM object_types ORDER BY seq")
+        : await this.rows(
+            "i3xd_object_types_ns",
+            "SELECT * FROM object_types WHERE namespace_uri = $1 ORDER BY seq",
+            [namespaceUri],
+          );
+    return rows.map(toObjectType);
+  }
+
+  async getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.rows(
+      "i3xd_object_types_ids",
+      "SELECT * FROM object_types WHERE element_id = ANY($1::text[])",
+      [ids],
+    );
+    return byId(rows, toObjectType);
+  }
+
+  async listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]> {
+    const rows =
+      namespaceUri === undefined
+        ? await this.rows("i3xd_rel_types_all", "SELECT * FROM relationship_types ORDER BY seq")
+        : await this.rows(
+            "i3xd_rel_types_ns",
+            "SELECT * FROM relationship_types WHERE namespace_uri = $1 ORDER BY seq",
+            [namespaceUri],
+          );
+    return rows.map(toRelationshipType);
+  }
+
+  async getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.rows(
+      "i3xd_rel_types_ids",
+      "SELECT * FROM relationship_types WHERE element_id = ANY($1::text[])",
+      [ids],
+    );
+    return byId(rows, toRelationshipType);
+  }
+
+  async listObjects(filter: { typeElementId?: string; root?: boolean } = {}): Promise<ObjectRecord[]> {
+    const where: string[] = [];
+    const values: unknown[] = [];
+    if (filter.typeElementId !== undefined) {
+      values.push(filter.typeElementId);
+      where.push("type_element_id = $1");
+    }
+    if (filter.root !== undefined) where.push(filter.root ? "parent_id IS NULL" : "parent_id IS NOT NULL");
+    const name = `i3xd_objects_${filter.typeElementId !== undefined ? "t" : ""}${filter.root === undefined ? "" : filter.root ? "r" : "c"}`;
+    const sql = `SELECT * FROM objects${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY seq`;
+    return (await this.rows(name, sql, values)).map(toObject);
+  }
+
+  async getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.rows(
+      "i3xd_objects_ids",
+      "SELECT * FROM objects WHERE element_id = ANY($1::text[])",
+      [ids],
+    );
+    return byId(rows, toObject);
+  }
+
+  async getRelationships(sourceIds: readonly string[], relationshipType?: string): Promise<Relationship[]> {
+    if (sourceIds.length === 0) return [];
+    const rows =
+      relationshipType === undefined
+        ? await this.rows(
+            "i3xd_rels",
+            `SELECT source_id, relationship_type, target_id FROM relationships
+              WHERE source_id = ANY($1::text[]) ORDER BY source_id, relationship_type, target_id`,
+            [sourceIds],
+          )
+        : await this.rows(
+            "i3xd_rels_type",
+            `SELECT source_id, relationship_type, target_id FROM relationships
+              WHERE source_id = ANY($1::text[]) AND relationship_type = $2 ORDER BY source_id, target_id`,
+            [sourceIds, relationshipType],
+          );
+    return rows.map((r) => ({
+      sourceId: r.source_id as string,
+      relationshipType: r.relationship_type as string,
+      targetId: r.target_id as string,
+    }));
+  }
+
+  async getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
+    const out = new Map<string, Vqt>();
+    if (ids.length === 0) return out;
+    const rows = await this.arrays(
+      "i3xd_current_ids",
+      "SELECT element_id, ts_us, value, quality FROM current_values WHERE element_id = ANY($1::text[])",
+      [ids],
+    );
+    for (const r of rows) {
+      out.set(r[0] as string, {
+        value: r[2],
+        quality: r[3] as Quality,
+        timestamp: formatTimestampUs(r[1] as number),
+      });
+    }
+    return out;
+  }
+
+  async getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
+    const out = new Map<string, HistorySlice>();
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return out;
+    // One statement for every element: a LATERAL range read per id, each an index range scan on
+    // (element_id, ts_us) in the partitions the range overlaps, cut at limit+1 to detect truncation.
+    const rows = await this.arrays("i3xd_history_range", HISTORY_RANGE_SQL, [
+      unique,
+      range.startUs,
+      range.endUs,
+      range.limitPerElement + 1,
+    ]);
+    const grouped = new Map<string, Vqt[]>();
+    for (const id of unique) grouped.set(id, []);
+    for (const r of rows) {
+      (grouped.get(r[0] as string) as Vqt[]).push({
+        value: r[2],
+        quality: r[3] as Quality,
+        timestamp: formatTimestampUs(r[1] as number),
+      });
+    }
+    for (const [id, points] of grouped) {
+      const truncated = points.length > range.limitPerElement;
+      if (truncated) points.length = range.limitPerElement;
+      out.set(id, { points, truncated });
+    }
+    return out;
+  }
+
+  /**
+   * The stored points at exactly these (element, timestamp) keys, in the order asked; `undefined` where no
+   * such point is stored (any more). What a change notification names, read in one statement.
+   */
+  async getPointsAt(keys: readonly ChangeKey[]): Promise<(Vqt | undefined)[]> {
+    const out: (Vqt | undefined)[] = new Array(keys.length).fill(undefined);
+    if (keys.length === 0) return out;
+    const rows = await this.arrays(
+      "i3xd_points_at",
+      `SELECT k.n, h.ts_us, h.value, h.quality
+         FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS k(id, ts, n)
+         JOIN history h ON h.element_id = k.id AND h.ts_us = k.ts`,
+      [keys.map((k) => k.elementId), keys.map((k) => k.tsUs)],
+    );
+    for (const r of rows) {
+      out[(r[0] as number) - 1] = {
+        value: r[2],
+        quality: r[3] as Quality,
+        timestamp: formatTimestampUs(r[1] as number),
+      };
+    }
+    return out;
+  }
+
+  async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
+    if (points.length === 0) return;
+    checkTimestamps(points);
+    await this.transaction(async (client) => {
+      const changed = await putPoints(client, points, mode);
+      await notify(client, encodeChanges(this.origin, changed));
+    });
+  }
+
+  async importModel(model: ModelDocument): Promise<void> {
+    const history = model.history?.map(toPointWrite) ?? [];
+    const values = model.values?.map(toPointWrite) ?? [];
+    await this.transaction(async (client) => {
+      const namespaces = lastWins(model.namespaces, (n) => n.uri);
+      await client.query(
+        `INSERT INTO namespaces (uri, display_name) SELECT * FROM unnest($1::text[], $2::text[])
+          ON CONFLICT (uri) DO UPDATE SET display_name = EXCLUDED.display_name`,
+        [namespaces.map((n) => n.uri), namespaces.map((n) => n.displayName)],
+      );
+      const types = lastWins(model.objectTypes, (t) => t.elementId);
+      await client.query(
+        `INSERT INTO object_types (element_id, display_name, namespace_uri, source_type_id, version, schema, related)
+          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::json[], $7::json[])
+          ON CONFLICT (element_id) DO UPDATE SET display_name = EXCLUDED.display_name,
+            namespace_uri = EXCLUDED.namespace_uri, source_type_id = EXCLUDED.source_type_id,
+            version = EXCLUDED.version, schema = EXCLUDED.schema, related = EXCLUDED.related`,
+        [
+          types.map((t) => t.elementId),
+          types.map((t) => t.displayName),
+          types.map((t) => t.namespaceUri),
+          types.map((t) => t.sourceTypeId ?? t.elementId),
+          types.map((t) => t.version ?? null),
+          types.map((t) => JSON.stringify(t.schema)),
+          types.map((t) => (t.related ? JSON.stringify(t.related) : null)),
+        ],
+      );
+      const relTypes = lastWins(model.relationshipTypes, (t) => t.elementId);
+      await client.query(
+        `INSERT INTO relationship_types (element_id, display_name, namespace_uri, relationship_id, reverse_of)
+          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+          ON CONFLICT (element_id) DO UPDATE SET display_name = EXCLUDED.display_name,
+            namespace_uri = EXCLUDED.namespace_uri, relationship_id = EXCLUDED.relationship_id,
+            reverse_of = EXCLUDED.reverse_of`,
+        [
+          relTypes.map((t) => t.elementId),
+          relTypes.map((t) => t.displayName),
+          relTypes.map((t) => t.namespaceUri),
+          relTypes.map((t) => t.relationshipId),
+          relTypes.map((t) => t.reverseOf),
+        ],
+      );
+      const objects = lastWins(model.objects, (o) => o.elementId);
+      await client.query(
+        `INSERT INTO objects (element_id, display_name, type_element_id, parent_id, is_extended, description,
+            system, schema_extensions)
+          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::text[],
+            $7::json[], $8::json[])
+          ON CONFLICT (element_id) DO UPDATE SET display_name = EXCLUDED.display_name,
+            type_element_id = EXCLUDED.type_element_id, parent_id = EXCLUDED.parent_id,
+            is_extended = EXCLUDED.is_extended, description = EXCLUDED.description, system = EXCLUDED.system,
+            schema_extensions = EXCLUDED.schema_extensions`,
+        [
+          objects.map((o) => o.elementId),
+          objects.map((o) => o.displayName),
+          objects.map((o) => o.typeElementId),
+          objects.map((o) => o.parentId ?? null),
+          objects.map((o) => o.isExtended === true),
+          objects.map((o) => o.description ?? null),
+          objects.map((o) => (o.system ? JSON.stringify(o.system) : null)),
+          objects.map((o) => (o.schemaExtensions ? JSON.stringify(o.schemaExtensions) : null)),
+        ],
+      );
+      // The hierarchy follows parentId: replace whatever an earlier import said about these objects.
+      const ids = objects.map((o) => o.elementId);
+      await client.query(
+        `DELETE FROM relationships
+          WHERE (source_id = ANY($1::text[]) AND relationship_type = $2)
+             OR (target_id = ANY($1::text[]) AND relationship_type = $3)`,
+        [ids, HAS_PARENT, HAS_CHILDREN],
+      );
+      const edges: [string, string, string][] = [];
+      for (const o of objects) {
+        if (!o.parentId) continue;
+        edges.push([o.elementId, HAS_PARENT, o.parentId], [o.parentId, HAS_CHILDREN, o.elementId]);
+      }
+      if (model.relationships?.length) {
+        const { rows } = await client.query<{ element_id: string; reverse_of: string }>(
+          "SELECT element_id, reverse_of FROM relationship_types",
+        );
+        const reverse = new Map(rows.map((r) => [r.element_id, r.reverse_of]));
+        for (const r of model.relationships) {
+          edges.push([r.sourceId, r.relationshipType, r.targetId]);
+          const back = reverse.get(r.relationshipType);
+          if (back) edges.push([r.targetId, back, r.sourceId]);
+        }
+      }
+      if (edges.length > 0) {
+        // Sorted, so concurrent imports take row locks in one order and cannot deadlock each other.
+        edges.sort(compareEdges);
+        await client.query(
+          `INSERT INTO relationships (source_id, relationship_type, target_id)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING`,
+          [edges.map((e) => e[0]), edges.map((e) => e[1]), edges.map((e) => e[2])],
+        );
+      }
+      await client.query(
+        `UPDATE objects SET is_composition = NOT is_composition
+          WHERE is_composition <> EXISTS (
+            SELECT 1 FROM relationships r WHERE r.source_id = objects.element_id AND r.relationship_type = $1)`,
+        [HAS_COMPONENT],
+      );
+      if (history.length > 0) await putPoints(client, history, "history");
+      // Initial values never override newer live values, so re-importing a model after the plant has been
+      // running keeps what it wrote since.
+      if (values.length > 0) await putPoints(client, values, "history");
+      await notify(client, [encodeModelChange(this.origin)]);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Plumbing
+
+  private rows(name: string, text: string, values: unknown[] = []): Promise<Row[]> {
+    return this.withRetry(() => this.once(async (c) => (await c.query<Row>({ name, text, values })).rows));
+  }
+
+  private arrays(name: string, text: string, values: unknown[]): Promise<unknown[][]> {
+    return this.withRetry(() =>
+      this.once(async (c) => (await c.query<unknown[]>({ name, text, values, rowMode: "array" })).rows),
+    );
+  }
+
+  /** A pool client whose connect failure is marked as such (the server may answer with any error code). */
+  private async checkout(): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (err) {
+      if (err instanceof Error) Object.defineProperty(err, CONNECT_FAILED, { value: true });
+      throw err;
+    }
+  }
+
+  /** One statement on a pool client; a client whose connection failed is destroyed, not pooled again. */
+  private async once<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.checkout();
+    let broken: Error | undefined;
+    try {
+      return await fn(client);
+    } catch (err) {
+      if (isConnectionError(err)) broken = err as Error;
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /**
+   * One retry on a lost connection (the pool hands out a fresh one) or a deadlock; a second failure of the
+   * connection kind surfaces as `StoreUnavailableError` (HTTP 503). Every operation here can be repeated:
+   * reads trivially, writes because a failed transaction was rolled back. Only a connection lost during
+   * COMMIT leaves the outcome unknown; that one is reported, not repeated.
+   */
+  private async withRetry<T>(op: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await op();
+      } catch (err) {
+        const unknownOutcome = err instanceof Error && COMMIT_UNKNOWN in err;
+        const transient =
+          isConnectionError(err) || CONFLICT_CODES.has(String((err as { code?: unknown }).code));
+        if (attempt >= 2 || unknownOutcome || !transient || this.closing) throw translate(err);
+      }
+    }
+  }
+
+  private async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    try {
+      return await this.once(fn);
+    } catch (err) {
+      throw translate(err);
+    }
+  }
+
+  private transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.withRetry(async () => {
+      const client = await this.checkout();
+      let broken: Error | undefined;
+      try {
+        await client.query("BEGIN");
+        const result = await fn(client);
+        try {
+          await client.query("COMMIT");
+        } catch (err) {
+          if (isConnectionError(err)) Object.defineProperty(err, COMMIT_UNKNOWN, { value: true });
+          throw err;
+        }
+        return result;
+      } catch (err) {
+        if (isConnectionError(err)) broken = err as Error;
+        else {
+          await client.query("ROLLBACK").catch((e: Error) => {
+            broken = e;
+          });
+        }
+        throw err;
+      } finally {
+        // A client whose connection failed is destroyed, not returned to the pool.
+        client.release(broken);
+      }
+    });
+  }
+}
+
+function translate(err: unknown): unknown {
+  if (err instanceof StoreUnavailableError || !isConnectionError(err)) return err;
+  return new StoreUnavailableError(`PostgreSQL unavailable: ${(err as Error).message}`, { cause: err });
+}
+
+const HISTORY_RANGE_SQL = `
+  SELECT h.element_id, h.ts_us, h.value, h.quality
+    FROM unnest($1::text[]) AS ids(id)
+   CROSS JOIN LATERAL (
+     SELECT element_id, ts_us, value, quality FROM history
+      WHERE element_id = ids.id AND ts_us >= $2::int8 AND ts_us <= $3::int8
+      ORDER BY ts_us
+      LIMIT $4::int8
+   ) h`;
+
+function checkTimestamps(points: readonly PointWrite[]): void {
+  for (const p of points) {
+    if (!Number.isSafeInteger(p.tsUs)) {
+      throw new RangeError(`invalid timestamp for ${p.elementId}: ${p.tsUs} (integer microseconds expected)`);
+    }
+  }
+}
+
+/**
+ * Writes a batch with one multi-row statement per table (per chunk), with the semantics of applying the
+ * points one by one: the last point per (element, timestamp) is the history record; the current value is
+ * the last point (`current`) or the newest, later ones winning ties (`history`, and only when at least as
+ * new as the stored one). Rows go in sorted, so concurrent writers lock rows in one order (no deadlocks).
+ * Returns what became current, in the order the change feed should report it.
+ */
+async function putPoints(
+  client: pg.PoolClient,
+  points: readonly PointWrite[],
+  mode: WriteMode,
+): Promise<ChangeKey[]> {
+  const history = new Map<string, PointRow>();
+  const current = new Map<string, PointRow>();
+  for (const p of points) {
+    const row: PointRow = {
+      id: p.elementId,
+      ts: p.tsUs,
+      value: JSON.stringify(p.vqt.value ?? null),
+      quality: p.vqt.quality,
+    };
+    history.set(`${p.elementId}\u0000${p.tsUs}`, row);
+    const seen = current.get(p.elementId);
+    if (mode === "current" || seen === undefined || p.tsUs >= seen.ts) current.set(p.elementId, row);
+  }
+  const historyRows = [...history.values()].sort(compareRows);
+  for (let i = 0; i < historyRows.length; i += WRITE_CHUNK) {
+    await client.query({
+      name: "i3xd_history_put",
+      text: `INSERT INTO history (element_id, ts_us, value, quality)
+              SELECT * FROM unnest($1::text[], $2::int8[], $3::json[], $4::text[])
+              ON CONFLICT (element_id, ts_us) DO UPDATE SET value = EXCLUDED.value, quality = EXCLUDED.quality`,
+      values: columns(historyRows.slice(i, i + WRITE_CHUNK)),
+    });
+  }
+  const currentRows = [...current.values()].sort(compareRows);
+  const changed: ChangeKey[] = [];
+  for (let i = 0; i < currentRows.length; i += WRITE_CHUNK) {
+    const { rows } = await client.query<{ element_id: string; ts_us: number }>({
+      name: mode === "current" ? "i3xd_current_put" : "i3xd_current_put_newer",
+      text: `INSERT INTO current_values AS cv (element_id, ts_us, value, quality)
+              SELECT * FROM unnest($1::text[], $2::int8[], $3::json[], $4::text[])
+              ON CONFLICT (element_id) DO UPDATE
+                SET ts_us = EXCLUDED.ts_us, value = EXCLUDED.value, quality = EXCLUDED.quality
+              ${mode === "current" ? "" : "WHERE EXCLUDED.ts_us >= cv.ts_us"}
+              RETURNING element_id, ts_us`,
+      values: columns(currentRows.slice(i, i + WRITE_CHUNK)),
+    });
+    for (const r of rows) changed.push({ elementId: r.element_id, tsUs: r.ts_us });
+  }
+  // A current-mode batch changes the value once per point, as the local feed reports it.
+  if (mode === "current") return points.map((p) => ({ elementId: p.elementId, tsUs: p.tsUs }));
+  return changed;
+}
+
+function columns(rows: readonly PointRow[]): unknown[] {
+  return [rows.map((r) => r.id), rows.map((r) => r.ts), rows.map((r) => r.value), rows.map((r) => r.quality)];
+}
+
+function compareRows(a: PointRow, b: PointRow): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : a.ts - b.ts;
+}
+
+function compareEdges(a: [string, string, string], b: [string, string, string]): number {
+  for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
+  return 0;
+}
+
+/** Queued by the transaction and delivered by PostgreSQL only when it commits, in order. */
+async function notify(client: pg.PoolClient, payloads: readonly string[]): Promise<void> {
+  if (payloads.length === 0) return;
+  await client.query({
+    name: "i3xd_notify",
+    text: "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n",
+    values: [CHANGES_CHANNEL, payloads],
+  });
+}
+
+function partitionName(dayStartUs: number): string {
+  const d = new Date(dayStartUs / 1000);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `history_p${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}`;
+}
+
+/** Daily partitions of `history` by name, with the exclusive upper bound of each (µs). */
+async function listPartitions(client: pg.PoolClient): Promise<Map<string, number>> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+      WHERE i.inhparent = 'history'::regclass`,
+  );
+  const out = new Map<string, number>();
+  for (const { name } of rows) {
+    const m = /^history_p(\d{4})(\d{2})(\d{2})$/.exec(name);
+    if (!m) continue;
+    const lo = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) * 1000;
+    out.set(name, lo + DAY_US);
+  }
+  return out;
+}
+
+/**
+ * A new daily partition. Points already written for that day wait in the default partition (PostgreSQL
+ * refuses a partition whose rows sit in the default): they are moved into the new table before it is
+ * attached, all in the caller's transaction.
+ */
+async function createPartition(client: pg.PoolClient, name: string, lo: number, hi: number): Promise<void> {
+  const { rows } = await client.query<{ stray: boolean }>(
+    "SELECT EXISTS (SELECT 1 FROM history_default WHERE ts_us >= $1 AND ts_us < $2) AS stray",
+    [lo, hi],
+  );
+  if (!rows[0].stray) {
+    await client.query(`CREATE TABLE ${name} PARTITION OF history FOR VALUES FROM (${lo}) TO (${hi})`);
+    return;
+  }
+  await client.query("LOCK TABLE history_default IN ACCESS EXCLUSIVE MODE");
+  await client.query(`CREATE TABLE ${name} (LIKE history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`);
+  await client.query(
+    `WITH moved AS (
+       DELETE FROM history_default WHERE ts_us >= $1 AND ts_us < $2 RETURNING element_id, ts_us, value, quality)
+     INSERT INTO ${name} (element_id, ts_us, value, quality) SELECT * FROM moved`,
+    [lo, hi],
+  );
+  await client.query(`ALTER TABLE history ATTACH PARTITION ${name} FOR VALUES FROM (${lo}) TO (${hi})`);
+}
+
+/** Items deduplicated by key: the last one's content at the first one's position, as sequential upserts. */
+function lastWins<T>(items: readonly T[], key: (item: T) => string): T[] {
+  const out = new Map<string, T>();
+  for (const item of items) out.set(key(item), item);
+  return [...out.values()];
+}
+
+function toPointWrite(v: ModelValue): PointWrite {
+  const tsUs = parseTimestampUs(v.timestamp);
+  if (tsUs === null) throw new Error(`invalid timestamp for ${v.elementId}: ${v.timestamp}`);
+  return {
+    elementId: v.elementId,
+    tsUs,
+    vqt: { value: v.value ?? null, quality: v.quality ?? "Good", timestamp: formatTimestampUs(tsUs) },
+  };
+}
+
+function byId<T>(rows: Row[], map: (r: Row) => T): Map<string, T> {
+  const out = new Map<string, T>();
+  for (const r of rows) out.set(r.element_id as string, map(r));
+  return out;
+}
+
+function toObjectType(r: Row): ObjectType {
+  const t: ObjectType = {
+    elementId: r.element_id as string,
+    displayName: r.display_name as string,
+    namespaceUri: r.namespace_uri as string,
+    sourceTypeId: r.source_type_id as string,
+    schema: r.schema as ObjectType["schema"],
+  };
+  if (r.version !== null) t.version = r.version as string;
+  if (r.related !== null) t.related = r.related as ObjectType["related"];
+  return t;
+}
+
+function toRelationshipType(r: Row): RelationshipType {
+  return {
+    elementId: r.element_id as string,
+    displayName: r.display_name as string,
+    namespaceUri: r.namespace_uri as string,
+    relationshipId: r.relationship_id as string,
+    reverseOf: r.reverse_of as string,
+  };
+}
+
+function toObject(r: Row): ObjectRecord {
+  const o: ObjectRecord = {
+    elementId: r.element_id as string,
+    displayName: r.display_name as string,
+    typeElementId: r.type_element_id as string,
+    parentId: (r.parent_id as string | null) ?? null,
+    isComposition: r.is_composition === true,
+    isExtended: r.is_extended === true,
+  };
+  if (r.description !== null) o.description = r.description as string;
+  if (r.system !== null) o.system = r.system as ObjectRecord["system"];
+  if (r.schema_extensions !== null)
+    o.schemaExtensions = r.schema_extensions as ObjectRecord["schemaExtensions"];
+  return o;
+}
