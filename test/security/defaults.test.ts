@@ -38,6 +38,7 @@ describe("secure defaults", () => {
       expect(run.stdout()).not.toContain("i3xd started");
       expect(existsSync(dataDir) ? readdirSync(dataDir) : []).toEqual([]);
     },
+    60_000,
   );
 
   it("runs open on loopback in development without keys, and says so in its start-up log", async () => {
@@ -56,7 +57,7 @@ describe("secure defaults", () => {
       server.child.kill("SIGTERM");
       await server.exited;
     }
-  });
+  }, 120_000);
 
   it("refuses an explicit keys file that does not exist, and an invalid I3XD_API_KEYS", async () => {
     const missing = runCli(["serve"], {
@@ -73,7 +74,7 @@ describe("secure defaults", () => {
     });
     expect(await invalid.exited).toBe(1);
     expect(invalid.stderr()).toContain("I3XD_API_KEYS");
-  });
+  }, 120_000);
 });
 
 describe("i3xd keys", () => {
@@ -145,7 +146,7 @@ describe("i3xd keys", () => {
       run.child.kill("SIGTERM");
       expect(await run.exited).toBe(0);
     }
-  });
+  }, 120_000);
 
   it("prints an entry for I3XD_API_KEYS with --env and writes no file", async () => {
     const dataDir = dir("env-keys");
@@ -167,7 +168,7 @@ describe("i3xd keys", () => {
     } finally {
       await server.close();
     }
-  });
+  }, 120_000);
 });
 
 describe("/metrics protection", () => {
