@@ -40,3 +40,15 @@ for _ in $(seq 1 30); do
   sleep 1
 done
 up 5432 || { echo "PostgreSQL did not come up" >&2; exit 1; }
+
+# Accepting TCP is not yet serving ("the database system is starting up"). The tests create and drop their
+# own databases (i3xd_test_<run>_…) through this admin connection, so it must be able to.
+PG_ADMIN_URL="${I3XD_TEST_PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if command -v psql >/dev/null 2>&1; then
+  for _ in $(seq 1 30); do
+    psql "$PG_ADMIN_URL" -tAc "SELECT 1" >/dev/null 2>&1 && break
+    sleep 1
+  done
+  psql "$PG_ADMIN_URL" -tAc "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user" | grep -qx t ||
+    { echo "PostgreSQL at ${PG_ADMIN_URL} does not let the tests create databases" >&2; exit 1; }
+fi

@@ -10,10 +10,12 @@ import { configureLogging, flushLogs, getLogger } from "./observability/logger.j
 import { startTelemetry } from "./observability/telemetry.js";
 import { openKeyring } from "./security/auth.js";
 import { type MetricsListener, startMetricsListener } from "./security/metrics-listener.js";
-import { LocalChangeFeed } from "./services/changes.js";
+import { type ChangeFeed, LocalChangeFeed } from "./services/changes.js";
 import { createServices, type Services } from "./services/index.js";
 import { CachedStore } from "./store/cached.js";
 import { openStore } from "./store/index.js";
+import { PgChangeFeed } from "./store/pg-change-feed.js";
+import { PostgresStore } from "./store/postgres.js";
 import type { Store } from "./store/store.js";
 import { traceCache, traceStore } from "./store/traced.js";
 import { SERVER_VERSION } from "./version.js";
@@ -39,15 +41,18 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // tracing decorators and hooks are added only when tracing is on).
   const telemetry = await startTelemetry(config.telemetry);
   configureLogging(config, telemetry.logSinks);
-  const backing = traceStore(await openStore(config));
-  const store: Store = traceCache(
-    config.cacheMaxEntries > 0 ? new CachedStore(backing, config.cacheMaxEntries) : backing,
-  );
+  const opened = await openStore(config);
+  const backing = traceStore(opened);
+  const cache = config.cacheMaxEntries > 0 ? new CachedStore(backing, config.cacheMaxEntries) : undefined;
+  const store: Store = traceCache(cache ?? backing);
+  let feed: PgChangeFeed | undefined;
   let simulator: Simulator | undefined;
   let app: FastifyInstance | undefined;
   let metrics: MetricsListener | undefined;
   try {
-    const changes = new LocalChangeFeed();
+    // On PostgreSQL other replicas may write too: their changes reach this one's cache and subscriptions.
+    if (opened instanceof PostgresStore) feed = await PgChangeFeed.start({ reader: opened, cache });
+    const changes: ChangeFeed = feed ?? new LocalChangeFeed();
     const services = createServices(config, store, changes);
 
     // Unset I3XD_DEMO: a fresh store gets the demo plant, and a store that holds it keeps it running
@@ -72,6 +77,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       config.testFaults && "test-faults",
       config.tlsCert && "tls",
       metrics && "metrics-port",
+      feed && "change-notifications",
     ].filter((f): f is string => typeof f === "string");
     log.info(
       { version: SERVER_VERSION, store: store.kind, address: url, metrics_address: metrics?.url, features },
@@ -96,6 +102,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       await simulator?.stop();
       await running.app.close();
       await metrics?.close();
+      await feed?.close();
       await store.close();
       log.info({ reason }, "Stopped");
       await flushLogs();
@@ -107,6 +114,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     await simulator?.stop();
     await app?.close().catch(() => {});
     await metrics?.close().catch(() => {});
+    await feed?.close().catch(() => {});
     await store.close().catch(() => {});
     await telemetry.close().catch(() => {});
     throw err;

@@ -601,12 +601,20 @@ export class PostgresStore implements Store {
 
   /** A pool client whose connect failure is marked as such (the server may answer with any error code). */
   private async checkout(): Promise<pg.PoolClient> {
+    let client: pg.PoolClient;
     try {
-      return await this.pool.connect();
+      client = await this.pool.connect();
     } catch (err) {
       if (err instanceof Error) Object.defineProperty(err, CONNECT_FAILED, { value: true });
       throw err;
     }
+    // The pool listens for errors only on idle clients. A checked-out client whose connection dies between
+    // two statements would emit an unhandled 'error' and end the process; its next statement fails instead.
+    if (!guarded.has(client)) {
+      guarded.add(client);
+      client.on("error", () => {});
+    }
+    return client;
   }
 
   /** One statement on a pool client; a client whose connection failed is destroyed, not pooled again. */
@@ -679,6 +687,8 @@ export class PostgresStore implements Store {
     });
   }
 }
+
+const guarded = new WeakSet<pg.PoolClient>();
 
 function translate(err: unknown): unknown {
   if (err instanceof StoreUnavailableError || !isConnectionError(err)) return err;

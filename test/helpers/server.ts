@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { loadConfig } from "../../src/config.js";
 import { type RunningServer, startServer } from "../../src/runtime.js";
+import { createTestDatabase, type TestDatabase, testDatabaseFor } from "./pg.js";
 
 export type TestServer = RunningServer & { dataDir: string };
 
@@ -11,10 +12,23 @@ export type TestServer = RunningServer & { dataDir: string };
  * directory (removed again by `close()`), the demo plant loaded, logging silenced, and a simulator tick of
  * an hour so values only change when a test writes them. `env` overrides any of these; a data directory
  * given as `I3XD_DATA_DIR` belongs to the caller and is left in place (restart tests reuse it).
+ *
+ * `I3XD_STORE_URL` in `env` runs the server on that PostgreSQL database. With `I3XD_TEST_STORE=postgres`
+ * (in `env` or the environment; `npm run test:api:postgres`) every server gets a fresh PostgreSQL database
+ * instead of SQLite, dropped by `close()`; a caller's data directory maps to one database for the run, so
+ * restarts find their data again.
  */
 export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
   const ownDir = env.I3XD_DATA_DIR === undefined;
   const dataDir = env.I3XD_DATA_DIR ?? mkdtempSync(path.join(tmpdir(), "i3xd-test-"));
+  let db: TestDatabase | undefined;
+  if (
+    env.I3XD_STORE_URL === undefined &&
+    (env.I3XD_TEST_STORE ?? process.env.I3XD_TEST_STORE) === "postgres"
+  ) {
+    db = ownDir ? await createTestDatabase() : await testDatabaseFor(dataDir);
+  }
+  const ownDb = ownDir ? db : undefined;
   const config = loadConfig({
     ...process.env,
     I3XD_HOST: "127.0.0.1",
@@ -23,6 +37,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     I3XD_SIMULATOR_INTERVAL_MS: "3600000",
     LOG_LEVEL: "silent",
     ...env,
+    ...(db ? { I3XD_STORE_URL: db.url } : {}),
     I3XD_DATA_DIR: dataDir,
   });
   let server: RunningServer;
@@ -30,6 +45,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     server = await startServer(config);
   } catch (err) {
     if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+    await ownDb?.drop();
     throw err;
   }
   const close = server.close.bind(server);
@@ -38,6 +54,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     async close(reason?: string) {
       await close(reason);
       if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+      await ownDb?.drop();
     },
   });
 }
