@@ -55,6 +55,7 @@ export const infoRoutes: FastifyPluginAsync<AppDeps> = async (app) => {
       schema: {
         tags: ["Info"],
         summary: "Server version and capabilities (no authentication)",
+        security: [],
         response: responses(success(serverInfo)),
       },
     },

@@ -76,7 +76,12 @@ describe("API keys", () => {
     expect((await getJson(url, "/v1/info")).status).toBe(200);
     expect((await getJson(url, "/health/live")).status).toBe(200);
     expect((await getJson(url, "/health/ready")).status).toBe(200);
-    expect((await getJson(url, "/v1/openapi.json")).status).toBe(200);
+    const api = await getJson(url, "/v1/openapi.json");
+    expect(api.status).toBe(200);
+    // The API description says so too: bearer keys everywhere, except /v1/info.
+    expect(api.body.components.securitySchemes.apiKey).toMatchObject({ type: "http", scheme: "bearer" });
+    expect(api.body.security).toEqual([{ apiKey: [] }]);
+    expect(api.body.paths["/v1/info"].get.security).toEqual([]);
     expect((await fetch(`${url}/docs/`)).status).toBe(200);
   });
 
