@@ -1,5 +1,13 @@
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from "node:crypto";
-import { existsSync, readFileSync, renameSync, unwatchFile, watchFile, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  readFileSync,
+  renameSync,
+  type Stats,
+  unwatchFile,
+  watchFile,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { getLogger } from "../observability/logger.js";
 
@@ -254,7 +262,7 @@ export class Keyring {
   private byId = new Map<string, KeyEntry>();
   private readonly envEntries: KeyEntry[];
   private readonly listeners: (() => void)[] = [];
-  private watching = false;
+  private watcher: ((curr: Stats, prev: Stats) => void) | undefined;
 
   private constructor(private readonly options: KeyringOptions) {
     this.envEntries = parseEnvKeys(options.apiKeys);
@@ -290,15 +298,15 @@ export class Keyring {
 
   /** Starts re-reading the keys file when it changes; polling, so it works on every file system. */
   watch(): void {
-    if (this.watching) return;
-    this.watching = true;
+    if (this.watcher) return;
+    this.watcher = (curr, prev) => {
+      if (curr.mtimeMs === prev.mtimeMs && curr.size === prev.size && curr.ino === prev.ino) return;
+      this.reload();
+    };
     watchFile(
       this.options.keysFile,
       { persistent: false, interval: this.options.watchIntervalMs ?? 1000 },
-      (curr, prev) => {
-        if (curr.mtimeMs === prev.mtimeMs && curr.size === prev.size && curr.ino === prev.ino) return;
-        this.reload();
-      },
+      this.watcher,
     );
   }
 
@@ -313,8 +321,9 @@ export class Keyring {
   }
 
   close(): void {
-    if (this.watching) unwatchFile(this.options.keysFile);
-    this.watching = false;
+    // Only this keyring's listener: another server in the process may watch the same file.
+    if (this.watcher) unwatchFile(this.options.keysFile, this.watcher);
+    this.watcher = undefined;
   }
 
   private install(fileEntries: KeyEntry[]): void {
