@@ -17,7 +17,13 @@ import type { ModelDocument, ModelValue } from "../model/format.js";
 import { getLogger } from "../observability/logger.js";
 import { attachDatabasePool } from "../observability/metrics.js";
 import { POSTGRES_MIGRATIONS } from "./migrations/postgres.js";
-import { CHANGES_CHANNEL, type ChangeKey, encodeChanges, encodeModelChange } from "./pg-notify.js";
+import {
+  CHANGES_CHANNEL,
+  type ChangeKey,
+  encodeChanges,
+  encodeModelChange,
+  PAYLOAD_MAX_BYTES,
+} from "./pg-notify.js";
 import {
   type HistoryRange,
   type HistorySlice,
@@ -470,10 +476,27 @@ export class PostgresStore implements Store {
   async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
     if (points.length === 0) return;
     checkTimestamps(points);
-    await this.transaction(async (client) => {
-      const changed = await putPoints(client, points, mode);
-      await notify(client, encodeChanges(this.origin, changed));
-    });
+    const plan = planPoints(points, mode);
+    const single = singleStatementWrite(plan, points, mode, this.origin);
+    if (single === undefined) {
+      await this.transaction(async (client) => {
+        const changed = await putPoints(client, plan, points, mode);
+        await notify(client, encodeChanges(this.origin, changed));
+      });
+      return;
+    }
+    // The usual batch: both tables and the notification in one statement, its own transaction, one round
+    // trip. A connection lost while it runs leaves its outcome unknown: reported (503), not repeated.
+    await this.withRetry(() =>
+      this.once(async (client) => {
+        try {
+          await client.query(single);
+        } catch (err) {
+          if (isConnectionError(err)) Object.defineProperty(err, COMMIT_UNKNOWN, { value: true });
+          throw err;
+        }
+      }),
+    );
   }
 
   async importModel(model: ModelDocument): Promise<void> {
@@ -578,10 +601,10 @@ export class PostgresStore implements Store {
             SELECT 1 FROM relationships r WHERE r.source_id = objects.element_id AND r.relationship_type = $1)`,
         [HAS_COMPONENT],
       );
-      if (history.length > 0) await putPoints(client, history, "history");
+      if (history.length > 0) await putPoints(client, planPoints(history, "history"), history, "history");
       // Initial values never override newer live values, so re-importing a model after the plant has been
       // running keeps what it wrote since.
-      if (values.length > 0) await putPoints(client, values, "history");
+      if (values.length > 0) await putPoints(client, planPoints(values, "history"), values, "history");
       await notify(client, [encodeModelChange(this.origin)]);
     });
   }
@@ -695,7 +718,8 @@ function translate(err: unknown): unknown {
   return new StoreUnavailableError(`PostgreSQL unavailable: ${(err as Error).message}`, { cause: err });
 }
 
-const HISTORY_RANGE_SQL = `
+/** The history range read for many elements in one statement (exported for `bench/pg-explain.ts`). */
+export const HISTORY_RANGE_SQL = `
   SELECT h.element_id, h.ts_us, h.value, h.quality
     FROM unnest($1::text[]) AS ids(id)
    CROSS JOIN LATERAL (
@@ -713,18 +737,20 @@ function checkTimestamps(points: readonly PointWrite[]): void {
   }
 }
 
+interface WritePlan {
+  /** The last point per (element, timestamp), sorted. */
+  history: PointRow[];
+  /** The point per element that is to become current (if at least as new, in history mode), sorted. */
+  current: PointRow[];
+}
+
 /**
- * Writes a batch with one multi-row statement per table (per chunk), with the semantics of applying the
- * points one by one: the last point per (element, timestamp) is the history record; the current value is
- * the last point (`current`) or the newest, later ones winning ties (`history`, and only when at least as
- * new as the stored one). Rows go in sorted, so concurrent writers lock rows in one order (no deadlocks).
- * Returns what became current, in the order the change feed should report it.
+ * A batch with the semantics of applying its points one by one: the last point per (element, timestamp) is
+ * the history record; the current value is the last point (`current`) or the newest, later ones winning
+ * ties (`history`, and only when at least as new as the stored one). Rows are sorted, so concurrent writers
+ * lock rows in one order and cannot deadlock each other.
  */
-async function putPoints(
-  client: pg.PoolClient,
-  points: readonly PointWrite[],
-  mode: WriteMode,
-): Promise<ChangeKey[]> {
+function planPoints(points: readonly PointWrite[], mode: WriteMode): WritePlan {
   const history = new Map<string, PointRow>();
   const current = new Map<string, PointRow>();
   for (const p of points) {
@@ -738,28 +764,85 @@ async function putPoints(
     const seen = current.get(p.elementId);
     if (mode === "current" || seen === undefined || p.tsUs >= seen.ts) current.set(p.elementId, row);
   }
-  const historyRows = [...history.values()].sort(compareRows);
-  for (let i = 0; i < historyRows.length; i += WRITE_CHUNK) {
+  return {
+    history: [...history.values()].sort(compareRows),
+    current: [...current.values()].sort(compareRows),
+  };
+}
+
+const PUT_HISTORY = `INSERT INTO history (element_id, ts_us, value, quality)
+  SELECT * FROM unnest($1::text[], $2::int8[], $3::json[], $4::text[])
+  ON CONFLICT (element_id, ts_us) DO UPDATE SET value = EXCLUDED.value, quality = EXCLUDED.quality`;
+
+function putCurrent(first: number, mode: WriteMode): string {
+  const p = (n: number) => `$${first + n}`;
+  return `INSERT INTO current_values AS cv (element_id, ts_us, value, quality)
+  SELECT * FROM unnest(${p(0)}::text[], ${p(1)}::int8[], ${p(2)}::json[], ${p(3)}::text[])
+  ON CONFLICT (element_id) DO UPDATE SET ts_us = EXCLUDED.ts_us, value = EXCLUDED.value, quality = EXCLUDED.quality
+  ${mode === "current" ? "" : "WHERE EXCLUDED.ts_us >= cv.ts_us"}
+  RETURNING element_id, ts_us`;
+}
+
+/** Current mode: every point is announced, in order; the payloads are known before the statement runs. */
+const WRITE_CURRENT_SQL = `WITH h AS (${PUT_HISTORY}), c AS (${putCurrent(5, "current")})
+  SELECT pg_notify($9, p) FROM unnest($10::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n`;
+
+/**
+ * History mode: only what became current is announced, so the payloads are built from the upsert's
+ * RETURNING, `$11` entries each (as many as surely fit below NOTIFY's limit), in the format of pg-notify.ts.
+ */
+const WRITE_HISTORY_SQL = `WITH h AS (${PUT_HISTORY}), c AS (${putCurrent(5, "history")})
+  SELECT pg_notify($9, $10 || string_agg(to_json(element_id)::text || ',' || ts_us::text, ','
+                                         ORDER BY element_id, ts_us) || ']}')
+    FROM (SELECT element_id, ts_us, (row_number() OVER (ORDER BY element_id, ts_us) - 1) / $11 AS chunk
+            FROM c) x
+   GROUP BY chunk ORDER BY chunk`;
+
+/** The whole write as one statement, or undefined when it is too large for one (then: a transaction). */
+function singleStatementWrite(
+  plan: WritePlan,
+  points: readonly PointWrite[],
+  mode: WriteMode,
+  origin: string,
+): pg.QueryConfig | undefined {
+  if (plan.history.length > WRITE_CHUNK) return undefined;
+  const values = [...columns(plan.history), ...columns(plan.current), CHANGES_CHANNEL];
+  if (mode === "current") {
+    const payloads = encodeChanges(
+      origin,
+      points.map((p) => ({ elementId: p.elementId, tsUs: p.tsUs })),
+    );
+    return { name: "i3xd_write_current", text: WRITE_CURRENT_SQL, values: [...values, payloads] };
+  }
+  const head = `{"o":${JSON.stringify(origin)},"c":[`;
+  let longest = 0;
+  for (const r of plan.current) longest = Math.max(longest, Buffer.byteLength(JSON.stringify(r.id)));
+  // An entry is the quoted id, a comma and at most 16 digits; one more comma between entries.
+  const perPayload = Math.floor((PAYLOAD_MAX_BYTES - head.length - 2) / (longest + 18));
+  if (perPayload < 1) return undefined;
+  return { name: "i3xd_write_history", text: WRITE_HISTORY_SQL, values: [...values, head, perPayload] };
+}
+
+/** A batch as multi-row statements of up to WRITE_CHUNK rows each, in the caller's transaction. */
+async function putPoints(
+  client: pg.PoolClient,
+  plan: WritePlan,
+  points: readonly PointWrite[],
+  mode: WriteMode,
+): Promise<ChangeKey[]> {
+  for (let i = 0; i < plan.history.length; i += WRITE_CHUNK) {
     await client.query({
       name: "i3xd_history_put",
-      text: `INSERT INTO history (element_id, ts_us, value, quality)
-              SELECT * FROM unnest($1::text[], $2::int8[], $3::json[], $4::text[])
-              ON CONFLICT (element_id, ts_us) DO UPDATE SET value = EXCLUDED.value, quality = EXCLUDED.quality`,
-      values: columns(historyRows.slice(i, i + WRITE_CHUNK)),
+      text: PUT_HISTORY,
+      values: columns(plan.history.slice(i, i + WRITE_CHUNK)),
     });
   }
-  const currentRows = [...current.values()].sort(compareRows);
   const changed: ChangeKey[] = [];
-  for (let i = 0; i < currentRows.length; i += WRITE_CHUNK) {
+  for (let i = 0; i < plan.current.length; i += WRITE_CHUNK) {
     const { rows } = await client.query<{ element_id: string; ts_us: number }>({
       name: mode === "current" ? "i3xd_current_put" : "i3xd_current_put_newer",
-      text: `INSERT INTO current_values AS cv (element_id, ts_us, value, quality)
-              SELECT * FROM unnest($1::text[], $2::int8[], $3::json[], $4::text[])
-              ON CONFLICT (element_id) DO UPDATE
-                SET ts_us = EXCLUDED.ts_us, value = EXCLUDED.value, quality = EXCLUDED.quality
-              ${mode === "current" ? "" : "WHERE EXCLUDED.ts_us >= cv.ts_us"}
-              RETURNING element_id, ts_us`,
-      values: columns(currentRows.slice(i, i + WRITE_CHUNK)),
+      text: putCurrent(1, mode),
+      values: columns(plan.current.slice(i, i + WRITE_CHUNK)),
     });
     for (const r of rows) changed.push({ elementId: r.element_id, tsUs: r.ts_us });
   }

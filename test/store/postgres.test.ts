@@ -27,8 +27,8 @@ async function openPostgres(url: string, options: { historyRetentionMs?: number 
 const DAY_US = 86_400_000_000;
 const HOUR_MS = 3_600_000;
 
-function point(elementId: string, tsUs: number, value: unknown) {
-  return { elementId, tsUs, vqt: { value, quality: "Good" as const, timestamp: formatTimestampUs(tsUs) } };
+function point(elementId: string, tsUs: number, value: unknown, quality: "Good" | "Bad" = "Good") {
+  return { elementId, tsUs, vqt: { value, quality, timestamp: formatTimestampUs(tsUs) } };
 }
 
 describe.skipIf(!enabled)("PostgreSQL", () => {
@@ -162,6 +162,24 @@ describe.skipIf(!enabled)("PostgreSQL", () => {
         expect(chunks.length).toBeGreaterThan(1);
         for (const p of payloads.slice(2)) expect(Buffer.byteLength(p)).toBeLessThan(8000);
         expect(chunks.flatMap((c) => c.c).filter((v: unknown) => typeof v === "string")).toHaveLength(400);
+        // History mode: the database itself lists what became current, in payloads of the same format.
+        const seen = payloads.length;
+        const newer = many.map((p, i) => point(p.elementId, ts + 10 + (i % 3), i, i % 2 ? "Good" : "Bad"));
+        for (const p of newer) if (p.vqt.quality === "Bad") p.vqt.value = null;
+        await store.writePoints([...newer, point("pump-temp", 5, 0)], "history");
+        await until(() =>
+          payloads.slice(seen).some((p) => JSON.parse(p).c.includes(`${"x".repeat(60)}-399`)),
+        );
+        const fromSql = payloads.slice(seen).map((p) => JSON.parse(p));
+        expect(fromSql.length).toBeGreaterThan(1);
+        for (const p of payloads.slice(seen)) expect(Buffer.byteLength(p)).toBeLessThan(8000);
+        const listed = fromSql.flatMap((n) => {
+          expect(n.o).toBe(store.origin);
+          const pairs: [string, number][] = [];
+          for (let i = 0; i < n.c.length; i += 2) pairs.push([n.c[i], n.c[i + 1]]);
+          return pairs;
+        });
+        expect(listed.sort()).toEqual(newer.map((p) => [p.elementId, p.tsUs]).sort());
         // The page of points a receiver reads back, in the order asked; unknown keys stay empty.
         const got = await store.getPointsAt([
           { elementId: "pump-temp", tsUs: ts + 1 },
