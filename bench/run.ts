@@ -1,11 +1,20 @@
 /**
  * `npm run bench`: i3xd against a raw node:http ceiling, measured in the same run on the same machine.
- * Prints one table and writes it as JSON to bench/results/latest.json. Speed is judged by ratios from one
- * run, never by absolute numbers compared across machines.
+ * Prints one table plus the targets of issue 8, and writes both as JSON to bench/results/latest.json.
+ * Speed is judged by ratios from one run, never by absolute numbers compared across machines.
  *
- * Knobs (environment): BENCH_DURATION seconds per case (10), BENCH_WARMUP seconds (2), BENCH_CONNECTIONS
- * (50), BENCH_STORES comma list of `sqlite`, `postgres` (sqlite), BENCH_PG_URL admin connection for
- * the PostgreSQL column (postgres://postgres@127.0.0.1:5432/postgres), BENCH_CASES comma list to run a subset.
+ * Knobs (environment; see bench/README.md):
+ *   BENCH_DURATION     seconds of measured load per case (10)
+ *   BENCH_WARMUP       seconds of unmeasured load before each case (2)
+ *   BENCH_CONNECTIONS  autocannon connections (50)
+ *   BENCH_ROUNDS       a throughput case and the ceiling alternate in this many slices (2), so that the
+ *                      ratio compares numbers taken side by side even when the machine is busy
+ *   BENCH_CASES        comma list of: objects,list,value,composition,write,ingest,history,sse,observability
+ *   BENCH_STORES       comma list of sqlite,postgres (sqlite)
+ *   BENCH_PG_URL       admin URL for the PostgreSQL column (postgres://postgres@127.0.0.1:5432/postgres)
+ *   BENCH_SSE_SUBSCRIBERS (100), BENCH_SSE_WRITES (300), BENCH_INGEST_WRITERS (4)
+ *   BENCH_CPU_PROF     a directory: every i3xd process runs with `node --cpu-prof` and writes its profile there
+ *   BENCH_NODE_ARGS    extra node flags for every i3xd process (experiments, e.g. V8 heap settings)
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -18,12 +27,36 @@ import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const DURATION = Number(process.env.BENCH_DURATION ?? 10);
-const WARMUP = Number(process.env.BENCH_WARMUP ?? 2);
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const num = (name: string, fallback: number) => {
+  const v = Number(process.env[name] ?? fallback);
+  if (!Number.isFinite(v) || v < 0) throw new Error(`${name} must be a non-negative number`);
+  return v;
+};
+const DURATION = num("BENCH_DURATION", 10);
+const WARMUP = num("BENCH_WARMUP", 2);
+const CONNECTIONS = num("BENCH_CONNECTIONS", 50);
+const ROUNDS = Math.max(1, Math.round(num("BENCH_ROUNDS", 2)));
+const SSE_SUBSCRIBERS = num("BENCH_SSE_SUBSCRIBERS", 100);
+const SSE_WRITES = num("BENCH_SSE_WRITES", 300);
+const INGEST_WRITERS = Math.max(1, num("BENCH_INGEST_WRITERS", 4));
 const STORES = (process.env.BENCH_STORES ?? "sqlite").split(",").map((s) => s.trim());
 const PG_ADMIN_URL = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const ONLY = process.env.BENCH_CASES ? new Set(process.env.BENCH_CASES.split(",")) : undefined;
+const CPU_PROF = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/**
+ * What every i3xd under test gets besides its own settings. Authentication is off by the server's own
+ * rule (loopback address, development, no API keys in the fresh data directory); the rate limit is off on
+ * loopback by default and is switched off explicitly so a changed default can never throttle the run.
+ */
+const BASE_ENV = {
+  I3XD_HOST: "127.0.0.1",
+  I3XD_DEMO: "true",
+  I3XD_RATE_LIMIT_MAX: "0",
+  I3XD_SIMULATOR_INTERVAL_MS: "1000",
+};
 
 interface Row {
   case: string;
@@ -31,13 +64,25 @@ interface Row {
   reqPerSec: number | null;
   p50Ms: number | null;
   p99Ms: number | null;
+  /** Ceiling req/s measured side by side with this case (alternating slices). */
+  ceilingRps: number | null;
   ratio: number | null;
+  /** Server CPU time (user + system, all threads) per request, microseconds. */
+  cpuUsPerReq: number | null;
   rssMb: number | null;
   note?: string;
   extra?: Record<string, number>;
 }
 
+interface Target {
+  target: string;
+  want: string;
+  measured: string;
+  met: boolean | null;
+}
+
 const rows: Row[] = [];
+const targets: Target[] = [];
 const cleanups: Array<() => Promise<void> | void> = [];
 
 // ---------------------------------------------------------------------------------------------------------
@@ -53,19 +98,23 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function startNodeHelper(script: string): Promise<{ child: ChildProcess; port: number }> {
+interface Proc {
+  child: ChildProcess;
+  url: string;
+}
+
+async function startNodeHelper(script: string): Promise<Proc> {
   const child = spawn(process.execPath, [path.join(ROOT, "bench", script)], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const [line] = (await once(child.stdout as NodeJS.ReadableStream, "data")) as [Buffer];
   const { port } = JSON.parse(line.toString().split("\n")[0]) as { port: number };
   cleanups.push(() => stop(child));
-  return { child, port };
+  return { child, url: `http://127.0.0.1:${port}` };
 }
 
-interface Server {
-  child: ChildProcess;
-  url: string;
+interface Server extends Proc {
+  label: string;
   dataDir: string;
   close(): Promise<void>;
 }
@@ -73,14 +122,20 @@ interface Server {
 async function startI3xd(label: string, env: Record<string, string>): Promise<Server> {
   const port = await freePort();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `i3xd-bench-${label}-`));
-  const child = spawn(process.execPath, [path.join(ROOT, "dist", "cli.js"), "serve"], {
+  const nodeArgs: string[] = [...NODE_ARGS];
+  if (CPU_PROF) {
+    const dir = path.join(CPU_PROF, label);
+    fs.mkdirSync(dir, { recursive: true });
+    nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${dir}`);
+  }
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, "dist", "cli.js"), "serve"], {
+    // Only what is set here: nothing from the caller's environment (keys, OTEL_*, NODE_ENV) leaks in.
     env: {
       PATH: process.env.PATH ?? "",
       HOME: process.env.HOME ?? "",
-      I3XD_HOST: "127.0.0.1",
+      ...BASE_ENV,
       I3XD_PORT: String(port),
       I3XD_DATA_DIR: dataDir,
-      I3XD_DEMO: "true",
       ...env,
     },
     stdio: ["ignore", "ignore", "pipe"],
@@ -102,11 +157,19 @@ async function startI3xd(label: string, env: Record<string, string>): Promise<Se
     if (Date.now() > deadline) throw new Error(`i3xd (${label}) did not become ready: ${stderr}`);
     await sleep(100);
   }
+  // The run relies on both: say so if the server disagrees.
+  const probe = await fetch(`${url}/v1/objects?root=true`);
+  if (probe.status === 401)
+    throw new Error(`i3xd (${label}) requires authentication; the bench expects it off`);
+  let closed = false;
   const server: Server = {
+    label,
     child,
     url,
     dataDir,
     async close() {
+      if (closed) return;
+      closed = true;
       await stop(child);
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
@@ -118,7 +181,7 @@ async function startI3xd(label: string, env: Record<string, string>): Promise<Se
 async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
   await once(child, "exit");
   clearTimeout(timer);
 }
@@ -135,39 +198,116 @@ function rssMb(pid: number | undefined): number | null {
   }
 }
 
+/** CPU seconds (user + system, every thread) a process has used so far. */
+function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return Number.NaN;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may contain spaces) start at field 3.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------------------
 // Load
 
+interface LoadTarget {
+  url: string;
+  method: "GET" | "POST" | "PUT";
+  body?: string;
+  connections?: number;
+}
+
 interface LoadResult {
+  requests: number;
+  seconds: number;
   reqPerSec: number;
   p50Ms: number;
   p99Ms: number;
   non2xx: number;
   errors: number;
+  /** Server CPU seconds used while this load ran (NaN when unknown). */
+  cpu: number;
 }
 
-async function load(
-  url: string,
-  opts: { method?: "GET" | "POST" | "PUT"; body?: unknown; connections?: number; duration?: number },
-): Promise<LoadResult> {
-  const base = {
-    url,
-    method: opts.method ?? "GET",
-    connections: opts.connections ?? CONNECTIONS,
+function request(url: string, method: LoadTarget["method"], body: unknown): LoadTarget {
+  return { url, method, body: body === undefined ? undefined : JSON.stringify(body) };
+}
+
+async function cannon(t: LoadTarget, seconds: number, pid?: number): Promise<LoadResult> {
+  const cpu0 = cpuSeconds(pid);
+  const r = await autocannon({
+    url: t.url,
+    method: t.method,
+    connections: t.connections ?? CONNECTIONS,
     headers: { "content-type": "application/json", accept: "application/json" },
-    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-  };
-  if (WARMUP > 0) await autocannon({ ...base, duration: WARMUP });
-  const r = await autocannon({ ...base, duration: opts.duration ?? DURATION });
+    body: t.body,
+    duration: seconds,
+  });
+  const requests = r.requests.total;
   return {
-    reqPerSec: Math.round(r.requests.average),
+    requests,
+    seconds: r.duration,
+    reqPerSec: Math.round(requests / r.duration),
     p50Ms: r.latency.p50,
     p99Ms: r.latency.p99,
     non2xx: r.non2xx,
     errors: r.errors + r.timeouts,
+    cpu: cpuSeconds(pid) - cpu0,
   };
+}
+
+/** Several slices of one target merged: totals add up, latency percentiles are request-weighted. */
+function merge(parts: LoadResult[]): LoadResult {
+  const requests = parts.reduce((n, p) => n + p.requests, 0);
+  const seconds = parts.reduce((n, p) => n + p.seconds, 0);
+  const weighted = (f: (p: LoadResult) => number) =>
+    round(parts.reduce((n, p) => n + f(p) * p.requests, 0) / Math.max(1, requests));
+  return {
+    requests,
+    seconds,
+    reqPerSec: Math.round(requests / seconds),
+    p50Ms: weighted((p) => p.p50Ms),
+    p99Ms: Math.max(...parts.map((p) => p.p99Ms)),
+    non2xx: parts.reduce((n, p) => n + p.non2xx, 0),
+    errors: parts.reduce((n, p) => n + p.errors, 0),
+    cpu: parts.reduce((n, p) => n + p.cpu, 0),
+  };
+}
+
+let ceiling: Proc;
+const ceilingRuns: LoadResult[] = [];
+
+/**
+ * Measures targets in alternating slices (ceiling, a, b, ceiling, a, b, …) after one warm-up of each, so
+ * every ratio compares numbers taken side by side on a machine whose other load changes over time.
+ */
+async function alternate(
+  targets: Array<{ target: LoadTarget; pid?: number }>,
+  ceilingBody: unknown,
+): Promise<{ ceiling: LoadResult; results: LoadResult[] }> {
+  const c = request(ceiling.url, "POST", ceilingBody);
+  if (WARMUP > 0) for (const t of [{ target: c }, ...targets]) await cannon(t.target, WARMUP);
+  const slice = Math.max(1, Math.round(DURATION / ROUNDS));
+  const cParts: LoadResult[] = [];
+  const parts: LoadResult[][] = targets.map(() => []);
+  for (let round = 0; round < ROUNDS; round++) {
+    cParts.push(await cannon(c, slice, ceiling.child.pid));
+    for (let i = 0; i < targets.length; i++)
+      parts[i].push(await cannon(targets[i].target, slice, targets[i].pid));
+  }
+  const cm = merge(cParts);
+  ceilingRuns.push(cm);
+  return { ceiling: cm, results: parts.map(merge) };
+}
+
+function cpuPerReq(r: LoadResult): number | null {
+  return Number.isFinite(r.cpu) && r.requests > 0 ? Math.round((r.cpu / r.requests) * 1e6) : null;
 }
 
 async function json<T>(url: string, init?: RequestInit): Promise<T> {
@@ -176,16 +316,23 @@ async function json<T>(url: string, init?: RequestInit): Promise<T> {
     headers: { "content-type": "application/json", accept: "application/json", ...(init?.headers ?? {}) },
   });
   const body = (await res.json()) as T;
-  if (!res.ok && res.status !== 206)
-    throw new Error(`${init?.method ?? "GET"} ${url}: ${res.status} ${JSON.stringify(body)}`);
+  if (!res.ok) throw new Error(`${init?.method ?? "GET"} ${url}: ${res.status} ${JSON.stringify(body)}`);
   return body;
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // The demo plant, as a client discovers it
 
+interface Leaf {
+  elementId: string;
+  /** A value the element's type accepts, varying with `i` where the type is numeric. */
+  valueAt(i: number): unknown;
+}
+
 interface Plant {
-  numericLeaves: string[];
+  /** Ten distinct elements that carry values, scalar ones first. */
+  leaves: Leaf[];
+  ids: string[];
   composition: string;
 }
 
@@ -193,29 +340,53 @@ async function discover(url: string): Promise<Plant> {
   const types = await json<{ result: Array<{ elementId: string; schema: Record<string, unknown> }> }>(
     `${url}/v1/objecttypes`,
   );
-  const plain = new Set(
-    types.result
-      .filter(
-        (t) => t.schema.type === "number" && t.schema.minimum === undefined && t.schema.maximum === undefined,
-      )
-      .map((t) => t.elementId),
-  );
-  const numeric = new Set(types.result.filter((t) => t.schema.type === "number").map((t) => t.elementId));
+  const schemaOf = new Map(types.result.map((t) => [t.elementId, t.schema]));
   const objects = await json<{
     result: Array<{ elementId: string; typeElementId: string; isComposition: boolean }>;
   }>(`${url}/v1/objects`);
-  const unbounded = objects.result.filter((o) => plain.has(o.typeElementId)).map((o) => o.elementId);
-  const leaves =
-    unbounded.length >= 1
-      ? unbounded
-      : objects.result.filter((o) => numeric.has(o.typeElementId)).map((o) => o.elementId);
-  if (leaves.length === 0) throw new Error("the demo plant has no numeric leaf objects");
+  const values = await json<{
+    results: Array<{ elementId: string; result?: { value: unknown; quality: string } }>;
+  }>(`${url}/v1/objects/value`, {
+    method: "POST",
+    body: JSON.stringify({ elementIds: objects.result.map((o) => o.elementId) }),
+  });
+  const current = new Map<string, unknown>();
+  for (const r of values.results) {
+    if (r.result && r.result.quality === "Good" && r.result.value !== null)
+      current.set(r.elementId, r.result.value);
+  }
+  const rank = (type: unknown) =>
+    type === "number" || type === "integer" ? 0 : type === "boolean" || type === "string" ? 1 : 2;
+  const candidates = objects.result
+    .filter((o) => current.has(o.elementId))
+    .map((o) => ({ o, schema: schemaOf.get(o.typeElementId) ?? {} }))
+    .sort((a, b) => rank(a.schema.type) - rank(b.schema.type));
+  if (candidates.length < 10) {
+    throw new Error(
+      `the demo plant has ${candidates.length} elements with values; the cases need 10 distinct`,
+    );
+  }
+  const leaves = candidates.slice(0, 10).map(({ o, schema }): Leaf => {
+    const base = current.get(o.elementId);
+    if ((schema.type === "number" || schema.type === "integer") && typeof base === "number") {
+      const min = typeof schema.minimum === "number" ? schema.minimum : Number.NEGATIVE_INFINITY;
+      const max = typeof schema.maximum === "number" ? schema.maximum : Number.POSITIVE_INFINITY;
+      const amplitude = Math.max(1, Math.abs(base) * 0.05);
+      return {
+        elementId: o.elementId,
+        valueAt(i) {
+          const v = Math.min(max, Math.max(min, base + amplitude * Math.sin(i / 60)));
+          return schema.type === "integer" ? Math.round(v) : Math.round(v * 1000) / 1000;
+        },
+      };
+    }
+    return { elementId: o.elementId, valueAt: () => base };
+  });
   const composition =
     objects.result.find((o) => o.elementId === "pump-101" && o.isComposition)?.elementId ??
     objects.result.find((o) => o.isComposition)?.elementId;
   if (!composition) throw new Error("the demo plant has no composition object");
-  const numericLeaves = Array.from({ length: 10 }, (_, i) => leaves[i % leaves.length]);
-  return { numericLeaves, composition };
+  return { leaves, ids: leaves.map((l) => l.elementId), composition };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -225,15 +396,19 @@ function wanted(name: string): boolean {
   return !ONLY || ONLY.has(name);
 }
 
-function record(row: Row, ceilingRps: number | null): void {
-  const ratio =
-    row.reqPerSec !== null && ceilingRps ? Math.round((row.reqPerSec / ceilingRps) * 100) / 100 : null;
-  const full = { ...row, ratio: row.ratio ?? ratio };
-  rows.push(full);
-  const extra = full.extra ? ` ${JSON.stringify(full.extra)}` : "";
+function log(row: Row): void {
+  const extra = row.extra ? ` ${JSON.stringify(row.extra)}` : "";
+  const note = row.note ? ` (${row.note})` : "";
   console.error(
-    `  ${full.case} [${full.store}]: ${full.reqPerSec ?? "-"} req/s, p50 ${full.p50Ms ?? "-"} ms, p99 ${full.p99Ms ?? "-"} ms, ratio ${full.ratio ?? "-"}${extra}`,
+    `  ${row.case} [${row.store}]: ${row.reqPerSec ?? "-"} req/s, p50 ${row.p50Ms ?? "-"} ms, p99 ${row.p99Ms ?? "-"} ms, ` +
+      `ratio ${row.ratio ?? "-"}, cpu ${row.cpuUsPerReq ?? "-"} µs/req${extra}${note}`,
   );
+}
+
+function add(row: Row): Row {
+  rows.push(row);
+  log(row);
+  return row;
 }
 
 function checkLoad(r: LoadResult): string | undefined {
@@ -241,189 +416,216 @@ function checkLoad(r: LoadResult): string | undefined {
   return undefined;
 }
 
-async function readWriteCases(server: Server, store: string, ceilingRps: number): Promise<void> {
-  const plant = await discover(server.url);
-  const ids = plant.numericLeaves;
+function throughputRow(name: string, store: string, r: LoadResult, c: LoadResult, pid?: number): Row {
+  return {
+    case: name,
+    store,
+    reqPerSec: r.reqPerSec,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    ceilingRps: c.reqPerSec,
+    ratio: round(r.reqPerSec / c.reqPerSec),
+    cpuUsPerReq: cpuPerReq(r),
+    rssMb: rssMb(pid),
+    note: checkLoad(r),
+  };
+}
 
-  if (wanted("objects")) {
-    const r = await load(`${server.url}/v1/objects`, {});
-    record(
-      {
-        case: "GET /v1/objects",
-        store,
-        ...r,
-        ratio: null,
-        rssMb: rssMb(server.child.pid),
-        note: checkLoad(r),
-      },
-      ceilingRps,
+const valueCase = "POST /v1/objects/value (10 ids)";
+const listCase = "POST /v1/objects/list (10 ids)";
+const objectsCase = "GET /v1/objects";
+const historyCase = "POST /v1/objects/history (10 ids x 1 h at 1 Hz)";
+const ingestCase = "PUT /v1/objects/history (1,000-point batches)";
+const sseCase = "SSE fan-out (write to receipt)";
+
+async function readWriteCases(server: Server, store: string, plant: Plant): Promise<void> {
+  const pid = server.child.pid;
+  const ids = plant.ids;
+  const throughput = async (name: string, key: string, target: LoadTarget) => {
+    if (!wanted(key)) return;
+    const { ceiling: c, results } = await alternate(
+      [{ target, pid }],
+      target.body ? JSON.parse(target.body) : undefined,
     );
-  }
-  if (wanted("list")) {
-    const r = await load(`${server.url}/v1/objects/list`, { method: "POST", body: { elementIds: ids } });
-    record(
-      {
-        case: "POST /v1/objects/list (10 ids)",
-        store,
-        ...r,
-        ratio: null,
-        rssMb: rssMb(server.child.pid),
-        note: checkLoad(r),
-      },
-      ceilingRps,
-    );
-  }
-  if (wanted("value")) {
-    const r = await load(`${server.url}/v1/objects/value`, { method: "POST", body: { elementIds: ids } });
-    record(
-      {
-        case: "POST /v1/objects/value (10 ids)",
-        store,
-        ...r,
-        ratio: null,
-        rssMb: rssMb(server.child.pid),
-        note: checkLoad(r),
-      },
-      ceilingRps,
-    );
-  }
-  if (wanted("composition")) {
-    const r = await load(`${server.url}/v1/objects/value`, {
-      method: "POST",
-      body: { elementIds: [plant.composition], maxDepth: 0 },
-    });
-    record(
-      {
-        case: `POST /v1/objects/value (${plant.composition}, maxDepth 0)`,
-        store,
-        ...r,
-        ratio: null,
-        rssMb: rssMb(server.child.pid),
-        note: checkLoad(r),
-      },
-      ceilingRps,
-    );
-  }
-  if (wanted("write")) {
-    const updates = ids.map((elementId, i) => ({ elementId, value: { value: 40 + i, quality: "Good" } }));
-    const r = await load(`${server.url}/v1/objects/value`, { method: "PUT", body: { updates } });
-    record(
-      {
-        case: "PUT /v1/objects/value (10 ids)",
-        store,
-        ...r,
-        ratio: null,
-        rssMb: rssMb(server.child.pid),
-        note: checkLoad(r),
-      },
-      ceilingRps,
-    );
-  }
+    add(throughputRow(name, store, results[0], c, pid));
+  };
+  const u = server.url;
+  await throughput(objectsCase, "objects", request(`${u}/v1/objects`, "GET", undefined));
+  await throughput(listCase, "list", request(`${u}/v1/objects/list`, "POST", { elementIds: ids }));
+  await throughput(valueCase, "value", request(`${u}/v1/objects/value`, "POST", { elementIds: ids }));
+  await throughput(
+    `POST /v1/objects/value (${plant.composition}, maxDepth 0)`,
+    "composition",
+    request(`${u}/v1/objects/value`, "POST", { elementIds: [plant.composition], maxDepth: 0 }),
+  );
+  await throughput(
+    "PUT /v1/objects/value (10 ids)",
+    "write",
+    request(`${u}/v1/objects/value`, "PUT", {
+      updates: plant.leaves.map((l, i) => ({
+        elementId: l.elementId,
+        value: { value: l.valueAt(i), quality: "Good" },
+      })),
+    }),
+  );
   if (wanted("ingest")) {
-    const res = await ingest(server.url, ids);
-    record(
-      {
-        case: "PUT /v1/objects/history (1,000-point batches)",
-        store,
-        reqPerSec: res.reqPerSec,
-        p50Ms: res.p50Ms,
-        p99Ms: res.p99Ms,
-        ratio: null,
-        rssMb: rssMb(server.child.pid),
-        extra: { pointsPerSec: res.pointsPerSec },
-        note: res.note,
-      },
-      null,
-    );
+    const res = await ingest(server, plant);
+    add({
+      case: ingestCase,
+      store,
+      reqPerSec: res.reqPerSec,
+      p50Ms: res.p50Ms,
+      p99Ms: res.p99Ms,
+      ceilingRps: null,
+      ratio: null,
+      cpuUsPerReq: res.cpuUsPerReq,
+      rssMb: rssMb(pid),
+      extra: { pointsPerSec: res.pointsPerSec, writers: INGEST_WRITERS },
+      note: res.note,
+    });
   }
   if (wanted("history")) {
-    const res = await historyRead(server.url, ids);
-    record(
-      {
-        case: "POST /v1/objects/history (10 ids x 1 h at 1 Hz)",
-        store,
-        ...res.load,
-        ratio: null,
-        rssMb: rssMb(server.child.pid),
-        extra: { points: res.points },
-        note: res.note,
-      },
-      null,
-    );
+    const res = await historyRead(server, plant);
+    add({
+      case: historyCase,
+      store,
+      reqPerSec: res.load.reqPerSec,
+      p50Ms: res.load.p50Ms,
+      p99Ms: res.load.p99Ms,
+      ceilingRps: null,
+      ratio: null,
+      cpuUsPerReq: cpuPerReq(res.load),
+      rssMb: rssMb(pid),
+      extra: { points: res.points, responseBytes: res.bytes, connections: 1 },
+      note: res.note,
+    });
   }
 }
 
 /** Sustained history ingest: several writers, each sending 1,000-point batches with fresh timestamps. */
-async function ingest(url: string, ids: string[]) {
-  const writers = 4;
+async function ingest(server: Server, plant: Plant) {
   const batch = 1000;
-  const perElement = batch / ids.length;
-  // Far in the past and one hour apart per writer and batch, so no two batches touch the same records.
+  const perElement = batch / plant.leaves.length;
+  // Far in the past and never repeated, so every batch creates new records.
   let nextSecond = Date.UTC(2019, 0, 1) / 1000;
   const latencies: number[] = [];
-  let points = 0;
-  let failures = 0;
-  const stopAt = Date.now() + (WARMUP + DURATION) * 1000;
-  const measureFrom = Date.now() + WARMUP * 1000;
+  let failedBatches = 0;
+  let failedItems = 0;
+  const warmEnd = Date.now() + WARMUP * 1000;
+  const stopAt = warmEnd + DURATION * 1000;
+  let measuring = false;
   let measuredStart = 0;
-  let measuredPoints = 0;
-  const agent = new http.Agent({ keepAlive: true, maxSockets: writers });
+  let cpu0 = 0;
+  let okPoints = 0;
+  let batches = 0;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: INGEST_WRITERS });
   async function writer() {
     while (Date.now() < stopAt) {
+      if (!measuring && Date.now() >= warmEnd) {
+        // From here on every batch that starts is counted, and only those.
+        measuring = true;
+        measuredStart = performance.now();
+        cpu0 = cpuSeconds(server.child.pid);
+      }
+      const counted = measuring;
       const start = nextSecond;
       nextSecond += perElement;
-      const updates = [];
-      for (const elementId of new Set(ids)) {
+      // The client shares the machine with the server: the body is written as text, not built as
+      // objects and stringified, so the load generator takes as little CPU from the server as it can.
+      const items: string[] = [];
+      for (const leaf of plant.leaves) {
+        const id = JSON.stringify(leaf.elementId);
         for (let s = 0; s < perElement; s++) {
-          updates.push({
-            elementId,
-            value: {
-              value: 10 + (s % 7),
-              quality: "Good",
-              timestamp: new Date((start + s) * 1000).toISOString(),
-            },
-          });
+          const value = JSON.stringify(leaf.valueAt(start + s));
+          items.push(
+            `{"elementId":${id},"value":{"value":${value},"quality":"Good","timestamp":"${isoSecond(start + s)}"}}`,
+          );
         }
       }
       const t0 = performance.now();
-      const status = await put(`${url}/v1/objects/history`, { updates }, agent);
+      const res = await send(
+        `${server.url}/v1/objects/history`,
+        "PUT",
+        `{"updates":[${items.join(",")}]}`,
+        agent,
+      );
       const dt = performance.now() - t0;
-      if (status !== 200) failures++;
-      if (Date.now() >= measureFrom) {
-        if (!measuredStart) measuredStart = performance.now() - dt;
-        measuredPoints += updates.length;
+      const body = res.body as { success?: boolean; results?: Array<{ success: boolean }> };
+      const ok = res.status === 200 ? (body.results?.filter((r) => r.success).length ?? 0) : 0;
+      if (res.status !== 200) failedBatches++;
+      else failedItems += items.length - ok;
+      if (counted) {
+        okPoints += ok;
+        batches++;
         latencies.push(dt);
       }
-      points += updates.length;
     }
   }
-  await Promise.all(Array.from({ length: writers }, writer));
+  await Promise.all(Array.from({ length: INGEST_WRITERS }, writer));
   const elapsed = (performance.now() - measuredStart) / 1000;
+  const cpu = cpuSeconds(server.child.pid) - cpu0;
   agent.destroy();
   latencies.sort((a, b) => a - b);
+  const problems = [
+    failedBatches > 0 ? `${failedBatches} failed batches` : "",
+    failedItems > 0 ? `${failedItems} rejected points` : "",
+  ].filter(Boolean);
   return {
-    reqPerSec: Math.round(latencies.length / elapsed),
+    reqPerSec: Math.round(batches / elapsed),
     p50Ms: round(quantile(latencies, 0.5)),
     p99Ms: round(quantile(latencies, 0.99)),
-    pointsPerSec: Math.round(measuredPoints / elapsed),
-    note: failures > 0 ? `${failures} failed batches` : undefined,
-    points,
+    pointsPerSec: Math.round(okPoints / elapsed),
+    cpuUsPerReq: batches > 0 && Number.isFinite(cpu) ? Math.round((cpu / batches) * 1e6) : null,
+    note: problems.length > 0 ? problems.join(", ") : undefined,
   };
 }
 
-function put(url: string, body: unknown, agent: http.Agent): Promise<number> {
-  const payload = JSON.stringify(body);
+let isoMinute = Number.NaN;
+let isoPrefix = "";
+
+/** `new Date(sec * 1000).toISOString()` for whole seconds, at a fraction of its cost. */
+function isoSecond(sec: number): string {
+  const minute = Math.floor(sec / 60);
+  if (minute !== isoMinute) {
+    isoMinute = minute;
+    isoPrefix = new Date(minute * 60_000).toISOString().slice(0, 17);
+  }
+  const s = sec - minute * 60;
+  return `${isoPrefix}${s < 10 ? "0" : ""}${s}.000Z`;
+}
+
+function send(
+  url: string,
+  method: string,
+  body: unknown,
+  agent: http.Agent,
+): Promise<{ status: number; body: unknown; bytes: number }> {
+  const payload = typeof body === "string" ? body : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
       {
-        method: "PUT",
+        method,
         agent,
-        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json",
+          "content-length": Buffer.byteLength(payload),
+        },
       },
       (res) => {
-        res.resume();
-        res.on("end", () => resolve(res.statusCode ?? 0));
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            parsed = text;
+          }
+          resolve({ status: res.statusCode ?? 0, body: parsed, bytes: Buffer.byteLength(text) });
+        });
       },
     );
     req.on("error", reject);
@@ -431,61 +633,60 @@ function put(url: string, body: unknown, agent: http.Agent): Promise<number> {
   });
 }
 
-/** Writes one hour at 1 Hz for each of 10 elements far in the past, then reads that hour back under load. */
-async function historyRead(url: string, ids: string[]) {
-  const unique = [...new Set(ids)];
+/** Writes one hour at 1 Hz for each of 10 elements far in the past, then reads that hour back. */
+async function historyRead(server: Server, plant: Plant) {
   const startMs = Date.UTC(2018, 5, 1);
   const agent = new http.Agent({ keepAlive: true });
-  for (const elementId of unique) {
+  for (const leaf of plant.leaves) {
     for (let offset = 0; offset < 3600; offset += 1000) {
       const updates = [];
       for (let s = offset; s < Math.min(offset + 1000, 3600); s++) {
         updates.push({
-          elementId,
+          elementId: leaf.elementId,
           value: {
-            value: 20 + Math.sin(s / 60),
+            value: leaf.valueAt(s),
             quality: "Good",
             timestamp: new Date(startMs + s * 1000).toISOString(),
           },
         });
       }
-      const status = await put(`${url}/v1/objects/history`, { updates }, agent);
-      if (status !== 200) throw new Error(`history setup write failed: ${status}`);
+      const res = await send(`${server.url}/v1/objects/history`, "PUT", { updates }, agent);
+      if (res.status !== 200 || !(res.body as { success: boolean }).success)
+        throw new Error(
+          `history setup write failed: ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`,
+        );
     }
   }
-  agent.destroy();
-  // Ten distinct elements are needed for 36,000 points; repeat ids only if the plant has fewer leaves.
   const body = {
-    elementIds: ids,
+    elementIds: plant.ids,
     startTime: new Date(startMs).toISOString(),
     endTime: new Date(startMs + 3599_000).toISOString(),
   };
-  const check = await json<{ results: Array<{ result?: { values: unknown[] } }> }>(
-    `${url}/v1/objects/history`,
-    {
-      method: "POST",
-      body: JSON.stringify(body),
-    },
-  );
-  const points = check.results.reduce((n, r) => n + (r.result?.values.length ?? 0), 0);
+  const check = await send(`${server.url}/v1/objects/history`, "POST", body, agent);
+  agent.destroy();
+  const results = (check.body as { results: Array<{ result?: { values: unknown[] } }> }).results;
+  const points = results.reduce((n, r) => n + (r.result?.values.length ?? 0), 0);
   // One connection: the target is the latency of one read, not of a queue of 50 multi-megabyte reads.
-  const r = await load(`${url}/v1/objects/history`, { method: "POST", body, connections: 1 });
+  const target = { ...request(`${server.url}/v1/objects/history`, "POST", body), connections: 1 };
+  if (WARMUP > 0) await cannon(target, WARMUP);
+  const r = await cannon(target, DURATION, server.child.pid);
   return {
     load: r,
     points,
+    bytes: check.bytes,
     note: points !== 36_000 ? `read ${points} points, expected 36000` : checkLoad(r),
   };
 }
 
-/** 100 subscribers with an SSE stream each; one element written 50 times a second; write-to-receipt latency. */
-async function sseFanOut(url: string, elementId: string): Promise<Row> {
-  const subscribers = 100;
-  const writes = Number(process.env.BENCH_SSE_WRITES ?? 300);
+/** Subscribers with an SSE stream each; one element written 50 times a second; write-to-receipt latency. */
+async function sseFanOut(server: Server, plant: Plant): Promise<Row> {
+  const url = server.url;
+  const leaf = plant.leaves[0];
   const sentAt = new Map<string, number>();
   const latencies: number[] = [];
   const streams: http.ClientRequest[] = [];
-  const agent = new http.Agent({ keepAlive: true, maxSockets: subscribers + 10 });
-  for (let i = 0; i < subscribers; i++) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: SSE_SUBSCRIBERS + 10 });
+  for (let i = 0; i < SSE_SUBSCRIBERS; i++) {
     const clientId = `bench-client-${i}`;
     const sub = await json<{ result: { subscriptionId: string } }>(`${url}/v1/subscriptions`, {
       method: "POST",
@@ -494,7 +695,7 @@ async function sseFanOut(url: string, elementId: string): Promise<Row> {
     const subscriptionId = sub.result.subscriptionId;
     await json(`${url}/v1/subscriptions/register`, {
       method: "POST",
-      body: JSON.stringify({ clientId, subscriptionId, elementIds: [elementId] }),
+      body: JSON.stringify({ clientId, subscriptionId, elementIds: [leaf.elementId] }),
     });
     const payload = JSON.stringify({ clientId, subscriptionId });
     const req = http.request(`${url}/v1/subscriptions/stream`, {
@@ -508,6 +709,7 @@ async function sseFanOut(url: string, elementId: string): Promise<Row> {
     });
     await new Promise<void>((resolve, reject) => {
       req.on("response", (res) => {
+        if (res.statusCode !== 200) reject(new Error(`stream ${i}: ${res.statusCode}`));
         let buf = "";
         res.setEncoding("utf8");
         res.on("data", (chunk: string) => {
@@ -536,17 +738,24 @@ async function sseFanOut(url: string, elementId: string): Promise<Row> {
   }
   await sleep(500);
   const writeAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  // Unique timestamps (whole milliseconds a second ahead of the simulator) identify our writes.
   let ms = Date.now() + 1000;
-  for (let i = 0; i < writes; i++) {
-    // Unique, increasing timestamps identify our writes among the simulator's.
+  let failed = 0;
+  for (let i = 0; i < SSE_WRITES; i++) {
     ms += 1;
     const timestamp = new Date(ms).toISOString();
     sentAt.set(timestamp, performance.now());
-    await put(
+    const res = await send(
       `${url}/v1/objects/value`,
-      { updates: [{ elementId, value: { value: 50 + (i % 10), quality: "Good", timestamp } }] },
+      "PUT",
+      {
+        updates: [
+          { elementId: leaf.elementId, value: { value: leaf.valueAt(i), quality: "Good", timestamp } },
+        ],
+      },
       writeAgent,
     );
+    if (res.status !== 200) failed++;
     await sleep(20);
   }
   await sleep(1000);
@@ -554,17 +763,23 @@ async function sseFanOut(url: string, elementId: string): Promise<Row> {
   agent.destroy();
   writeAgent.destroy();
   latencies.sort((a, b) => a - b);
-  const expected = writes * subscribers;
+  const expected = SSE_WRITES * SSE_SUBSCRIBERS;
+  const problems = [
+    latencies.length < expected ? `${expected - latencies.length} deliveries missing` : "",
+    failed > 0 ? `${failed} failed writes` : "",
+  ].filter(Boolean);
   return {
-    case: "SSE fan-out (100 subscribers, write to receipt)",
-    store: "sqlite",
+    case: `${sseCase}, ${SSE_SUBSCRIBERS} subscribers`,
+    store: server.label.startsWith("postgres") ? "postgres" : "sqlite",
     reqPerSec: null,
     p50Ms: round(quantile(latencies, 0.5)),
     p99Ms: round(quantile(latencies, 0.99)),
+    ceilingRps: null,
     ratio: null,
-    rssMb: null,
+    cpuUsPerReq: null,
+    rssMb: rssMb(server.child.pid),
     extra: { delivered: latencies.length, expected },
-    note: latencies.length < expected ? `${expected - latencies.length} deliveries missing` : undefined,
+    note: problems.length > 0 ? problems.join(", ") : undefined,
   };
 }
 
@@ -597,139 +812,257 @@ async function freshPgDatabase(): Promise<string> {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Observability on versus off
+
+async function observabilityCost(logDir: string): Promise<void> {
+  const sink = await startNodeHelper("otlp-sink.mjs");
+  // On: request logging at INFO to a rotated file, metrics, and traces to a loopback OTLP receiver with
+  // 10% of the root spans sampled. Off: no log lines, no metrics, no tracing.
+  const on = await startI3xd("obs-on", {
+    LOG_LEVEL: "info",
+    LOG_FILE: path.join(logDir, "i3xd-obs.log"),
+    I3XD_METRICS: "true",
+    OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+    OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+    OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+    OTEL_TRACES_SAMPLER_ARG: "0.1",
+    OTEL_BSP_SCHEDULE_DELAY: "1000",
+  });
+  const off = await startI3xd("obs-off", { LOG_LEVEL: "silent", I3XD_METRICS: "false" });
+  // Both servers run side by side (each idle but for its simulator while the other is loaded), and the
+  // two variants alternate in slices with the ceiling, so machine noise hits both alike.
+  const plant = await discover(on.url);
+  const body = { elementIds: plant.ids };
+  const { ceiling: c, results } = await alternate(
+    [
+      { target: request(`${on.url}/v1/objects/value`, "POST", body), pid: on.child.pid },
+      { target: request(`${off.url}/v1/objects/value`, "POST", body), pid: off.child.pid },
+    ],
+    body,
+  );
+  const exported = await json<{ requests: number; bytes: number }>(`${sink.url}/stats`);
+  const onRow = throughputRow(`${valueCase}, observability all on`, "sqlite", results[0], c, on.child.pid);
+  onRow.extra = { otlpExports: exported.requests, otlpBytes: exported.bytes };
+  add(onRow);
+  add(throughputRow(`${valueCase}, observability all off`, "sqlite", results[1], c, off.child.pid));
+  const ratio = round(results[0].reqPerSec / results[1].reqPerSec);
+  add({
+    case: "observability on / off (same case)",
+    store: "sqlite",
+    reqPerSec: null,
+    p50Ms: null,
+    p99Ms: null,
+    ceilingRps: null,
+    ratio,
+    cpuUsPerReq: null,
+    rssMb: null,
+  });
+  await on.close();
+  await off.close();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+function evaluateTargets(): void {
+  const find = (prefix: string, store = "sqlite") =>
+    rows.find((r) => r.case.startsWith(prefix) && r.store === store);
+  const ratioTarget = (label: string, row: Row | undefined, min: number) => {
+    if (!row || row.ratio === null) return;
+    targets.push({
+      target: label,
+      want: `>= ${min.toFixed(2)} x ceiling`,
+      measured: `${row.ratio.toFixed(2)} x`,
+      met: row.ratio >= min,
+    });
+  };
+  ratioTarget(
+    "POST /objects/value (10 ids), observability on",
+    find(`${valueCase}, observability all on`),
+    0.4,
+  );
+  ratioTarget("POST /objects/list (10 ids)", find(listCase), 0.45);
+  ratioTarget("GET /objects (demo plant)", find(objectsCase), 0.3);
+  const history = find(historyCase);
+  if (history?.p50Ms != null)
+    targets.push({
+      target: "history read, 36,000 points, p50",
+      want: "<= 50 ms",
+      measured: `${history.p50Ms} ms`,
+      met: history.p50Ms <= 50,
+    });
+  const ingestRow = find(ingestCase);
+  const pps = ingestRow?.extra?.pointsPerSec;
+  if (pps !== undefined)
+    targets.push({
+      target: "history ingest (SQLite)",
+      want: ">= 100,000 points/s",
+      measured: `${pps.toLocaleString("en-US")} points/s`,
+      met: pps >= 100_000,
+    });
+  const obs = find("observability on / off");
+  if (obs?.ratio != null)
+    targets.push({
+      target: "observability on / off",
+      want: ">= 0.75",
+      measured: obs.ratio.toFixed(2),
+      met: obs.ratio >= 0.75,
+    });
+  const sse = find(sseCase);
+  if (sse?.p99Ms != null)
+    targets.push({
+      target: `SSE delivery p99, ${SSE_SUBSCRIBERS} subscribers`,
+      want: "<= 20 ms",
+      measured: `${sse.p99Ms} ms`,
+      met: sse.p99Ms <= 20,
+    });
+  const idle = find("idle RSS");
+  if (idle?.rssMb != null)
+    targets.push({
+      target: "idle RSS",
+      want: "<= 120 MB",
+      measured: `${idle.rssMb} MiB`,
+      met: idle.rssMb <= 120,
+    });
+  const after = find("RSS after the run");
+  if (after?.rssMb != null)
+    targets.push({
+      target: "RSS after the run",
+      want: "<= 250 MB",
+      measured: `${after.rssMb} MiB`,
+      met: after.rssMb <= 250,
+    });
+}
 
 async function main(): Promise<void> {
   if (!fs.existsSync(path.join(ROOT, "dist", "cli.js"))) throw new Error("run `npm run build` first");
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-bench-logs-"));
   cleanups.push(() => fs.rmSync(logDir, { recursive: true, force: true }));
   console.error(
-    `i3xd benchmark: ${DURATION} s per case after ${WARMUP} s warm-up, ${CONNECTIONS} connections, ${os.cpus().length} cores`,
+    `i3xd benchmark: ${DURATION} s per case in ${ROUNDS} slices alternating with the ceiling, after ${WARMUP} s warm-up; ` +
+      `${CONNECTIONS} connections; ${os.cpus().length} cores; load average ${os
+        .loadavg()
+        .map((l) => l.toFixed(1))
+        .join(" ")}`,
+  );
+  console.error(
+    "i3xd runs with authentication off (loopback, development, no API keys) and the rate limit off " +
+      "(I3XD_RATE_LIMIT_MAX=0); demo plant and simulator (1 s) on.",
   );
 
-  const ceiling = await startNodeHelper("ceiling.mjs");
-  const ceilingUrl = `http://127.0.0.1:${ceiling.port}`;
-  const c = await load(ceilingUrl, { method: "POST", body: { elementIds: ["a", "b"] } });
-  record(
-    {
-      case: "node:http ceiling (POST, ~200-byte JSON)",
-      store: "-",
-      ...c,
-      ratio: 1,
-      rssMb: rssMb(ceiling.child.pid),
-    },
-    c.reqPerSec,
-  );
-  const ceilingRps = c.reqPerSec;
+  ceiling = await startNodeHelper("ceiling.mjs");
 
   // Observability as shipped: request logging at INFO to a file, metrics on, simulator on.
-  const observed = {
-    LOG_LEVEL: "info",
-    LOG_FILE: path.join(logDir, "i3xd.log"),
-    I3XD_SIMULATOR_INTERVAL_MS: "1000",
-  };
+  const observed = { LOG_LEVEL: "info", LOG_FILE: path.join(logDir, "i3xd.log"), I3XD_METRICS: "true" };
+  let plant: Plant | undefined;
 
-  for (const store of STORES) {
-    const env: Record<string, string> = { ...observed };
-    if (store === "postgres") env.I3XD_STORE_URL = await freshPgDatabase();
-    const server = await startI3xd(store, env);
-    await sleep(3000);
-    const idle = rssMb(server.child.pid);
-    console.error(`i3xd on ${store}: idle RSS ${idle} MiB`);
-    rows.push({
-      case: "idle RSS",
-      store,
-      reqPerSec: null,
-      p50Ms: null,
-      p99Ms: null,
-      ratio: null,
-      rssMb: idle,
-    });
-    await readWriteCases(server, store, ceilingRps);
-    if (store === "sqlite" && wanted("sse")) {
-      const plant = await discover(server.url);
-      const row = await sseFanOut(server.url, plant.numericLeaves[0]);
-      row.rssMb = rssMb(server.child.pid);
-      record(row, null);
-    }
-    rows.push({
-      case: "RSS after the run",
-      store,
-      reqPerSec: null,
-      p50Ms: null,
-      p99Ms: null,
-      ratio: null,
-      rssMb: rssMb(server.child.pid),
-    });
-    await server.close();
-  }
-
-  if (wanted("observability")) {
-    const sink = await startNodeHelper("otlp-sink.mjs");
-    const results: Record<string, LoadResult> = {};
-    const variants: Record<string, Record<string, string>> = {
-      "all on": {
-        ...observed,
-        LOG_FILE: path.join(logDir, "i3xd-obs.log"),
-        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.port}`,
-        OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
-        OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
-        OTEL_TRACES_SAMPLER_ARG: "0.1",
-      },
-      "all off": { LOG_LEVEL: "silent", I3XD_METRICS: "false", I3XD_SIMULATOR_INTERVAL_MS: "1000" },
-    };
-    for (const [variant, env] of Object.entries(variants)) {
-      const server = await startI3xd(variant.replace(" ", "-"), env);
-      await sleep(1000);
-      const plant = await discover(server.url);
-      const r = await load(`${server.url}/v1/objects/value`, {
-        method: "POST",
-        body: { elementIds: plant.numericLeaves },
+  const mainCases = ["objects", "list", "value", "composition", "write", "ingest", "history", "sse"];
+  if (mainCases.some(wanted)) {
+    for (const store of STORES) {
+      const env: Record<string, string> = { ...observed };
+      if (store === "postgres") env.I3XD_STORE_URL = await freshPgDatabase();
+      const server = await startI3xd(store, env);
+      await sleep(3000);
+      const idle = rssMb(server.child.pid);
+      add({
+        case: "idle RSS",
+        store,
+        reqPerSec: null,
+        p50Ms: null,
+        p99Ms: null,
+        ceilingRps: null,
+        ratio: null,
+        cpuUsPerReq: null,
+        rssMb: idle,
+        note: "3 s after ready, demo plant loaded",
       });
-      results[variant] = r;
-      record(
-        {
-          case: `POST /v1/objects/value (10 ids), observability ${variant}`,
-          store: "sqlite",
-          ...r,
-          ratio: null,
-          rssMb: rssMb(server.child.pid),
-          note: checkLoad(r),
-        },
-        ceilingRps,
-      );
+      plant = await discover(server.url);
+      console.error(`  10 ids: ${plant.ids.join(", ")}`);
+      await readWriteCases(server, store, plant);
+      if (wanted("sse")) add(await sseFanOut(server, plant));
+      add({
+        case: "RSS after the run",
+        store,
+        reqPerSec: null,
+        p50Ms: null,
+        p99Ms: null,
+        ceilingRps: null,
+        ratio: null,
+        cpuUsPerReq: null,
+        rssMb: rssMb(server.child.pid),
+      });
       await server.close();
     }
-    const on = results["all on"].reqPerSec;
-    const off = results["all off"].reqPerSec;
-    rows.push({
-      case: "observability on / off",
-      store: "sqlite",
-      reqPerSec: null,
-      p50Ms: null,
-      p99Ms: null,
-      ratio: round(on / off),
-      rssMb: null,
-    });
   }
 
+  if (wanted("observability")) await observabilityCost(logDir);
+
+  const all = merge(
+    ceilingRuns.length > 0
+      ? ceilingRuns
+      : [await cannon(request(ceiling.url, "POST", { elementIds: ["a"] }), DURATION, ceiling.child.pid)],
+  );
+  rows.unshift({
+    case: "node:http ceiling (POST, ~200-byte JSON), all slices",
+    store: "-",
+    reqPerSec: all.reqPerSec,
+    p50Ms: all.p50Ms,
+    p99Ms: all.p99Ms,
+    ceilingRps: all.reqPerSec,
+    ratio: 1,
+    cpuUsPerReq: cpuPerReq(all),
+    rssMb: rssMb(ceiling.child.pid),
+  });
+
+  evaluateTargets();
   printTable();
   const out = path.join(ROOT, "bench", "results", "latest.json");
+  fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(
     out,
-    `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cores: os.cpus().length, durationSeconds: DURATION, connections: CONNECTIONS, rows }, null, 2)}\n`,
+    `${JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        node: process.version,
+        cores: os.cpus().length,
+        loadAverage: os.loadavg(),
+        durationSeconds: DURATION,
+        warmupSeconds: WARMUP,
+        rounds: ROUNDS,
+        connections: CONNECTIONS,
+        rows,
+        targets,
+      },
+      null,
+      2,
+    )}\n`,
   );
   console.error(`\nwritten to ${path.relative(process.cwd(), out)}`);
+  if (CPU_PROF)
+    console.error(`CPU profiles in ${CPU_PROF} (summarise with: node bench/profile-top.mjs <file>)`);
 }
 
 function printTable(): void {
-  const header = ["case", "store", "req/s", "p50 ms", "p99 ms", "x ceiling", "RSS MiB", "notes"];
+  const header = [
+    "case",
+    "store",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "ceiling req/s",
+    "x ceiling",
+    "CPU µs/req",
+    "RSS MiB",
+    "notes",
+  ];
   const body = rows.map((r) => [
     r.case,
     r.store,
     r.reqPerSec?.toString() ?? "",
     r.p50Ms?.toString() ?? "",
     r.p99Ms?.toString() ?? "",
+    r.ceilingRps?.toString() ?? "",
     r.ratio?.toFixed(2) ?? "",
+    r.cpuUsPerReq?.toString() ?? "",
     r.rssMb?.toString() ?? "",
     [
       r.extra
@@ -742,6 +1075,17 @@ function printTable(): void {
       .filter(Boolean)
       .join("; "),
   ]);
+  table(header, body);
+  if (targets.length > 0) {
+    console.log("");
+    table(
+      ["target (issue 8)", "wanted", "measured", "met"],
+      targets.map((t) => [t.target, t.want, t.measured, t.met === null ? "?" : t.met ? "yes" : "NO"]),
+    );
+  }
+}
+
+function table(header: string[], body: string[][]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
   console.log(line(header));

@@ -9,6 +9,7 @@ import {
   type Span,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
   trace,
 } from "@opentelemetry/api";
 import type { NodeSDK } from "@opentelemetry/sdk-node";
@@ -42,6 +43,19 @@ let fastifyOtel: FastifyOtelInstrumentation | undefined;
 
 export function tracingEnabled(): boolean {
   return sdk !== undefined;
+}
+
+/** True when the active span belongs to a sampled trace: only then are child spans worth making. */
+export function sampledSpanActive(): boolean {
+  return sdk !== undefined && isSampled(trace.getSpan(context.active()));
+}
+
+/**
+ * The trace's sampled flag, not `isRecording()`: a span that has ended no longer records, yet work it
+ * caused (an SSE delivery after the write's response) still belongs in its trace.
+ */
+function isSampled(span: Span | undefined): boolean {
+  return span !== undefined && (span.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0;
 }
 
 /**
@@ -88,8 +102,11 @@ export async function startTracing(config: NonNullable<TelemetryConfig["tracing"
   started.start();
   sdk = started;
   fastifyOtel = new FastifyOtelInstrumentation({
-    // One server span and one handler span per request; a span per lifecycle hook costs more than it tells.
+    // One server span per request. A span per lifecycle hook costs more than it tells, and so does the
+    // handler span: it spans the same time as the server span, and every request paid for it (a context
+    // switch and a span, sampled or not); store and cache spans are children of the server span instead.
     instrumentHooks: false,
+    instrumentHandler: false,
     ignorePaths: (route) => isProbe(route.url),
     requestHook: annotateServerSpan,
   });
@@ -132,9 +149,12 @@ export async function registerTracing(app: FastifyInstance): Promise<void> {
     const span = serverSpan(request);
     if (span) {
       const ctx = currentContext();
-      const requestId = ctx?.requestId || headerValue(reply.getHeader("x-request-id"));
-      if (requestId) span.setAttribute("request.id", requestId);
-      if (ctx?.userId) span.setAttribute("enduser.id", ctx.userId);
+      // Attributes of an unsampled span would be discarded: skip building them.
+      if (span.isRecording()) {
+        const requestId = ctx?.requestId || headerValue(reply.getHeader("x-request-id"));
+        if (requestId) span.setAttribute("request.id", requestId);
+        if (ctx?.userId) span.setAttribute("enduser.id", ctx.userId);
+      }
       if (ctx && ctx.traceId === undefined) {
         const sc = span.spanContext();
         ctx.traceId = sc.traceId;
@@ -155,7 +175,9 @@ export function inChildSpan<T>(
   fn: (span: Span | undefined) => Promise<T>,
   kind: SpanKind = SpanKind.INTERNAL,
 ): Promise<T> {
-  if (!sdk || trace.getSpan(context.active()) === undefined) return fn(undefined);
+  // Without an active span, or under an unsampled one (most requests under a ratio sampler, whose
+  // children would not be recorded either), no span and no context are made that nobody would see.
+  if (!sampledSpanActive()) return fn(undefined);
   return tracer.startActiveSpan(name, { kind, attributes }, async (span) => {
     try {
       return await fn(span);
@@ -174,6 +196,9 @@ export function inChildSpan<T>(
  */
 export function traceDelivery<T>(subscriptionId: string, updates: number, deliver: () => T): T {
   if (!sdk) return deliver();
+  // Caused by an unsampled request: its children are not recorded, so none is made.
+  const cause = trace.getSpan(context.active());
+  if (cause !== undefined && !isSampled(cause)) return deliver();
   const span = tracer.startSpan(
     "subscription.deliver",
     {
@@ -206,6 +231,7 @@ function serverSpan(request: FastifyRequest): Span | undefined {
 
 /** HTTP semantic-convention attributes @fastify/otel leaves out, and the route-template span name. */
 function annotateServerSpan(span: Span, request: FastifyRequest): void {
+  if (!span.isRecording()) return;
   const route = request.routeOptions.url;
   span.updateName(route ? `${request.method} ${route}` : request.method);
   const url = request.url;

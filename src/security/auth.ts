@@ -408,17 +408,19 @@ export function createSecurity(config: Config, keyring: Keyring = openKeyring(co
       done();
     });
 
-    app.addHook("preSerialization", (request, _reply, payload: unknown, done) => {
-      const p = request.principal;
-      if (p === null || payload === null || typeof payload !== "object") return done(null, payload);
-      const url = request.routeOptions.url;
-      const route = `${request.method} ${url}`;
-      let out = payload as Record<string, unknown>;
-      if (request.deniedItems !== null) out = mergeDenied(out, request.deniedItems);
-      if (route === CREATE_SUBSCRIPTION) out = unscopeCreated(out, p);
-      if (p.prefixes !== undefined) out = filterListing(route, out, p.prefixes);
-      done(null, out);
-    });
+    // Without enforced keys no request has a principal, and this hook would only cost every response a step.
+    if (enforced)
+      app.addHook("preSerialization", (request, _reply, payload: unknown, done) => {
+        const p = request.principal;
+        if (p === null || payload === null || typeof payload !== "object") return done(null, payload);
+        const url = request.routeOptions.url;
+        const route = `${request.method} ${url}`;
+        let out = payload as Record<string, unknown>;
+        if (request.deniedItems !== null) out = mergeDenied(out, request.deniedItems);
+        if (route === CREATE_SUBSCRIPTION) out = unscopeCreated(out, p);
+        if (p.prefixes !== undefined) out = filterListing(route, out, p.prefixes);
+        done(null, out);
+      });
 
     if (config.rateLimitMax > 0) {
       const windowText = describeWindow(config.rateLimitWindowMs);

@@ -103,6 +103,12 @@ export class CachedStore implements Store {
   private readonly objectTypes: ReadThrough<ObjectType>;
   private readonly relationshipTypes: ReadThrough<RelationshipType>;
   private readonly values: ReadThrough<Vqt>;
+  /**
+   * Object listings by filter. The address space changes only through `importModel` (or, elsewhere,
+   * through `invalidateAll`), so a listing stays valid until then; `GET /objects` then costs no query.
+   */
+  private readonly listings = new Map<string, readonly ObjectRecord[]>();
+  private listingEpoch = 0;
 
   constructor(
     readonly inner: Store,
@@ -157,8 +163,18 @@ export class CachedStore implements Store {
     return this.relationshipTypes.get(ids, (missing) => this.inner.getRelationshipTypes(missing));
   }
 
-  listObjects(filter?: { typeElementId?: string; root?: boolean }): Promise<ObjectRecord[]> {
-    return this.inner.listObjects(filter);
+  async listObjects(filter?: { typeElementId?: string; root?: boolean }): Promise<ObjectRecord[]> {
+    const key = `${filter?.root === undefined ? "" : filter.root ? "r" : "n"}:${filter?.typeElementId ?? ""}`;
+    const cached = this.listings.get(key);
+    if (cached !== undefined) return cached as ObjectRecord[];
+    const epoch = this.listingEpoch;
+    const records = await this.inner.listObjects(filter);
+    // Shared between requests from now on, like every cached record.
+    for (const r of records) Object.freeze(r);
+    Object.freeze(records);
+    // Bounded: filters name types, so distinct keys are few; beyond the bound listings are not kept.
+    if (epoch === this.listingEpoch && this.listings.size < 1024) this.listings.set(key, records);
+    return records;
   }
 
   getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
@@ -205,6 +221,8 @@ export class CachedStore implements Store {
 
   /** Drops everything cached, e.g. after a model change made elsewhere. */
   invalidateAll(): void {
+    this.listingEpoch++;
+    this.listings.clear();
     this.objects.clear();
     this.objectTypes.clear();
     this.relationshipTypes.clear();

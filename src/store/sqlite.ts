@@ -292,12 +292,19 @@ export class SqliteStore implements Store {
   }
 
   private putPoints(points: readonly PointWrite[], mode: WriteMode): void {
-    const current = mode === "current" ? this.stmts.upsertCurrent : this.stmts.upsertCurrentIfNewer;
+    // Inside one transaction only the last current-value upsert of each element decides what stays, so
+    // one upsert per element does what one per point did: in `current` mode the element's last point, in
+    // `history` mode its newest (the later one of equal timestamps, as `>=` in the upsert keeps it).
+    const last = new Map<string, { p: PointWrite; value: string }>();
     for (const p of points) {
       const value = JSON.stringify(p.vqt.value ?? null);
       this.stmts.putHistory.run(p.elementId, p.tsUs, value, p.vqt.quality);
-      current.run(p.elementId, p.tsUs, value, p.vqt.quality);
+      const seen = last.get(p.elementId);
+      if (seen === undefined || mode === "current" || p.tsUs >= seen.p.tsUs)
+        last.set(p.elementId, { p, value });
     }
+    const current = mode === "current" ? this.stmts.upsertCurrent : this.stmts.upsertCurrentIfNewer;
+    for (const { p, value } of last.values()) current.run(p.elementId, p.tsUs, value, p.vqt.quality);
   }
 
   async importModel(model: ModelDocument): Promise<void> {

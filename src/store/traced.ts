@@ -9,7 +9,7 @@ import type {
 } from "../domain/model.js";
 import { formatTimestampUs } from "../domain/time.js";
 import type { ModelDocument } from "../model/format.js";
-import { inChildSpan, tracingEnabled } from "../observability/tracing.js";
+import { inChildSpan, sampledSpanActive, tracingEnabled } from "../observability/tracing.js";
 import { CachedStore } from "./cached.js";
 import type { HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
 
@@ -323,6 +323,8 @@ export class CacheTracingStore implements Store {
   }
 
   private lookup<T>(cacheType: string, ids: readonly string[], read: () => Promise<T>): Promise<T> {
+    // Every cached read passes here: an unsampled request must not pay for a span it will not record.
+    if (!sampledSpanActive()) return read();
     const attributes: Attributes = { "cache.type": cacheType, "cache.requested": ids.length };
     return inChildSpan("cache.lookup", attributes, (span) => {
       if (span === undefined) return read();
