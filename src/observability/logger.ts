@@ -222,11 +222,13 @@ export function configureLogging(config: LoggingConfig, extraSinks: readonly Log
   const created: DestinationStream[] = [];
   let primary: DestinationStream = earlyStdout;
   if (config.logLevel !== "silent") {
-    primary = config.logFile
-      ? fileTransport(config)
-      : config.logFormat === "pretty"
-        ? prettyTransport()
-        : stdoutTransport();
+    primary = new BatchedStream(
+      config.logFile
+        ? fileTransport(config)
+        : config.logFormat === "pretty"
+          ? prettyTransport()
+          : stdoutTransport(),
+    );
     created.push(primary);
   }
   for (const sink of extraSinks) created.push(sink.stream);
@@ -362,6 +364,77 @@ function prettyTransport(): DestinationStream {
     },
   });
   return reportErrors(stream, "pretty log output");
+}
+
+/** Longest time a line waits before it is handed to the logging worker thread, ms. */
+const BATCH_MS = 10;
+/** Waiting lines are handed over at once when they reach this size, bytes (UTF-16 code units). */
+const BATCH_SIZE = 64 * 1024;
+
+type InnerStream = DestinationStream & {
+  flush?: (cb: (err?: Error | null) => void) => void;
+  flushSync?: () => void;
+  end?: () => void;
+};
+
+/**
+ * Hands lines to a worker-thread transport in batches. Every hand-over wakes the worker for a write of its
+ * own; at one per line (or per event-loop turn, which is what the transport does by itself) a busy server
+ * spent more CPU on those wake-ups than on formatting its request lines. One buffer keeps the order; a
+ * CRITICAL line (pino calls `flushSync`), `flushLogs`, replacing the destination and process exit hand
+ * over at once, and no line waits longer than BATCH_MS.
+ */
+export class BatchedStream {
+  private pending: string[] = [];
+  private size = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly onExit = () => this.flushSync();
+
+  constructor(private readonly inner: InnerStream) {
+    // Before the transport's own exit handler, which flushes and ends the worker.
+    process.prependListener("exit", this.onExit);
+  }
+
+  write(line: string): boolean {
+    this.pending.push(line);
+    this.size += line.length;
+    if (this.size >= BATCH_SIZE) this.handOver();
+    else if (this.timer === undefined) {
+      this.timer = setTimeout(() => this.handOver(), BATCH_MS);
+      // Lines still waiting when the process exits are handed over by the exit handler.
+      this.timer.unref();
+    }
+    return true;
+  }
+
+  private handOver(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.pending.length === 0) return;
+    const text = this.pending.length === 1 ? this.pending[0] : this.pending.join("");
+    this.pending = [];
+    this.size = 0;
+    this.inner.write(text);
+  }
+
+  flushSync(): void {
+    this.handOver();
+    this.inner.flushSync?.();
+  }
+
+  flush(cb: (err?: Error | null) => void): void {
+    this.handOver();
+    if (typeof this.inner.flush === "function") this.inner.flush(cb);
+    else cb();
+  }
+
+  end(): void {
+    this.handOver();
+    process.removeListener("exit", this.onExit);
+    this.inner.end?.();
+  }
 }
 
 /** A failing destination must not take the process down through an unhandled 'error' event. */
