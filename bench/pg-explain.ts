@@ -1,10 +1,11 @@
 /**
  * `node --import tsx bench/pg-explain.ts`: the query plan of the PostgreSQL store's history read for
  * 10 elements x 1 hour at 1 Hz (36,000 points), on a fresh database with background volume, as
- * `EXPLAIN (ANALYZE, BUFFERS)`. Quoted in docs/adr/007-postgres-store.md.
+ * `EXPLAIN (ANALYZE, BUFFERS)`: an hour inside one day, and an hour across midnight (two partitions).
+ * Quoted in docs/adr/008-postgres-store.md.
  *
- * Volume: the 10 elements at 1 Hz for the last 24 h (864,000 points) and 500 other elements at 0.1 Hz for
- * the same time (4.32 M points), in the daily partitions the server creates. BENCH_PG_URL is the admin
+ * Volume: the 10 elements at 1 Hz for the last 26 h (936,000 points) and 500 other elements at 0.1 Hz for
+ * the same time (4.68 M points), in the daily partitions the server creates. BENCH_PG_URL is the admin
  * connection (postgres://postgres@127.0.0.1:5432/postgres); the database is dropped afterwards.
  */
 import pg from "pg";
@@ -29,7 +30,7 @@ async function main(): Promise<void> {
     db.on("error", () => {});
     await db.connect();
     const nowUs = Math.floor(Date.now() / 1000) * 1_000_000;
-    const fromUs = nowUs - 24 * HOUR_US;
+    const fromUs = nowUs - 26 * HOUR_US;
     const t0 = Date.now();
     await db.query(
       `INSERT INTO history (element_id, ts_us, value, quality)
@@ -53,22 +54,35 @@ async function main(): Promise<void> {
     for (const p of parts.rows) console.log(`-- ${p.relname}: ~${p.rows} rows`);
 
     const ids = Array.from({ length: 10 }, (_, i) => `sensor-${String(i + 1).padStart(3, "0")}`);
-    // The hour ending 30 minutes into the previous hour: a window that is not aligned to anything.
-    const endUs = nowUs - 90 * 60_000_000;
-    const startUs = endUs - HOUR_US + 1_000_000;
-    const args = `ARRAY[${ids.map((id) => `'${id}'`).join(", ")}], ${startUs}, ${endUs}, 100001`;
     await db.query(`PREPARE history_range(text[], int8, int8, int8) AS ${HISTORY_RANGE_SQL}`);
     // The server's named statement switches to a generic plan after five executions: show that one.
     await db.query("SET plan_cache_mode = force_generic_plan");
-    for (let i = 0; i < 3; i++) await db.query(`EXECUTE history_range(${args})`);
-    const count = await db.query(`EXECUTE history_range(${args})`);
-    console.log(`-- points returned: ${count.rowCount}`);
-    const plan = await db.query<{ "QUERY PLAN": string }>(
-      `EXPLAIN (ANALYZE, BUFFERS) EXECUTE history_range(${args})`,
-    );
-    console.log(`\nEXPLAIN (ANALYZE, BUFFERS) EXECUTE history_range(<10 ids>, <start>, <end>, 100001)`);
-    console.log(`-- history_range(text[], int8, int8, int8) AS${HISTORY_RANGE_SQL}\n`);
-    for (const row of plan.rows) console.log(row["QUERY PLAN"]);
+    console.log(`\n-- history_range(text[], int8, int8, int8) AS${HISTORY_RANGE_SQL}`);
+    // An hour within a day (ending 90 minutes ago), and the hour around the last midnight (UTC) at least
+    // an hour ago.
+    const endUs = nowUs - 90 * 60_000_000;
+    const midnight = Math.floor((nowUs - HOUR_US) / (24 * HOUR_US)) * 24 * HOUR_US;
+    const windows = [
+      { label: "an hour within one day", startUs: endUs - HOUR_US + 1_000_000, endUs },
+      {
+        label: "an hour across midnight",
+        startUs: midnight - HOUR_US / 2,
+        endUs: midnight + HOUR_US / 2 - 1,
+      },
+    ];
+    for (const w of windows) {
+      const args = `ARRAY[${ids.map((id) => `'${id}'`).join(", ")}], ${w.startUs}, ${w.endUs}, 100001`;
+      for (let i = 0; i < 3; i++) await db.query(`EXECUTE history_range(${args})`);
+      const count = await db.query(`EXECUTE history_range(${args})`);
+      const plan = await db.query<{ "QUERY PLAN": string }>(
+        `EXPLAIN (ANALYZE, BUFFERS) EXECUTE history_range(${args})`,
+      );
+      console.log(
+        `\n-- ${w.label}: ${new Date(w.startUs / 1000).toISOString()} .. ${new Date(w.endUs / 1000).toISOString()}, ${count.rowCount} points`,
+      );
+      console.log("EXPLAIN (ANALYZE, BUFFERS) EXECUTE history_range(<10 ids>, <start>, <end>, 100001)");
+      for (const row of plan.rows) console.log(row["QUERY PLAN"]);
+    }
     await db.end();
   } finally {
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

@@ -111,7 +111,7 @@ interface PointRow {
  * (`= ANY($1)`, `unnest`), every write one transaction of multi-row statements. History is range-partitioned
  * by day and maintained here (partitions created ahead, whole partitions dropped by retention). Each write
  * transaction also NOTIFYs the changed element ids, which the change feed of every replica turns into cache
- * invalidations and subscription updates (`pg-change-feed.ts`). Design: docs/adr/007-postgres-store.md.
+ * invalidations and subscription updates (`pg-change-feed.ts`). Design: docs/adr/008-postgres-store.md.
  */
 export class PostgresStore implements Store {
   readonly kind = "postgres" as const;
@@ -313,6 +313,7 @@ export class PostgresStore implements Store {
   }
 
   async listObjectTypes(namespaceUri?: string): Promise<ObjectType[]> {
+    if (namespaceUri !== undefined && !isStorable(namespaceUri)) return [];
     const rows =
       namespaceUri === undefined
         ? await this.rows("i3xd_object_types_all", "SELECT * FROM object_types ORDER BY seq")
@@ -324,7 +325,8 @@ export class PostgresStore implements Store {
     return rows.map(toObjectType);
   }
 
-  async getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
+  async getObjectTypes(requested: readonly string[]): Promise<Map<string, ObjectType>> {
+    const ids = storable(requested);
     if (ids.length === 0) return new Map();
     const rows = await this.rows(
       "i3xd_object_types_ids",
@@ -335,6 +337,7 @@ export class PostgresStore implements Store {
   }
 
   async listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]> {
+    if (namespaceUri !== undefined && !isStorable(namespaceUri)) return [];
     const rows =
       namespaceUri === undefined
         ? await this.rows("i3xd_rel_types_all", "SELECT * FROM relationship_types ORDER BY seq")
@@ -346,7 +349,8 @@ export class PostgresStore implements Store {
     return rows.map(toRelationshipType);
   }
 
-  async getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>> {
+  async getRelationshipTypes(requested: readonly string[]): Promise<Map<string, RelationshipType>> {
+    const ids = storable(requested);
     if (ids.length === 0) return new Map();
     const rows = await this.rows(
       "i3xd_rel_types_ids",
@@ -357,6 +361,7 @@ export class PostgresStore implements Store {
   }
 
   async listObjects(filter: { typeElementId?: string; root?: boolean } = {}): Promise<ObjectRecord[]> {
+    if (filter.typeElementId !== undefined && !isStorable(filter.typeElementId)) return [];
     const where: string[] = [];
     const values: unknown[] = [];
     if (filter.typeElementId !== undefined) {
@@ -369,7 +374,8 @@ export class PostgresStore implements Store {
     return (await this.rows(name, sql, values)).map(toObject);
   }
 
-  async getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
+  async getObjects(requested: readonly string[]): Promise<Map<string, ObjectRecord>> {
+    const ids = storable(requested);
     if (ids.length === 0) return new Map();
     const rows = await this.rows(
       "i3xd_objects_ids",
@@ -379,8 +385,10 @@ export class PostgresStore implements Store {
     return byId(rows, toObject);
   }
 
-  async getRelationships(sourceIds: readonly string[], relationshipType?: string): Promise<Relationship[]> {
-    if (sourceIds.length === 0) return [];
+  async getRelationships(requested: readonly string[], relationshipType?: string): Promise<Relationship[]> {
+    const sourceIds = storable(requested);
+    if (sourceIds.length === 0 || (relationshipType !== undefined && !isStorable(relationshipType)))
+      return [];
     const rows =
       relationshipType === undefined
         ? await this.rows(
@@ -402,8 +410,9 @@ export class PostgresStore implements Store {
     }));
   }
 
-  async getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
+  async getCurrentValues(requested: readonly string[]): Promise<Map<string, Vqt>> {
     const out = new Map<string, Vqt>();
+    const ids = storable(requested);
     if (ids.length === 0) return out;
     const rows = await this.arrays(
       "i3xd_current_ids",
@@ -423,11 +432,15 @@ export class PostgresStore implements Store {
   async getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
     const out = new Map<string, HistorySlice>();
     const unique = [...new Set(ids)];
-    if (unique.length === 0) return out;
+    const ask = storable(unique);
+    if (ask.length === 0) {
+      for (const id of unique) out.set(id, { points: [], truncated: false });
+      return out;
+    }
     // One statement for every element: a LATERAL range read per id, each an index range scan on
     // (element_id, ts_us) in the partitions the range overlaps, cut at limit+1 to detect truncation.
     const rows = await this.arrays("i3xd_history_range", HISTORY_RANGE_SQL, [
-      unique,
+      ask,
       range.startUs,
       range.endUs,
       range.limitPerElement + 1,
@@ -712,6 +725,19 @@ export class PostgresStore implements Store {
 }
 
 const guarded = new WeakSet<pg.PoolClient>();
+
+/**
+ * PostgreSQL text cannot hold U+0000, so no stored id contains it; a requested id that does is simply not
+ * there (as on SQLite), rather than an error of the statement.
+ */
+function isStorable(id: string): boolean {
+  return !id.includes("\u0000");
+}
+
+function storable(ids: readonly string[]): readonly string[] {
+  for (const id of ids) if (!isStorable(id)) return ids.filter(isStorable);
+  return ids;
+}
 
 function translate(err: unknown): unknown {
   if (err instanceof StoreUnavailableError || !isConnectionError(err)) return err;

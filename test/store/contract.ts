@@ -171,6 +171,22 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       expect((await store.getObjects([])).size).toBe(0);
     });
 
+    it("answers ids with a NUL character (hostile input) as absent, not with an error", async () => {
+      await store.importModel(contractModel());
+      const odd = "pump\u0000x";
+      expect([...(await store.getObjects([odd, "pump"])).keys()]).toEqual(["pump"]);
+      expect((await store.getObjectTypes([odd])).size).toBe(0);
+      expect((await store.getRelationshipTypes([odd])).size).toBe(0);
+      expect((await store.getCurrentValues([odd])).size).toBe(0);
+      expect(await store.getRelationships([odd])).toEqual([]);
+      expect(await store.getRelationships(["pump"], odd)).toEqual([]);
+      expect(await store.listObjects({ typeElementId: odd })).toEqual([]);
+      expect(await store.listObjectTypes(odd)).toEqual([]);
+      expect(await store.listRelationshipTypes(odd)).toEqual([]);
+      const hist = await store.getHistory([odd], ALL);
+      expect(hist.get(odd)?.points ?? []).toEqual([]);
+    });
+
     it("lists objects by type and roots", async () => {
       await store.importModel(contractModel());
       expect((await store.listObjects()).map((o) => o.elementId).sort()).toEqual([

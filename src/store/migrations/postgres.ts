@@ -9,7 +9,7 @@ import type { Migration } from "./sqlite.js";
  * back in the same order on both stores, and B-tree comparisons skip the locale machinery. Values, schemas
  * and vendor data are `json` (not `jsonb`): it keeps the text as written, key order included, so a value
  * reads back exactly as it was stored. `seq` keeps insertion order for listings, as SQLite's rowid does.
- * Design: docs/adr/007-postgres-store.md.
+ * Design: docs/adr/008-postgres-store.md.
  */
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   {
