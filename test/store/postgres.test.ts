@@ -1,6 +1,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatTimestampUs } from "../../src/domain/time.js";
+import { rootLogger } from "../../src/observability/logger.js";
 import { registry } from "../../src/observability/metrics.js";
 import { PostgresStore } from "../../src/store/postgres.js";
 import { StoreUnavailableError } from "../../src/store/store.js";
@@ -17,6 +18,8 @@ import { contractModel, describeStoreContract } from "./contract.js";
 // under a lock, partitions and retention, notifications, lost connections, pool metrics.
 
 const enabled = await runPostgresTests();
+// The lost-connection case makes the store log warnings, as it should; not into the test output.
+rootLogger().level = "silent";
 
 async function openPostgres(url: string, options: { historyRetentionMs?: number } = {}) {
   const store = new PostgresStore({ connectionString: url, poolMax: 4, ...options });
