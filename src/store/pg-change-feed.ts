@@ -93,7 +93,10 @@ export class PgChangeFeed implements ChangeFeed {
     clearTimeout(this.timer);
     const client = this.client;
     this.client = undefined;
-    await client?.end().catch(() => {});
+    if (client) {
+      // Bounded: ending a connection that is already dead may never settle.
+      await Promise.race([client.end().catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
+    }
     await this.draining;
   }
 
@@ -114,12 +117,14 @@ export class PgChangeFeed implements ChangeFeed {
       await client.query(`LISTEN ${CHANGES_CHANNEL}`);
     } catch (err) {
       client.removeAllListeners("end");
+      client.removeAllListeners("error");
       client.on("error", () => {});
-      await client.end().catch(() => {});
+      // Not awaited: ending a connection the server already closed may never settle.
+      client.end().catch(() => {});
       throw err;
     }
     if (this.closed) {
-      await client.end().catch(() => {});
+      client.end().catch(() => {});
       return;
     }
     this.client = client;

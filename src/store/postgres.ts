@@ -141,6 +141,13 @@ export class PostgresStore implements Store {
     // An idle client whose connection dies emits here; unhandled, it would crash the process. The pool has
     // already discarded the client and opens a new one on the next request.
     this.pool.on("error", (err) => this.onPoolError(err));
+    // The pool listens for errors only while a client is idle. A client in use whose connection dies
+    // outside a statement — between two statements, or in the very chunk that completed its start-up,
+    // before the caller has it — would emit an unhandled 'error' and end the process. With this listener
+    // its next statement fails instead (a connection error: the client is then destroyed, not pooled).
+    this.pool.on("connect", (client) => {
+      client.on("error", () => {});
+    });
   }
 
   private onPoolError(err: Error): void {
@@ -637,20 +644,12 @@ export class PostgresStore implements Store {
 
   /** A pool client whose connect failure is marked as such (the server may answer with any error code). */
   private async checkout(): Promise<pg.PoolClient> {
-    let client: pg.PoolClient;
     try {
-      client = await this.pool.connect();
+      return await this.pool.connect();
     } catch (err) {
       if (err instanceof Error) Object.defineProperty(err, CONNECT_FAILED, { value: true });
       throw err;
     }
-    // The pool listens for errors only on idle clients. A checked-out client whose connection dies between
-    // two statements would emit an unhandled 'error' and end the process; its next statement fails instead.
-    if (!guarded.has(client)) {
-      guarded.add(client);
-      client.on("error", () => {});
-    }
-    return client;
   }
 
   /** One statement on a pool client; a client whose connection failed is destroyed, not pooled again. */
@@ -723,8 +722,6 @@ export class PostgresStore implements Store {
     });
   }
 }
-
-const guarded = new WeakSet<pg.PoolClient>();
 
 /**
  * PostgreSQL text cannot hold U+0000, so no stored id contains it; a requested id that does is simply not

@@ -14,6 +14,8 @@ export interface Replica {
   logs(): Array<Record<string, unknown>>;
   /** True while the process is running. */
   alive(): boolean;
+  /** What the process wrote to stderr (a crash's stack trace). */
+  stderr(): string;
   stop(): Promise<void>;
 }
 
@@ -88,6 +90,7 @@ export async function startReplica(name: string, env: Record<string, string>): P
     child,
     logs: () => lines,
     alive: () => child.exitCode === null && child.signalCode === null,
+    stderr: () => stderr,
     async stop() {
       if (replica.alive()) {
         child.kill("SIGTERM");

@@ -199,6 +199,7 @@ describe.skipIf(!enabled)("PostgreSQL", () => {
     it("reports a lost connection as unavailable, recovers by itself and exports its pool", async () => {
       const store = await openPostgres(db.url);
       try {
+        await store.importModel(contractModel());
         await store.ping();
         const metrics = await registry.metrics();
         expect(metrics).toMatch(/database_pool_connections\{state="total"\} [1-9]/);
@@ -208,6 +209,39 @@ describe.skipIf(!enabled)("PostgreSQL", () => {
         await terminateConnections(db.name);
         await store.ping();
         expect((await store.getObjects(["pump"])).size).toBe(1);
+        // Cut them again and again under reads and writes: each call succeeds or reports the store
+        // unavailable; no connection error escapes as an unhandled event.
+        let cutting = true;
+        const outcomes = new Map<string, number>();
+        const worker = async (i: number) => {
+          for (let n = 0; cutting; n++) {
+            const call =
+              i % 2 === 0
+                ? store.getHistory(["pump-temp"], {
+                    startUs: 0,
+                    endUs: Number.MAX_SAFE_INTEGER,
+                    limitPerElement: 10,
+                  })
+                : store.writePoints(
+                    [point("pump-temp", Date.UTC(2033, 0, 1) * 1000 + n * 1000 + i, n)],
+                    "current",
+                  );
+            const outcome = await call.then(
+              () => "ok",
+              (err: unknown) => (err instanceof StoreUnavailableError ? "unavailable" : String(err)),
+            );
+            outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+          }
+        };
+        const workers = Promise.all([0, 1, 2, 3].map(worker));
+        for (let i = 0; i < 30; i++) {
+          await terminateConnections(db.name);
+          await new Promise((r) => setTimeout(r, 30));
+        }
+        cutting = false;
+        await workers;
+        expect([...outcomes.keys()].filter((k) => k !== "ok" && k !== "unavailable")).toEqual([]);
+        expect(outcomes.get("ok")).toBeGreaterThan(0);
         // A database that refuses connections: unavailable (503), never a crash.
         await sql(PG_ADMIN_URL, `ALTER DATABASE ${db.name} ALLOW_CONNECTIONS false`);
         await terminateConnections(db.name);
