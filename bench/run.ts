@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: i3xd against a raw node:http ceiling, measured in the same run on the same machine.
- * Prints one table plus the targets of issue 8, and writes both as JSON to bench/results/latest.json.
+ * Prints one table plus the speed targets, and writes both as JSON to bench/results/latest.json.
  * Speed is judged by ratios from one run, never by absolute numbers compared across machines.
  *
  * Knobs (environment; see bench/README.md):
@@ -1101,7 +1101,7 @@ function printTable(): void {
   if (targets.length > 0) {
     console.log("");
     table(
-      ["target (issue 8)", "wanted", "measured", "met"],
+      ["target", "wanted", "measured", "met"],
       targets.map((t) => [t.target, t.want, t.measured, t.met === null ? "?" : t.met ? "yes" : "NO"]),
     );
   }
