@@ -12,8 +12,8 @@ import {
   type RelationshipType,
   type Vqt,
 } from "../domain/model.js";
-import { formatTimestampUs, parseTimestampUs } from "../domain/time.js";
-import type { ModelDocument, ModelValue } from "../model/format.js";
+import { formatTimestampUs } from "../domain/time.js";
+import type { ModelDocument } from "../model/format.js";
 import { getLogger } from "../observability/logger.js";
 import { attachDatabasePool } from "../observability/metrics.js";
 import { POSTGRES_MIGRATIONS } from "./migrations/postgres.js";
@@ -24,6 +24,7 @@ import {
   encodeModelChange,
   PAYLOAD_MAX_BYTES,
 } from "./pg-notify.js";
+import { byId, type Row, toPointWrite, toRelationshipType } from "./rows.js";
 import {
   type HistoryRange,
   type HistorySlice,
@@ -34,8 +35,6 @@ import {
 } from "./store.js";
 
 const log = getLogger("i3xd.store");
-
-type Row = Record<string, unknown>;
 
 const DAY_US = 86_400_000_000;
 /** Daily history partitions kept ready ahead of the clock, and created behind it at start. */
@@ -951,22 +950,6 @@ function lastWins<T>(items: readonly T[], key: (item: T) => string): T[] {
   return [...out.values()];
 }
 
-function toPointWrite(v: ModelValue): PointWrite {
-  const tsUs = parseTimestampUs(v.timestamp);
-  if (tsUs === null) throw new Error(`invalid timestamp for ${v.elementId}: ${v.timestamp}`);
-  return {
-    elementId: v.elementId,
-    tsUs,
-    vqt: { value: v.value ?? null, quality: v.quality ?? "Good", timestamp: formatTimestampUs(tsUs) },
-  };
-}
-
-function byId<T>(rows: Row[], map: (r: Row) => T): Map<string, T> {
-  const out = new Map<string, T>();
-  for (const r of rows) out.set(r.element_id as string, map(r));
-  return out;
-}
-
 function toObjectType(r: Row): ObjectType {
   const t: ObjectType = {
     elementId: r.element_id as string,
@@ -978,16 +961,6 @@ function toObjectType(r: Row): ObjectType {
   if (r.version !== null) t.version = r.version as string;
   if (r.related !== null) t.related = r.related as ObjectType["related"];
   return t;
-}
-
-function toRelationshipType(r: Row): RelationshipType {
-  return {
-    elementId: r.element_id as string,
-    displayName: r.display_name as string,
-    namespaceUri: r.namespace_uri as string,
-    relationshipId: r.relationship_id as string,
-    reverseOf: r.reverse_of as string,
-  };
 }
 
 function toObject(r: Row): ObjectRecord {

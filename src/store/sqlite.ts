@@ -13,15 +13,15 @@ import {
   type RelationshipType,
   type Vqt,
 } from "../domain/model.js";
-import { formatTimestampUs, parseTimestampUs } from "../domain/time.js";
-import type { ModelDocument, ModelValue } from "../model/format.js";
+import { formatTimestampUs } from "../domain/time.js";
+import type { ModelDocument } from "../model/format.js";
 import { getLogger } from "../observability/logger.js";
 import { SQLITE_MIGRATIONS } from "./migrations/sqlite.js";
+import { byId, type Row, toPointWrite, toRelationshipType } from "./rows.js";
 import type { HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
 
 const log = getLogger("i3xd.store");
 
-type Row = Record<string, unknown>;
 type Statement = Database.Statement<unknown[], Row>;
 
 /**
@@ -360,22 +360,6 @@ export class SqliteStore implements Store {
   }
 }
 
-function toPointWrite(v: ModelValue): PointWrite {
-  const tsUs = parseTimestampUs(v.timestamp);
-  if (tsUs === null) throw new Error(`invalid timestamp for ${v.elementId}: ${v.timestamp}`);
-  return {
-    elementId: v.elementId,
-    tsUs,
-    vqt: { value: v.value ?? null, quality: v.quality ?? "Good", timestamp: formatTimestampUs(tsUs) },
-  };
-}
-
-function byId<T>(rows: Row[], map: (r: Row) => T): Map<string, T> {
-  const out = new Map<string, T>();
-  for (const r of rows) out.set(r.element_id as string, map(r));
-  return out;
-}
-
 function toObjectType(r: Row): ObjectType {
   const t: ObjectType = {
     elementId: r.element_id as string,
@@ -387,16 +371,6 @@ function toObjectType(r: Row): ObjectType {
   if (r.version !== null) t.version = r.version as string;
   if (r.related !== null) t.related = JSON.parse(r.related as string);
   return t;
-}
-
-function toRelationshipType(r: Row): RelationshipType {
-  return {
-    elementId: r.element_id as string,
-    displayName: r.display_name as string,
-    namespaceUri: r.namespace_uri as string,
-    relationshipId: r.relationship_id as string,
-    reverseOf: r.reverse_of as string,
-  };
 }
 
 function toObject(r: Row): ObjectRecord {
