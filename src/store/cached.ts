@@ -1,16 +1,10 @@
 import { LRUCache } from "lru-cache";
-import type {
-  Namespace,
-  ObjectRecord,
-  ObjectType,
-  Relationship,
-  RelationshipType,
-  Vqt,
-} from "../domain/model.js";
+import type { ObjectRecord, ObjectType, RelationshipType, Vqt } from "../domain/model.js";
 import type { ModelDocument } from "../model/format.js";
 import { getLogger } from "../observability/logger.js";
 import { cacheHits, cacheMisses } from "../observability/metrics.js";
-import type { HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
+import { PassThroughStore } from "./pass-through.js";
+import type { PointWrite, Store, WriteMode } from "./store.js";
 
 const log = getLogger("i3xd.store");
 
@@ -97,8 +91,7 @@ class ReadThrough<V extends object> {
  * through it invalidates what it touches; writes made elsewhere (another replica) reach it through
  * `invalidateValues` / `invalidateAll`, e.g. from a change feed.
  */
-export class CachedStore implements Store {
-  readonly kind: Store["kind"];
+export class CachedStore extends PassThroughStore {
   private readonly objects: ReadThrough<ObjectRecord>;
   private readonly objectTypes: ReadThrough<ObjectType>;
   private readonly relationshipTypes: ReadThrough<RelationshipType>;
@@ -110,60 +103,29 @@ export class CachedStore implements Store {
   private readonly listings = new Map<string, readonly ObjectRecord[]>();
   private listingEpoch = 0;
 
-  constructor(
-    readonly inner: Store,
-    maxEntries: number,
-  ) {
+  constructor(inner: Store, maxEntries: number) {
     if (!(maxEntries > 0)) throw new RangeError("CachedStore needs maxEntries > 0");
-    this.kind = inner.kind;
+    super(inner);
     this.objects = new ReadThrough("object", maxEntries);
     this.objectTypes = new ReadThrough("type", maxEntries);
     this.relationshipTypes = new ReadThrough("relationship_type", maxEntries);
     this.values = new ReadThrough("value", maxEntries);
   }
 
-  init(): Promise<void> {
-    return this.inner.init();
-  }
-
-  close(): Promise<void> {
+  override close(): Promise<void> {
     this.invalidateAll();
     return this.inner.close();
   }
 
-  ping(): Promise<void> {
-    return this.inner.ping();
-  }
-
-  connectionCount(): number {
-    return this.inner.connectionCount();
-  }
-
-  isEmpty(): Promise<boolean> {
-    return this.inner.isEmpty();
-  }
-
-  listNamespaces(): Promise<Namespace[]> {
-    return this.inner.listNamespaces();
-  }
-
-  listObjectTypes(namespaceUri?: string): Promise<ObjectType[]> {
-    return this.inner.listObjectTypes(namespaceUri);
-  }
-
-  getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
+  override getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
     return this.objectTypes.get(ids, (missing) => this.inner.getObjectTypes(missing));
   }
 
-  listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]> {
-    return this.inner.listRelationshipTypes(namespaceUri);
-  }
-
-  getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>> {
+  override getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>> {
     return this.relationshipTypes.get(ids, (missing) => this.inner.getRelationshipTypes(missing));
   }
 
-  async listObjects(filter?: { typeElementId?: string; root?: boolean }): Promise<ObjectRecord[]> {
+  override async listObjects(filter?: { typeElementId?: string; root?: boolean }): Promise<ObjectRecord[]> {
     const key = `${filter?.root === undefined ? "" : filter.root ? "r" : "n"}:${filter?.typeElementId ?? ""}`;
     const cached = this.listings.get(key);
     if (cached !== undefined) return cached as ObjectRecord[];
@@ -177,23 +139,15 @@ export class CachedStore implements Store {
     return records;
   }
 
-  getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
+  override getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
     return this.objects.get(ids, (missing) => this.inner.getObjects(missing));
   }
 
-  getRelationships(sourceIds: readonly string[], relationshipType?: string): Promise<Relationship[]> {
-    return this.inner.getRelationships(sourceIds, relationshipType);
-  }
-
-  getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
+  override getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
     return this.values.get(ids, (missing) => this.inner.getCurrentValues(missing));
   }
 
-  getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
-    return this.inner.getHistory(ids, range);
-  }
-
-  async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
+  override async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
     const ids = new Set<string>();
     for (const p of points) ids.add(p.elementId);
     // Before and after: a read that started before the write must not cache what it saw.
@@ -205,7 +159,7 @@ export class CachedStore implements Store {
     }
   }
 
-  async importModel(model: ModelDocument): Promise<void> {
+  override async importModel(model: ModelDocument): Promise<void> {
     this.invalidateAll();
     try {
       await this.inner.importModel(model);

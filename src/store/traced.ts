@@ -11,6 +11,7 @@ import { formatTimestampUs } from "../domain/time.js";
 import type { ModelDocument } from "../model/format.js";
 import { inChildSpan, sampledSpanActive, tracingEnabled } from "../observability/tracing.js";
 import { CachedStore } from "./cached.js";
+import { PassThroughStore } from "./pass-through.js";
 import type { HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
 
 /** Ids and types listed on a span; a bulk call of thousands of ids records its count and the first few. */
@@ -47,39 +48,18 @@ export function traceCache(store: Store): Store {
  * services know nothing about tracing. Housekeeping calls (ping, close, connection count) pass straight
  * through: health probes would otherwise make a span every few seconds.
  */
-export class TracingStore implements Store {
-  readonly kind: Store["kind"];
+export class TracingStore extends PassThroughStore {
   private readonly spanKind: SpanKind;
   private readonly system: string;
 
-  constructor(private readonly inner: Store) {
-    this.kind = inner.kind;
+  constructor(inner: Store) {
+    super(inner);
     // PostgreSQL is a remote call; SQLite runs inside the process.
     this.spanKind = inner.kind === "postgres" ? SpanKind.CLIENT : SpanKind.INTERNAL;
     this.system = inner.kind === "postgres" ? "postgresql" : "sqlite";
   }
 
-  init(): Promise<void> {
-    return this.inner.init();
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-
-  ping(): Promise<void> {
-    return this.inner.ping();
-  }
-
-  connectionCount(): number {
-    return this.inner.connectionCount();
-  }
-
-  isEmpty(): Promise<boolean> {
-    return this.inner.isEmpty();
-  }
-
-  listNamespaces(): Promise<Namespace[]> {
+  override listNamespaces(): Promise<Namespace[]> {
     return this.span("repository.list_namespaces", {}, async (span) => {
       const result = await this.inner.listNamespaces();
       span?.setAttribute("result.count", result.length);
@@ -87,7 +67,7 @@ export class TracingStore implements Store {
     });
   }
 
-  listObjectTypes(namespaceUri?: string): Promise<ObjectType[]> {
+  override listObjectTypes(namespaceUri?: string): Promise<ObjectType[]> {
     const attributes: Attributes = namespaceUri === undefined ? {} : { "namespace.uri": namespaceUri };
     return this.span("repository.list_entity_types", attributes, async (span) => {
       const result = await this.inner.listObjectTypes(namespaceUri);
@@ -96,7 +76,7 @@ export class TracingStore implements Store {
     });
   }
 
-  getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
+  override getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
     noteCacheMisses(ids);
     return this.span("repository.get_entity_type", { ...listed("entity.type", ids) }, async (span) => {
       const result = await this.inner.getObjectTypes(ids);
@@ -105,7 +85,7 @@ export class TracingStore implements Store {
     });
   }
 
-  listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]> {
+  override listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]> {
     const attributes: Attributes = namespaceUri === undefined ? {} : { "namespace.uri": namespaceUri };
     return this.span("repository.list_relationship_types", attributes, async (span) => {
       const result = await this.inner.listRelationshipTypes(namespaceUri);
@@ -114,7 +94,7 @@ export class TracingStore implements Store {
     });
   }
 
-  getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>> {
+  override getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>> {
     noteCacheMisses(ids);
     return this.span("repository.get_relationship_type", listed("relationship.type", ids), async (span) => {
       const result = await this.inner.getRelationshipTypes(ids);
@@ -123,7 +103,7 @@ export class TracingStore implements Store {
     });
   }
 
-  listObjects(filter?: { typeElementId?: string; root?: boolean }): Promise<ObjectRecord[]> {
+  override listObjects(filter?: { typeElementId?: string; root?: boolean }): Promise<ObjectRecord[]> {
     const attributes: Attributes = {};
     if (filter?.typeElementId !== undefined) attributes["entity.type"] = filter.typeElementId;
     if (filter?.root !== undefined) attributes["entity.root_only"] = filter.root;
@@ -134,7 +114,7 @@ export class TracingStore implements Store {
     });
   }
 
-  getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
+  override getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
     noteCacheMisses(ids);
     return this.span("repository.get_entity", listed("entity.id", ids), async (span) => {
       const result = await this.inner.getObjects(ids);
@@ -151,7 +131,10 @@ export class TracingStore implements Store {
     });
   }
 
-  getRelationships(sourceIds: readonly string[], relationshipType?: string): Promise<Relationship[]> {
+  override getRelationships(
+    sourceIds: readonly string[],
+    relationshipType?: string,
+  ): Promise<Relationship[]> {
     const attributes = listed("entity.id", sourceIds);
     if (relationshipType !== undefined) attributes["relationship.type"] = relationshipType;
     return this.span("repository.get_relationships", attributes, async (span) => {
@@ -161,7 +144,7 @@ export class TracingStore implements Store {
     });
   }
 
-  getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
+  override getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
     noteCacheMisses(ids);
     return this.span("repository.get_values", listed("entity.id", ids), async (span) => {
       const result = await this.inner.getCurrentValues(ids);
@@ -170,7 +153,7 @@ export class TracingStore implements Store {
     });
   }
 
-  getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
+  override getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
     const attributes: Attributes = {
       ...listed("entity.id", ids),
       "history.element_count": ids.length,
@@ -193,7 +176,7 @@ export class TracingStore implements Store {
     });
   }
 
-  writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
+  override writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
     const ids = new Set<string>();
     for (const p of points) {
       ids.add(p.elementId);
@@ -207,7 +190,7 @@ export class TracingStore implements Store {
     return this.span("repository.write_points", attributes, () => this.inner.writePoints(points, mode));
   }
 
-  importModel(model: ModelDocument): Promise<void> {
+  override importModel(model: ModelDocument): Promise<void> {
     const attributes: Attributes = {
       "model.object_count": model.objects.length,
     };
@@ -247,79 +230,21 @@ function safeTimestamp(us: number): string {
  * Spans around the cached reads of a `CachedStore` (`cache.lookup`, with `cache.type` as in the
  * `cache_hits_total` label, and the hit and miss counts). A miss shows as a `repository.*` child span.
  */
-export class CacheTracingStore implements Store {
-  readonly kind: Store["kind"];
-
-  constructor(private readonly inner: Store) {
-    this.kind = inner.kind;
-  }
-
-  init(): Promise<void> {
-    return this.inner.init();
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-
-  ping(): Promise<void> {
-    return this.inner.ping();
-  }
-
-  connectionCount(): number {
-    return this.inner.connectionCount();
-  }
-
-  isEmpty(): Promise<boolean> {
-    return this.inner.isEmpty();
-  }
-
-  listNamespaces(): Promise<Namespace[]> {
-    return this.inner.listNamespaces();
-  }
-
-  listObjectTypes(namespaceUri?: string): Promise<ObjectType[]> {
-    return this.inner.listObjectTypes(namespaceUri);
-  }
-
-  getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
+export class CacheTracingStore extends PassThroughStore {
+  override getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
     return this.lookup("type", ids, () => this.inner.getObjectTypes(ids));
   }
 
-  listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]> {
-    return this.inner.listRelationshipTypes(namespaceUri);
-  }
-
-  getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>> {
+  override getRelationshipTypes(ids: readonly string[]): Promise<Map<string, RelationshipType>> {
     return this.lookup("relationship_type", ids, () => this.inner.getRelationshipTypes(ids));
   }
 
-  listObjects(filter?: { typeElementId?: string; root?: boolean }): Promise<ObjectRecord[]> {
-    return this.inner.listObjects(filter);
-  }
-
-  getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
+  override getObjects(ids: readonly string[]): Promise<Map<string, ObjectRecord>> {
     return this.lookup("object", ids, () => this.inner.getObjects(ids));
   }
 
-  getRelationships(sourceIds: readonly string[], relationshipType?: string): Promise<Relationship[]> {
-    return this.inner.getRelationships(sourceIds, relationshipType);
-  }
-
-  getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
+  override getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
     return this.lookup("value", ids, () => this.inner.getCurrentValues(ids));
-  }
-
-  getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
-    return this.inner.getHistory(ids, range);
-  }
-
-  writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
-    return this.inner.writePoints(points, mode);
-  }
-
-  importModel(model: ModelDocument): Promise<void> {
-    return this.inner.importModel(model);
   }
 
   private lookup<T>(cacheType: string, ids: readonly string[], read: () => Promise<T>): Promise<T> {
