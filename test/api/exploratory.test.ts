@@ -1,18 +1,9 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { getJson, postJson } from "../helpers/http.js";
-import { startTestServer, type TestServer } from "../helpers/server.js";
+import { useTestServer } from "../helpers/server.js";
 
-let server: TestServer;
-let url: string;
-
-beforeAll(async () => {
-  server = await startTestServer();
-  url = server.url;
-});
-afterAll(async () => {
-  await server?.close();
-});
+const srv = useTestServer();
 
 function expectFailure(body: any, status: number) {
   expect(body.success).toBe(false);
@@ -22,7 +13,7 @@ function expectFailure(body: any, status: number) {
 
 describe("GET /v1/info", () => {
   it("answers the success envelope with spec version and boolean capabilities", async () => {
-    const res = await getJson(url, "/v1/info");
+    const res = await getJson(srv.url, "/v1/info");
     expect(res.status).toBe(200);
     expect(res.body.success).toBe(true);
     const info = res.body.result;
@@ -37,8 +28,8 @@ describe("GET /v1/info", () => {
   });
 
   it("reports update and stream capabilities exactly when their routes exist", async () => {
-    const info = (await getJson(url, "/v1/info")).body.result;
-    const has = (method: string, path: string) => server.app.hasRoute({ method, url: path });
+    const info = (await getJson(srv.url, "/v1/info")).body.result;
+    const has = (method: string, path: string) => srv.server.app.hasRoute({ method, url: path });
     expect(info.capabilities.update.current).toBe(has("PUT", "/v1/objects/value"));
     expect(info.capabilities.update.history).toBe(has("PUT", "/v1/objects/history"));
     expect(info.capabilities.subscribe.stream).toBe(has("POST", "/v1/subscriptions/stream"));
@@ -47,7 +38,7 @@ describe("GET /v1/info", () => {
 
 describe("GET /v1/namespaces", () => {
   it("lists at least one namespace with uri and displayName", async () => {
-    const res = await getJson(url, "/v1/namespaces");
+    const res = await getJson(srv.url, "/v1/namespaces");
     expect(res.status).toBe(200);
     expect(res.body.success).toBe(true);
     expect(res.body.result.length).toBeGreaterThan(0);
@@ -59,14 +50,14 @@ describe("GET /v1/namespaces", () => {
 
 describe("object types", () => {
   it("lists every type with a schema and its namespace", async () => {
-    const res = await getJson(url, "/v1/objecttypes");
+    const res = await getJson(srv.url, "/v1/objecttypes");
     expect(res.status).toBe(200);
     const types = res.body.result;
     const pump = types.find((t: any) => t.elementId === "pump-type");
     expect(pump).toMatchObject({ displayName: expect.any(String), namespaceUri: expect.any(String) });
     expect(pump.schema.type).toBe("object");
     expect(typeof pump.sourceTypeId).toBe("string");
-    const namespaces = (await getJson(url, "/v1/namespaces")).body.result.map((n: any) => n.uri);
+    const namespaces = (await getJson(srv.url, "/v1/namespaces")).body.result.map((n: any) => n.uri);
     for (const t of types) {
       expect(namespaces).toContain(t.namespaceUri);
       expect(t.schema).toBeTypeOf("object");
@@ -74,19 +65,19 @@ describe("object types", () => {
   });
 
   it("filters by namespaceUri, and an unknown namespace is an empty list", async () => {
-    const all = (await getJson(url, "/v1/objecttypes")).body.result;
+    const all = (await getJson(srv.url, "/v1/objecttypes")).body.result;
     const ns = all.find((t: any) => t.elementId === "pump-type").namespaceUri;
-    const res = await getJson(url, `/v1/objecttypes?namespaceUri=${encodeURIComponent(ns)}`);
+    const res = await getJson(srv.url, `/v1/objecttypes?namespaceUri=${encodeURIComponent(ns)}`);
     expect(res.status).toBe(200);
     expect(res.body.result.length).toBeGreaterThan(0);
     expect(res.body.result.length).toBeLessThan(all.length);
     for (const t of res.body.result) expect(t.namespaceUri).toBe(ns);
-    const none = await getJson(url, "/v1/objecttypes?namespaceUri=urn:nothing:here");
+    const none = await getJson(srv.url, "/v1/objecttypes?namespaceUri=urn:nothing:here");
     expect(none.body).toEqual({ success: true, result: [] });
   });
 
   it("queries by elementId in request order with a per-item 404", async () => {
-    const res = await postJson(url, "/v1/objecttypes/query", {
+    const res = await postJson(srv.url, "/v1/objecttypes/query", {
       elementIds: ["tank-type", "no-such-type", "pump-type"],
     });
     expect(res.status).toBe(200);
@@ -103,14 +94,14 @@ describe("object types", () => {
   });
 
   it("is all success when every id exists", async () => {
-    const res = await postJson(url, "/v1/objecttypes/query", { elementIds: ["pump-type"] });
+    const res = await postJson(srv.url, "/v1/objecttypes/query", { elementIds: ["pump-type"] });
     expect(res.body.success).toBe(true);
   });
 });
 
 describe("relationship types", () => {
   it("lists every type with a registered reverse", async () => {
-    const res = await getJson(url, "/v1/relationshiptypes");
+    const res = await getJson(srv.url, "/v1/relationshiptypes");
     expect(res.status).toBe(200);
     const types = res.body.result;
     const ids = new Set(types.map((t: any) => t.elementId));
@@ -137,15 +128,17 @@ describe("relationship types", () => {
   });
 
   it("filters by namespaceUri", async () => {
-    const all = (await getJson(url, "/v1/relationshiptypes")).body.result;
+    const all = (await getJson(srv.url, "/v1/relationshiptypes")).body.result;
     const ns = all.find((t: any) => t.elementId === "HasParent").namespaceUri;
-    const res = await getJson(url, `/v1/relationshiptypes?namespaceUri=${encodeURIComponent(ns)}`);
+    const res = await getJson(srv.url, `/v1/relationshiptypes?namespaceUri=${encodeURIComponent(ns)}`);
     for (const t of res.body.result) expect(t.namespaceUri).toBe(ns);
     expect(res.body.result.map((t: any) => t.elementId)).toContain("HasChildren");
   });
 
   it("queries by elementId with a per-item 404", async () => {
-    const res = await postJson(url, "/v1/relationshiptypes/query", { elementIds: ["nope", "SuppliesTo"] });
+    const res = await postJson(srv.url, "/v1/relationshiptypes/query", {
+      elementIds: ["nope", "SuppliesTo"],
+    });
     expect(res.status).toBe(200);
     expect(res.body.success).toBe(false);
     expect(res.body.results[0].responseDetail).toEqual({
@@ -159,7 +152,7 @@ describe("relationship types", () => {
 
 describe("GET /v1/objects", () => {
   it("lists all objects without metadata by default", async () => {
-    const res = await getJson(url, "/v1/objects");
+    const res = await getJson(srv.url, "/v1/objects");
     expect(res.status).toBe(200);
     const ids = res.body.result.map((o: any) => o.elementId);
     for (const id of ["pump-101", "pump-101-measurements", "pump-101-bearing-temperature", "tank-201"]) {
@@ -180,27 +173,27 @@ describe("GET /v1/objects", () => {
   });
 
   it("root=true gives the roots, with parentId null", async () => {
-    const res = await getJson(url, "/v1/objects?root=true");
+    const res = await getJson(srv.url, "/v1/objects?root=true");
     expect(res.body.result.length).toBeGreaterThan(0);
     for (const o of res.body.result) expect(o.parentId).toBeNull();
-    const all = (await getJson(url, "/v1/objects")).body.result;
+    const all = (await getJson(srv.url, "/v1/objects")).body.result;
     expect(res.body.result.length).toBeLessThan(all.length);
-    const falseRoot = await getJson(url, "/v1/objects?root=false");
+    const falseRoot = await getJson(srv.url, "/v1/objects?root=false");
     expect(falseRoot.body.result.length).toBe(all.length);
   });
 
   it("filters by typeElementId, combined with root", async () => {
-    const res = await getJson(url, "/v1/objects?typeElementId=temperature-type");
+    const res = await getJson(srv.url, "/v1/objects?typeElementId=temperature-type");
     expect(res.body.result.length).toBeGreaterThan(0);
     for (const o of res.body.result) expect(o.typeElementId).toBe("temperature-type");
-    const both = await getJson(url, "/v1/objects?typeElementId=temperature-type&root=true");
+    const both = await getJson(srv.url, "/v1/objects?typeElementId=temperature-type&root=true");
     expect(both.body.result).toEqual([]);
-    const unknown = await getJson(url, "/v1/objects?typeElementId=no-such-type");
+    const unknown = await getJson(srv.url, "/v1/objects?typeElementId=no-such-type");
     expect(unknown.body).toEqual({ success: true, result: [] });
   });
 
   it("includeMetadata adds type provenance and relationships", async () => {
-    const res = await getJson(url, "/v1/objects?includeMetadata=true");
+    const res = await getJson(srv.url, "/v1/objects?includeMetadata=true");
     const pump = res.body.result.find((o: any) => o.elementId === "pump-101");
     expect(pump.metadata.typeNamespaceUri).toEqual(expect.any(String));
     expect(pump.metadata.sourceTypeId).toEqual(expect.any(String));
@@ -214,7 +207,7 @@ describe("GET /v1/objects", () => {
   });
 
   it("rejects a query flag that is not true or false", async () => {
-    const res = await getJson(url, "/v1/objects?root=maybe");
+    const res = await getJson(srv.url, "/v1/objects?root=maybe");
     expect(res.status).toBe(400);
     expectFailure(res.body, 400);
     expect(res.body.responseDetail.detail).toContain("root");
@@ -223,7 +216,7 @@ describe("GET /v1/objects", () => {
 
 describe("POST /v1/objects/list", () => {
   it("returns objects in request order and size, duplicates included, with per-item 404", async () => {
-    const res = await postJson(url, "/v1/objects/list", {
+    const res = await postJson(srv.url, "/v1/objects/list", {
       elementIds: ["tank-201", "ghost", "pump-101", "tank-201"],
     });
     expect(res.status).toBe(200);
@@ -245,7 +238,10 @@ describe("POST /v1/objects/list", () => {
   });
 
   it("includes metadata on request", async () => {
-    const res = await postJson(url, "/v1/objects/list", { elementIds: ["tank-201"], includeMetadata: true });
+    const res = await postJson(srv.url, "/v1/objects/list", {
+      elementIds: ["tank-201"],
+      includeMetadata: true,
+    });
     expect(res.body.success).toBe(true);
     const tank = res.body.results[0].result;
     expect(tank.metadata.relationships.SuppliedBy).toEqual(["pump-101"]);
@@ -253,7 +249,7 @@ describe("POST /v1/objects/list", () => {
   });
 
   it("ignores properties it does not know", async () => {
-    const res = await postJson(url, "/v1/objects/list", { elementIds: ["tank-201"], futureOption: 7 });
+    const res = await postJson(srv.url, "/v1/objects/list", { elementIds: ["tank-201"], futureOption: 7 });
     expect(res.status).toBe(200);
     expect(res.body.success).toBe(true);
   });
@@ -261,7 +257,7 @@ describe("POST /v1/objects/list", () => {
 
 describe("POST /v1/objects/related", () => {
   it("is symmetric: pump-101 SuppliesTo tank-201 and tank-201 SuppliedBy pump-101", async () => {
-    const res = await postJson(url, "/v1/objects/related", { elementIds: ["pump-101", "tank-201"] });
+    const res = await postJson(srv.url, "/v1/objects/related", { elementIds: ["pump-101", "tank-201"] });
     expect(res.status).toBe(200);
     expect(res.body.success).toBe(true);
     const [pump, tank] = res.body.results;
@@ -277,13 +273,13 @@ describe("POST /v1/objects/related", () => {
   });
 
   it("includes hierarchy and composition edges in both directions", async () => {
-    const res = await postJson(url, "/v1/objects/related", { elementIds: ["pump-101-measurements"] });
+    const res = await postJson(srv.url, "/v1/objects/related", { elementIds: ["pump-101-measurements"] });
     const edges = res.body.results[0].result.map((e: any) => `${e.sourceRelationship} ${e.object.elementId}`);
     expect(edges).toContain("HasParent pump-101");
     expect(edges).toContain("ComponentOf pump-101");
     expect(edges).toContain("HasComponent pump-101-bearing-temperature");
     expect(edges).toContain("HasChildren pump-101-bearing-temperature");
-    const parent = await postJson(url, "/v1/objects/related", {
+    const parent = await postJson(srv.url, "/v1/objects/related", {
       elementIds: ["pump-101"],
       relationshipType: "HasChildren",
     });
@@ -292,13 +288,13 @@ describe("POST /v1/objects/related", () => {
   });
 
   it("filters by relationship type as seen from the requested object", async () => {
-    const res = await postJson(url, "/v1/objects/related", {
+    const res = await postJson(srv.url, "/v1/objects/related", {
       elementIds: ["pump-101", "tank-201"],
       relationshipType: "SuppliesTo",
     });
     expect(res.body.results[0].result.map((e: any) => e.object.elementId)).toEqual(["tank-201"]);
     expect(res.body.results[1].result).toEqual([]);
-    const all = await postJson(url, "/v1/objects/related", {
+    const all = await postJson(srv.url, "/v1/objects/related", {
       elementIds: ["tank-201"],
       relationshipType: null,
     });
@@ -306,7 +302,7 @@ describe("POST /v1/objects/related", () => {
   });
 
   it("returns metadata on related objects when asked", async () => {
-    const res = await postJson(url, "/v1/objects/related", {
+    const res = await postJson(srv.url, "/v1/objects/related", {
       elementIds: ["tank-201"],
       relationshipType: "SuppliedBy",
       includeMetadata: true,
@@ -315,11 +311,11 @@ describe("POST /v1/objects/related", () => {
   });
 
   it("answers a per-item 404 for unknown elements and 404 for an unknown relationship type", async () => {
-    const res = await postJson(url, "/v1/objects/related", { elementIds: ["ghost", "tank-201"] });
+    const res = await postJson(srv.url, "/v1/objects/related", { elementIds: ["ghost", "tank-201"] });
     expect(res.body.success).toBe(false);
     expect(res.body.results[0].responseDetail.detail).toBe("Element not found: ghost");
     expect(res.body.results[1].success).toBe(true);
-    const bad = await postJson(url, "/v1/objects/related", {
+    const bad = await postJson(srv.url, "/v1/objects/related", {
       elementIds: ["tank-201"],
       relationshipType: "Nope",
     });
@@ -340,7 +336,7 @@ describe("malformed requests", () => {
 
   it.each(bulkPaths)("%s: missing, empty or mistyped elementIds is 400 with responseDetail", async (path) => {
     for (const body of [{}, { elementIds: [] }, { elementIds: "pump-101" }, { elementIds: [1] }]) {
-      const res = await postJson(url, path, body);
+      const res = await postJson(srv.url, path, body);
       expect(res.status, JSON.stringify(body)).toBe(400);
       expectFailure(res.body, 400);
       expect(res.body.responseDetail.detail).toContain("elementIds");
@@ -348,30 +344,36 @@ describe("malformed requests", () => {
   });
 
   it.each(bulkPaths)("%s: broken JSON is 400, a non-JSON body is 415", async (path) => {
-    const broken = await postJson(url, path, '{"elementIds": [');
+    const broken = await postJson(srv.url, path, '{"elementIds": [');
     expect(broken.status).toBe(400);
     expectFailure(broken.body, 400);
-    const text = await postJson(url, path, "pump-101", { headers: { "content-type": "text/plain" } });
+    const text = await postJson(srv.url, path, "pump-101", { headers: { "content-type": "text/plain" } });
     expect(text.status).toBe(415);
     expectFailure(text.body, 415);
   });
 
   it("rejects more ids than the bulk limit", async () => {
-    const ids = Array.from({ length: server.services.config.maxBulkItems + 1 }, (_, i) => `x-${i}`);
-    const res = await postJson(url, "/v1/objects/list", { elementIds: ids });
+    const ids = Array.from({ length: srv.server.services.config.maxBulkItems + 1 }, (_, i) => `x-${i}`);
+    const res = await postJson(srv.url, "/v1/objects/list", { elementIds: ids });
     expect(res.status).toBe(400);
     expect(res.body.responseDetail.detail).toContain("elementIds");
   });
 
   it("rejects a mistyped includeMetadata or relationshipType", async () => {
-    const a = await postJson(url, "/v1/objects/list", { elementIds: ["pump-101"], includeMetadata: "yes" });
+    const a = await postJson(srv.url, "/v1/objects/list", {
+      elementIds: ["pump-101"],
+      includeMetadata: "yes",
+    });
     expect(a.status).toBe(400);
-    const b = await postJson(url, "/v1/objects/related", { elementIds: ["pump-101"], relationshipType: 3 });
+    const b = await postJson(srv.url, "/v1/objects/related", {
+      elementIds: ["pump-101"],
+      relationshipType: 3,
+    });
     expect(b.status).toBe(400);
   });
 
   it("answers unknown routes with the failure envelope", async () => {
-    const res = await getJson(url, "/v1/nothing-here");
+    const res = await getJson(srv.url, "/v1/nothing-here");
     expect(res.status).toBe(404);
     expectFailure(res.body, 404);
   });

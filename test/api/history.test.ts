@@ -1,20 +1,11 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { postJson } from "../helpers/http.js";
-import { startTestServer, type TestServer } from "../helpers/server.js";
+import { startTestServer, type TestServer, useTestServer } from "../helpers/server.js";
 
-let server: TestServer;
-let url: string;
+const srv = useTestServer();
 
-beforeAll(async () => {
-  server = await startTestServer();
-  url = server.url;
-});
-afterAll(async () => {
-  await server?.close();
-});
-
-const history = (body: unknown, base = url) => postJson(base, "/v1/objects/history", body);
+const history = (body: unknown, base = srv.url) => postJson(base, "/v1/objects/history", body);
 const iso = (ms: number) => new Date(ms).toISOString();
 
 describe("POST /v1/objects/history", () => {

@@ -1,22 +1,13 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getJson, getRaw, gunzipJson, postJson } from "../helpers/http.js";
-import { startTestServer, type TestServer } from "../helpers/server.js";
+import { startTestServer, type TestServer, useTestServer } from "../helpers/server.js";
 
-let server: TestServer;
-let url: string;
-
-beforeAll(async () => {
-  server = await startTestServer();
-  url = server.url;
-});
-afterAll(async () => {
-  await server?.close();
-});
+const srv = useTestServer();
 
 describe("gzip", () => {
   it("compresses even a small JSON answer when the client accepts gzip", async () => {
-    const res = await getRaw(`${url}/v1/info`, { "accept-encoding": "gzip" });
+    const res = await getRaw(`${srv.url}/v1/info`, { "accept-encoding": "gzip" });
     expect(res.status).toBe(200);
     expect(res.headers["content-encoding"]).toBe("gzip");
     expect(gunzipJson(res.body).success).toBe(true);
@@ -25,7 +16,7 @@ describe("gzip", () => {
   it("compresses bulk POST answers and error envelopes too", async () => {
     const body = JSON.stringify({ elementIds: ["pump-101"], maxDepth: 0 });
     const res = await getRaw(
-      `${url}/v1/objects/value`,
+      `${srv.url}/v1/objects/value`,
       { "accept-encoding": "gzip, deflate, br", "content-type": "application/json" },
       "POST",
       body,
@@ -33,7 +24,7 @@ describe("gzip", () => {
     expect(res.headers["content-encoding"]).toBe("gzip");
     expect(gunzipJson(res.body).results[0].elementId).toBe("pump-101");
     const bad = await getRaw(
-      `${url}/v1/objects/value`,
+      `${srv.url}/v1/objects/value`,
       { "accept-encoding": "gzip", "content-type": "application/json" },
       "POST",
       "{}",
@@ -44,7 +35,7 @@ describe("gzip", () => {
   });
 
   it("sends plain JSON when the client does not ask for gzip", async () => {
-    const res = await getRaw(`${url}/v1/namespaces`);
+    const res = await getRaw(`${srv.url}/v1/namespaces`);
     expect(res.headers["content-encoding"]).toBeUndefined();
     expect(JSON.parse(res.body.toString("utf8")).success).toBe(true);
   });
@@ -52,7 +43,7 @@ describe("gzip", () => {
 
 describe("API description", () => {
   it("serves the OpenAPI document built from the route schemas", async () => {
-    const res = await getJson(url, "/v1/openapi.json");
+    const res = await getJson(srv.url, "/v1/openapi.json");
     expect(res.status).toBe(200);
     expect(res.body.openapi).toMatch(/^3\./);
     const paths = Object.keys(res.body.paths);
@@ -78,7 +69,7 @@ describe("API description", () => {
   });
 
   it("serves Swagger UI at /docs", async () => {
-    const res = await fetch(`${url}/docs`, { redirect: "follow" });
+    const res = await fetch(`${srv.url}/docs`, { redirect: "follow" });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/html");
     expect(await res.text()).toContain("swagger");
@@ -87,12 +78,12 @@ describe("API description", () => {
 
 describe("request handling", () => {
   it("does not expose the fault switch unless it is enabled", async () => {
-    const res = await postJson(url, "/v1/_test/fault", {});
+    const res = await postJson(srv.url, "/v1/_test/fault", {});
     expect(res.status).toBe(404);
   });
 
   it("accepts a JSON content type with parameters and requests without Accept", async () => {
-    const res = await fetch(`${url}/v1/objects/list`, {
+    const res = await fetch(`${srv.url}/v1/objects/list`, {
       method: "POST",
       headers: { "content-type": "application/json; charset=utf-8" },
       body: JSON.stringify({ elementIds: ["pump-101"] }),
@@ -101,8 +92,8 @@ describe("request handling", () => {
   });
 
   it("rejects a body over the size limit with a 413 envelope", async () => {
-    const ids = "x".repeat(server.services.config.bodyLimit + 10);
-    const res = await postJson(url, "/v1/objects/list", { elementIds: [ids] });
+    const ids = "x".repeat(srv.server.services.config.bodyLimit + 10);
+    const res = await postJson(srv.url, "/v1/objects/list", { elementIds: [ids] });
     expect(res.status).toBe(413);
     expect(res.body.success).toBe(false);
     expect(res.body.responseDetail.status).toBe(413);

@@ -1,31 +1,22 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { dataPointsWritten } from "../../src/observability/metrics.js";
 import type { ValueChange } from "../../src/services/changes.js";
 import { getJson, postJson } from "../helpers/http.js";
-import { startTestServer, type TestServer } from "../helpers/server.js";
+import { useTestServer } from "../helpers/server.js";
 
-let server: TestServer;
-let url: string;
+const srv = useTestServer();
 
-beforeAll(async () => {
-  server = await startTestServer();
-  url = server.url;
-});
-afterAll(async () => {
-  await server?.close();
-});
-
-const putValue = (body: unknown) => postJson(url, "/v1/objects/value", body, { method: "PUT" });
-const putHistory = (body: unknown) => postJson(url, "/v1/objects/history", body, { method: "PUT" });
+const putValue = (body: unknown) => postJson(srv.url, "/v1/objects/value", body, { method: "PUT" });
+const putHistory = (body: unknown) => postJson(srv.url, "/v1/objects/history", body, { method: "PUT" });
 const readValue = async (id: string) => {
-  const res = await postJson(url, "/v1/objects/value", { elementIds: [id] });
+  const res = await postJson(srv.url, "/v1/objects/value", { elementIds: [id] });
   expect(res.status).toBe(200);
   const { isComposition: _c, components: _x, ...vqt } = res.body.results[0].result;
   return vqt;
 };
 const readHistory = async (id: string, startTime: string, endTime: string) => {
-  const res = await postJson(url, "/v1/objects/history", { elementIds: [id], startTime, endTime });
+  const res = await postJson(srv.url, "/v1/objects/history", { elementIds: [id], startTime, endTime });
   expect(res.status).toBe(200);
   return res.body.results[0].result.values as any[];
 };
@@ -38,13 +29,13 @@ async function pointsWritten(entityType: string): Promise<number> {
 
 function collectChanges(): { changes: ValueChange[]; stop: () => void } {
   const changes: ValueChange[] = [];
-  const stop = server.services.changes.subscribe((batch) => changes.push(...batch));
+  const stop = srv.server.services.changes.subscribe((batch) => changes.push(...batch));
   return { changes, stop };
 }
 
 describe("capabilities", () => {
   it("/info declares both update capabilities once the PUT routes exist", async () => {
-    const res = await getJson(url, "/v1/info");
+    const res = await getJson(srv.url, "/v1/info");
     expect(res.body.result.capabilities.update).toEqual({ current: true, history: true });
   });
 });
@@ -291,7 +282,7 @@ describe("PUT /v1/objects/value", () => {
       expect(res.body.responseDetail.title).toBe("Bad Request");
       expect(typeof res.body.responseDetail.detail).toBe("string");
     }
-    const tooMany = Array.from({ length: server.services.config.maxBulkItems + 1 }, () => ({
+    const tooMany = Array.from({ length: srv.server.services.config.maxBulkItems + 1 }, () => ({
       elementId: "sensor-001",
       value: { value: 1 },
     }));

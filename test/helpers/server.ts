@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { afterAll, beforeAll } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { type RunningServer, startServer } from "../../src/runtime.js";
 import { createTestDatabase, type TestDatabase, testDatabaseFor } from "./pg.js";
@@ -63,4 +64,33 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
 export function makeTempDir(prefix = "i3xd-test-"): { dir: string; remove(): void } {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * One test server shared by the tests of a file: started before the first test and closed after the last.
+ * `server` and `url` may be read only inside tests and hooks, once it has started.
+ */
+export function useTestServer(env: Record<string, string> = {}): {
+  readonly server: TestServer;
+  readonly url: string;
+} {
+  let server: TestServer | undefined;
+  beforeAll(async () => {
+    server = await startTestServer(env);
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+  const started = (): TestServer => {
+    if (server === undefined) throw new Error("the test server has not started yet");
+    return server;
+  };
+  return {
+    get server() {
+      return started();
+    },
+    get url() {
+      return started().url;
+    },
+  };
 }

@@ -1,24 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CachedStore } from "../../src/store/cached.js";
 import { postJson } from "../helpers/http.js";
 import { parseMetrics, sampleValue, scrape } from "../helpers/metrics.js";
-import { startTestServer, type TestServer } from "../helpers/server.js";
+import { useTestServer } from "../helpers/server.js";
 
-let server: TestServer;
-let url: string;
-
-beforeAll(async () => {
-  server = await startTestServer();
-  url = server.url;
-});
-afterAll(async () => {
-  await server?.close();
-});
+const srv = useTestServer();
 
 type Counts = Record<"object" | "type" | "value", { hits: number; misses: number }>;
 
 async function cacheCounts(): Promise<Counts> {
-  const samples = parseMetrics((await scrape(url)).text);
+  const samples = parseMetrics((await scrape(srv.url)).text);
   const of = (cache_type: string) => ({
     hits: sampleValue(samples, "cache_hits_total", { cache_type }),
     misses: sampleValue(samples, "cache_misses_total", { cache_type }),
@@ -35,14 +26,14 @@ function delta(after: Counts, before: Counts) {
 }
 
 const readValue = async (id: string) => {
-  const res = await postJson(url, "/v1/objects/value", { elementIds: [id] });
+  const res = await postJson(srv.url, "/v1/objects/value", { elementIds: [id] });
   expect(res.status).toBe(200);
   return res.body.results[0].result;
 };
 
 describe("store cache", () => {
   it("is in front of the store by default", () => {
-    expect(server.store).toBeInstanceOf(CachedStore);
+    expect(srv.server.store).toBeInstanceOf(CachedStore);
   });
 
   it("counts a miss, then a hit, for the same look-up", async () => {
@@ -59,9 +50,9 @@ describe("store cache", () => {
     expect(delta(t2, t1).object.hits).toBeGreaterThanOrEqual(1);
     expect(second).toEqual(first);
 
-    await postJson(url, "/v1/objecttypes/query", { elementIds: ["temperature-type", "no-such-type"] });
+    await postJson(srv.url, "/v1/objecttypes/query", { elementIds: ["temperature-type", "no-such-type"] });
     const t3 = await cacheCounts();
-    await postJson(url, "/v1/objecttypes/query", { elementIds: ["temperature-type", "no-such-type"] });
+    await postJson(srv.url, "/v1/objecttypes/query", { elementIds: ["temperature-type", "no-such-type"] });
     const t4 = await cacheCounts();
     // Absent ids are not cached: they miss every time, present ones hit the second time.
     expect(delta(t3, t2).type.misses).toBeGreaterThanOrEqual(1);
@@ -74,7 +65,7 @@ describe("store cache", () => {
     const t0 = await cacheCounts();
     const timestamp = new Date(Date.now() + 1000).toISOString();
     const write = await postJson(
-      url,
+      srv.url,
       "/v1/objects/value",
       { updates: [{ elementId: "pump-101-flow", value: { value: 42.25, quality: "Good", timestamp } }] },
       { method: "PUT" },

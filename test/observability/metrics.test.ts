@@ -1,38 +1,29 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { getJson, postJson } from "../helpers/http.js";
 import { parseMetrics, type Sample, sampleValue, scrape } from "../helpers/metrics.js";
-import { startTestServer, type TestServer } from "../helpers/server.js";
+import { useTestServer } from "../helpers/server.js";
 
-let server: TestServer;
-let url: string;
-
-beforeAll(async () => {
-  server = await startTestServer();
-  url = server.url;
-});
-afterAll(async () => {
-  await server?.close();
-});
+const srv = useTestServer();
 
 const requestSamples = (samples: Sample[]) => samples.filter((s) => s.name === "entity_requests_total");
 
 describe("GET /metrics", () => {
   it("counts exactly the requests sent, per method, route template and status", async () => {
-    const before = parseMetrics((await scrape(url)).text);
+    const before = parseMetrics((await scrape(srv.url)).text);
     expect(requestSamples(before).filter((s) => s.labels.endpoint !== "/metrics")).toEqual([]);
 
-    for (let i = 0; i < 5; i++) expect((await getJson(url, "/v1/info")).status).toBe(200);
+    for (let i = 0; i < 5; i++) expect((await getJson(srv.url, "/v1/info")).status).toBe(200);
     for (let i = 0; i < 3; i++) {
-      expect((await postJson(url, "/v1/objects/value", { elementIds: ["sensor-001"] })).status).toBe(200);
+      expect((await postJson(srv.url, "/v1/objects/value", { elementIds: ["sensor-001"] })).status).toBe(200);
     }
     for (let i = 0; i < 4; i++)
-      expect((await postJson(url, "/v1/objects/value", { nope: 1 })).status).toBe(400);
+      expect((await postJson(srv.url, "/v1/objects/value", { nope: 1 })).status).toBe(400);
     for (let i = 0; i < 2; i++)
-      expect((await postJson(url, "/v1/objects/value", "{not json")).status).toBe(400);
-    for (let i = 0; i < 6; i++) expect((await getJson(url, `/v1/no/such/thing/${i}`)).status).toBe(404);
-    expect((await getJson(url, "/health/live")).status).toBe(200);
+      expect((await postJson(srv.url, "/v1/objects/value", "{not json")).status).toBe(400);
+    for (let i = 0; i < 6; i++) expect((await getJson(srv.url, `/v1/no/such/thing/${i}`)).status).toBe(404);
+    expect((await getJson(srv.url, "/health/live")).status).toBe(200);
 
-    const samples = parseMetrics((await scrape(url)).text);
+    const samples = parseMetrics((await scrape(srv.url)).text);
     const count = (method: string, endpoint: string, status: string) =>
       sampleValue(samples, "entity_requests_total", { method, endpoint, status });
     expect(count("GET", "/info", "200")).toBe(5);
@@ -71,11 +62,11 @@ describe("GET /metrics", () => {
     const paths = Array.from({ length: 1000 }, (_, i) => `/v1/zz-unknown-${i}/x${i}?q=${i}`);
     for (let i = 0; i < paths.length; i += 25) {
       const statuses = await Promise.all(
-        paths.slice(i, i + 25).map(async (p) => (await fetch(`${url}${p}`)).status),
+        paths.slice(i, i + 25).map(async (p) => (await fetch(`${srv.url}${p}`)).status),
       );
       expect(statuses.every((s) => s === 404)).toBe(true);
     }
-    const { text } = await scrape(url);
+    const { text } = await scrape(srv.url);
     expect(text).not.toContain("zz-unknown");
     const samples = parseMetrics(text);
     const endpoints = new Set(
@@ -90,7 +81,7 @@ describe("GET /metrics", () => {
 
   it("exports the data-point, cache, connection and subscription metrics of the contract", async () => {
     const write = await postJson(
-      url,
+      srv.url,
       "/v1/objects/value",
       {
         updates: [
@@ -103,7 +94,7 @@ describe("GET /metrics", () => {
       { method: "PUT" },
     );
     expect(write.status).toBe(200);
-    const samples = parseMetrics((await scrape(url)).text);
+    const samples = parseMetrics((await scrape(srv.url)).text);
     const names = new Set(samples.map((s) => s.name));
     for (const name of [
       "cache_hits_total",
@@ -124,7 +115,7 @@ describe("GET /metrics", () => {
   });
 
   it("includes the default process and Node.js metrics", async () => {
-    const { text } = await scrape(url);
+    const { text } = await scrape(srv.url);
     for (const name of [
       "process_cpu_seconds_total",
       "process_resident_memory_bytes",
@@ -137,12 +128,12 @@ describe("GET /metrics", () => {
   });
 
   it("answers in text format 0.0.4 by default and in OpenMetrics when Accept prefers it", async () => {
-    const plain = await scrape(url);
+    const plain = await scrape(srv.url);
     expect(plain.type).toBe("text/plain; version=0.0.4; charset=utf-8");
     expect(plain.text).toContain("# TYPE entity_requests_total counter");
 
     const om = await scrape(
-      url,
+      srv.url,
       "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
     );
     expect(om.type).toBe("application/openmetrics-text; version=1.0.0; charset=utf-8");
@@ -151,7 +142,7 @@ describe("GET /metrics", () => {
     expect(om.text.endsWith("# EOF\n")).toBe(true);
 
     // Rendering OpenMetrics must not rename anything for the next text-format scrape.
-    const again = await scrape(url, "text/plain;q=1, application/openmetrics-text;q=0.2");
+    const again = await scrape(srv.url, "text/plain;q=1, application/openmetrics-text;q=0.2");
     expect(again.type).toBe(plain.type);
     expect(again.text).toContain("# TYPE entity_requests_total counter");
     expect(again.text).toMatch(/^entity_requests_total\{method="GET",endpoint="\/info",status="200"\} 5$/m);
