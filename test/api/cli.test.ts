@@ -1,11 +1,10 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { writeFileSync } from "node:fs";
-import http from "node:http";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { getJson, postJson } from "../helpers/http.js";
 import { makeTempDir } from "../helpers/server.js";
-import { freePort, killChildren, runCli, until } from "../security/child.js";
+import { freePort, killChildren, runCli, startHeldRequest, until } from "../security/child.js";
 
 const temp = makeTempDir("i3xd-cli-");
 
@@ -110,34 +109,17 @@ describe("i3xd CLI", () => {
     expect(value.body.results[0].result.components["pump-101-measurements"]).toBeDefined();
 
     // A request the server has accepted (it answered 100 Continue) but whose body is not sent yet.
-    const body = JSON.stringify({ elementIds: ["pump-101"] });
-    const req = http.request(`${url}/v1/objects/list`, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        "content-length": String(Buffer.byteLength(body)),
-        expect: "100-continue",
-      },
-    });
-    const accepted = new Promise<void>((resolve) => req.once("continue", () => resolve()));
-    const inFlight = new Promise<{ status: number; body: any }>((resolve, reject) => {
-      req.on("response", (res) => {
-        let text = "";
-        res.on("data", (c: Buffer) => {
-          text += c.toString();
-        });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-      });
-      req.on("error", reject);
-    });
-    req.flushHeaders();
-    await accepted;
+    const held = await startHeldRequest(
+      `${url}/v1/objects/list`,
+      "POST",
+      JSON.stringify({ elementIds: ["pump-101"] }),
+    );
 
     run.child.kill("SIGTERM");
     await until("shutdown to begin", () => (run.stdout().includes("Shutting down") ? true : undefined));
-    req.end(body);
+    held.finish();
 
-    const answer = await inFlight;
+    const answer = await held.answer;
     expect(answer.status).toBe(200);
     expect(answer.body.results[0].result.elementId).toBe("pump-101");
     expect(await run.exited).toBe(0);

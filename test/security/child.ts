@@ -1,4 +1,6 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { type ChildProcess, spawn } from "node:child_process";
+import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 
@@ -102,4 +104,34 @@ export async function serveChild(
   await Promise.race([answered, died]);
   died.catch(() => {});
   return Object.assign(run, { url, port });
+}
+
+/**
+ * Starts a request whose headers the server has accepted (it answered 100 Continue) but whose body is not
+ * sent yet: in flight, deterministically, when the signal arrives.
+ */
+export async function startHeldRequest(url: string, method: string, body: string) {
+  const req = http.request(url, {
+    method,
+    agent: false,
+    headers: {
+      "content-type": "application/json",
+      "content-length": String(Buffer.byteLength(body)),
+      expect: "100-continue",
+    },
+  });
+  const accepted = new Promise<void>((resolve) => req.once("continue", () => resolve()));
+  const answer = new Promise<{ status: number; body: any }>((resolve, reject) => {
+    req.on("response", (res) => {
+      let text = "";
+      res.on("data", (c: Buffer) => {
+        text += c.toString();
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+    });
+    req.on("error", reject);
+  });
+  req.flushHeaders();
+  await accepted;
+  return { finish: () => req.end(body), answer };
 }

@@ -1,13 +1,12 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { readdirSync, readFileSync } from "node:fs";
-import http from "node:http";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { logFileNames } from "../../src/observability/logger.js";
 import { postJson } from "../helpers/http.js";
 import { makeTempDir } from "../helpers/server.js";
 import { openSse, type SseClient } from "../helpers/sse.js";
-import { killChildren, serveChild, until } from "./child.js";
+import { killChildren, serveChild, startHeldRequest, until } from "./child.js";
 
 // Graceful shutdown under load: open SSE streams, a write whose body is still on its way and reads in
 // flight when SIGTERM arrives. (test/api/cli.test.ts covers the plain in-flight read; this adds streams,
@@ -18,36 +17,6 @@ afterAll(() => {
   killChildren();
   temp.remove();
 });
-
-/**
- * Starts a request whose headers the server has accepted (it answered 100 Continue) but whose body is not
- * sent yet: in flight, deterministically, when the signal arrives.
- */
-async function startRequest(url: string, method: string, body: string) {
-  const req = http.request(url, {
-    method,
-    agent: false,
-    headers: {
-      "content-type": "application/json",
-      "content-length": String(Buffer.byteLength(body)),
-      expect: "100-continue",
-    },
-  });
-  const accepted = new Promise<void>((resolve) => req.once("continue", () => resolve()));
-  const answer = new Promise<{ status: number; body: any }>((resolve, reject) => {
-    req.on("response", (res) => {
-      let text = "";
-      res.on("data", (c: Buffer) => {
-        text += c.toString();
-      });
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-    });
-    req.on("error", reject);
-  });
-  req.flushHeaders();
-  await accepted;
-  return { finish: () => req.end(body), answer };
-}
 
 const SHUTDOWN_DEADLINE_MS = 15_000;
 
@@ -83,7 +52,7 @@ describe("graceful shutdown", () => {
     for (const s of streams) await s.waitFor(() => s.events.length > 0);
 
     // In flight when the signal arrives: a write and a handful of history reads, each waiting for its body.
-    const write = await startRequest(
+    const write = await startHeldRequest(
       `${url}/v1/objects/value`,
       "PUT",
       JSON.stringify({
@@ -97,7 +66,7 @@ describe("graceful shutdown", () => {
     );
     const reads = await Promise.all(
       Array.from({ length: 5 }, () =>
-        startRequest(
+        startHeldRequest(
           `${url}/v1/objects/history`,
           "POST",
           JSON.stringify({
