@@ -4,6 +4,7 @@ import net from "node:net";
 import path from "node:path";
 import { brotliDecompressSync, gunzipSync, gzipSync, inflateSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEMO_VALUE_IDS, seededRandom } from "../../src/ingest/plant-physics.js";
 import { postJson } from "../helpers/http.js";
 import { makeTempDir } from "../helpers/server.js";
 import { killChildren, serveChild } from "./child.js";
@@ -32,40 +33,14 @@ afterAll(async () => {
 
 // ---- deterministic randomness --------------------------------------------------------------------------
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rng = mulberry32(SEED);
+const rng = seededRandom(SEED);
 const int = (n: number) => Math.floor(rng() * n);
 const pick = <T>(list: readonly T[]): T => list[int(list.length)];
 const chance = (p: number) => rng() < p;
 
 // ---- the corpus ----------------------------------------------------------------------------------------
 
-const REAL_IDS = [
-  "site-1",
-  "area-pumping",
-  "pump-101",
-  "pump-101-state",
-  "pump-101-motor",
-  "pump-101-measurements",
-  "pump-101-bearing-temperature",
-  "pump-101-flow",
-  "pump-101-discharge-pressure",
-  "pump-101-motor-speed",
-  "tank-201",
-  "tank-201-high-level-switch",
-  "sensor-001",
-  "sensor-002",
-  "plc-01",
-];
+const REAL_IDS = DEMO_VALUE_IDS;
 const TYPE_IDS = ["pump-type", "tank-type", "UnknownType", "HasParent", "HasChildren", "HasComponent"];
 
 const HOSTILE_STRINGS = [

@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { DEMO_VALUE_IDS } from "../../src/ingest/plant-physics.js";
 import { postJson } from "../helpers/http.js";
 import { makeTempDir } from "../helpers/server.js";
 import { openSse, type SseClient } from "../helpers/sse.js";
@@ -14,23 +15,6 @@ const WARM_UP_MS = 5_000;
 const SOAK_MS = 20_000;
 const QUEUE_MAX = 2_000;
 const HEAP_GROWTH_BOUND = 16 * 1024 * 1024;
-const DEMO_VALUE_IDS = [
-  "site-1",
-  "area-pumping",
-  "pump-101",
-  "pump-101-state",
-  "pump-101-motor",
-  "pump-101-measurements",
-  "pump-101-bearing-temperature",
-  "pump-101-flow",
-  "pump-101-discharge-pressure",
-  "pump-101-motor-speed",
-  "tank-201",
-  "tank-201-high-level-switch",
-  "sensor-001",
-  "sensor-002",
-  "plc-01",
-];
 
 interface HeapReport {
   heapUsed: number;
