@@ -425,6 +425,22 @@ function log(row: Row): void {
   );
 }
 
+/** A row that reports figures other than a load run's: every column not given stays empty. */
+function figureRow(name: string, store: string, figures: Partial<Row>): Row {
+  return {
+    case: name,
+    store,
+    reqPerSec: null,
+    p50Ms: null,
+    p99Ms: null,
+    ceilingRps: null,
+    ratio: null,
+    cpuUsPerReq: null,
+    rssMb: null,
+    ...figures,
+  };
+}
+
 function add(row: Row): Row {
   rows.push(row);
   log(row);
@@ -788,19 +804,17 @@ async function sseFanOut(server: Server, plant: Plant): Promise<Row> {
     latencies.length < expected ? `${expected - latencies.length} deliveries missing` : "",
     failed > 0 ? `${failed} failed writes` : "",
   ].filter(Boolean);
-  return {
-    case: `${sseCase}, ${SSE_SUBSCRIBERS} subscribers`,
-    store: server.label.startsWith("postgres") ? "postgres" : "sqlite",
-    reqPerSec: null,
-    p50Ms: round(quantile(latencies, 0.5)),
-    p99Ms: round(quantile(latencies, 0.99)),
-    ceilingRps: null,
-    ratio: null,
-    cpuUsPerReq: null,
-    rssMb: rssMb(server.child.pid),
-    extra: { delivered: latencies.length, expected },
-    note: problems.length > 0 ? problems.join(", ") : undefined,
-  };
+  return figureRow(
+    `${sseCase}, ${SSE_SUBSCRIBERS} subscribers`,
+    server.label.startsWith("postgres") ? "postgres" : "sqlite",
+    {
+      p50Ms: round(quantile(latencies, 0.5)),
+      p99Ms: round(quantile(latencies, 0.99)),
+      rssMb: rssMb(server.child.pid),
+      extra: { delivered: latencies.length, expected },
+      note: problems.length > 0 ? problems.join(", ") : undefined,
+    },
+  );
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -866,17 +880,7 @@ async function observabilityCost(logDir: string): Promise<void> {
   add(onRow);
   add(throughputRow(`${valueCase}, observability all off`, "sqlite", results[1], c, off.child.pid));
   const ratio = round(results[0].reqPerSec / results[1].reqPerSec);
-  add({
-    case: "observability on / off (same case)",
-    store: "sqlite",
-    reqPerSec: null,
-    p50Ms: null,
-    p99Ms: null,
-    ceilingRps: null,
-    ratio,
-    cpuUsPerReq: null,
-    rssMb: null,
-  });
+  add(figureRow("observability on / off (same case)", "sqlite", { ratio }));
   await on.close();
   await off.close();
 }
@@ -982,36 +986,23 @@ async function main(): Promise<void> {
       if (store === "postgres") env.I3XD_STORE_URL = await freshPgDatabase();
       const server = await startI3xd(store, env);
       const idle = await idleRss(server);
-      const rssRow = (name: string, rss: number | null, note: string) =>
-        add({
-          case: name,
-          store,
-          reqPerSec: null,
-          p50Ms: null,
-          p99Ms: null,
-          ceilingRps: null,
-          ratio: null,
-          cpuUsPerReq: null,
-          rssMb: rss,
-          note,
-        });
-      rssRow("RSS 3 s after ready", idle.early, "demo plant loaded; start-up garbage not yet collected");
-      rssRow("idle RSS", idle.settled, `lowest within ${IDLE_SECONDS} s of idling (simulator on)`);
+      add(
+        figureRow("RSS 3 s after ready", store, {
+          rssMb: idle.early,
+          note: "demo plant loaded; start-up garbage not yet collected",
+        }),
+      );
+      add(
+        figureRow("idle RSS", store, {
+          rssMb: idle.settled,
+          note: `lowest within ${IDLE_SECONDS} s of idling (simulator on)`,
+        }),
+      );
       plant = await discover(server.url);
       console.error(`  10 ids: ${plant.ids.join(", ")}`);
       await readWriteCases(server, store, plant);
       if (wanted("sse")) add(await sseFanOut(server, plant));
-      add({
-        case: "RSS after the run",
-        store,
-        reqPerSec: null,
-        p50Ms: null,
-        p99Ms: null,
-        ceilingRps: null,
-        ratio: null,
-        cpuUsPerReq: null,
-        rssMb: rssMb(server.child.pid),
-      });
+      add(figureRow("RSS after the run", store, { rssMb: rssMb(server.child.pid) }));
       await server.close();
     }
   }
