@@ -25,15 +25,13 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
         response: responses(success({ type: "array", items: objectInstance })),
       },
     },
-    async (request) => {
+    (request) => {
       const { typeElementId, includeMetadata, root } = request.query;
-      return successBody(
-        await services.model.listObjects({
-          typeElementId,
-          includeMetadata: queryFlag(includeMetadata),
-          root: queryFlag(root),
-        }),
-      );
+      const filter = { typeElementId, includeMetadata: queryFlag(includeMetadata), root: queryFlag(root) };
+      // Not an async handler: a listing the cache holds is sent without a promise.
+      const cached = services.model.listObjectsIfCached(filter);
+      if (cached !== undefined) return successBody(cached);
+      return services.model.listObjects(filter).then(successBody);
     },
   );
 
@@ -47,9 +45,13 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
         response: responses(bulk("elementId", objectInstance)),
       },
     },
-    async (request) => {
+    (request) => {
       const { elementIds, includeMetadata } = request.body;
-      return bulkBody("elementId", await services.model.listObjectsById(elementIds, includeMetadata));
+      const cached = services.model.listObjectsByIdIfCached(elementIds, includeMetadata);
+      if (cached !== undefined) return bulkBody("elementId", cached);
+      return services.model
+        .listObjectsById(elementIds, includeMetadata)
+        .then((items) => bulkBody("elementId", items));
     },
   );
 

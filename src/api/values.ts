@@ -14,9 +14,14 @@ export const valueRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, 
         response: responses(bulk("elementId", currentValueResult), { partial: true }),
       },
     },
-    async (request, reply) => {
+    (request, reply) => {
       const { elementIds, maxDepth } = request.body;
-      return sendBulk(reply, "elementId", await services.values.current(elementIds, maxDepth));
+      // Not an async handler: an answer the cache holds whole is sent without a promise.
+      const cached = services.values.currentIfCached(elementIds, maxDepth);
+      if (cached !== undefined) return sendBulk(reply, "elementId", cached);
+      return services.values
+        .current(elementIds, maxDepth)
+        .then((outcome) => sendBulk(reply, "elementId", outcome));
     },
   );
 };

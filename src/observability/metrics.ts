@@ -70,11 +70,35 @@ export const databasePoolConnections = new Gauge({
   },
 });
 
+/** Look-ups of one cache type; the cache adds to these, `/metrics` reads them at scrape time. */
+export interface CacheLookups {
+  hits: number;
+  misses: number;
+}
+
+// Plain numbers on the hot path: a labelled prom-client `inc` hashes its labels on every call, and the
+// cache counts every read. A type has series from its first cache on, so a hit ratio is always defined.
+const cacheLookups = new Map<string, CacheLookups>();
+
+/** The counts of `cacheType`, shared by every cache of that type in the process. */
+export function cacheLookupsOf(cacheType: string): CacheLookups {
+  let counts = cacheLookups.get(cacheType);
+  if (counts === undefined) {
+    counts = { hits: 0, misses: 0 };
+    cacheLookups.set(cacheType, counts);
+  }
+  return counts;
+}
+
 export const cacheHits = new Counter({
   name: "cache_hits_total",
   help: "Cache look-ups answered from the cache",
   labelNames: ["cache_type"] as const,
   registers: [registry],
+  collect() {
+    this.reset();
+    for (const [cache_type, c] of cacheLookups) this.inc({ cache_type }, c.hits);
+  },
 });
 
 export const cacheMisses = new Counter({
@@ -82,6 +106,10 @@ export const cacheMisses = new Counter({
   help: "Cache look-ups that went to the store",
   labelNames: ["cache_type"] as const,
   registers: [registry],
+  collect() {
+    this.reset();
+    for (const [cache_type, c] of cacheLookups) this.inc({ cache_type }, c.misses);
+  },
 });
 
 export const subscriptionsActive = new Gauge({

@@ -8,6 +8,7 @@ import {
   type Relationship,
   type RelationshipType,
 } from "../domain/model.js";
+import { CachedStore } from "../store/cached.js";
 import type { Store } from "../store/store.js";
 
 /** An object as the wire shows it; `metadata` only when the client asked for it. */
@@ -58,7 +59,53 @@ export function unique(ids: readonly string[]): string[] {
 
 /** The Exploratory methods: namespaces, types, objects and their relationships. */
 export class ModelService {
-  constructor(private readonly store: Store) {}
+  /** The store itself when it is the cache (tracing wraps it otherwise, and then reads go through). */
+  private readonly cache: CachedStore | undefined;
+  /** Views of cached listings: a listing stays the same array until the model changes. */
+  private readonly listingViews = new WeakMap<readonly ObjectRecord[], ObjectView[]>();
+
+  constructor(private readonly store: Store) {
+    this.cache = store instanceof CachedStore ? store : undefined;
+  }
+
+  /**
+   * `listObjects`' answer, synchronously, when the cache holds the listing and no metadata is asked for;
+   * `undefined` otherwise. The views are shared between responses and never changed.
+   */
+  listObjectsIfCached(filter: ObjectFilter = {}): ObjectView[] | undefined {
+    if (this.cache === undefined || filter.includeMetadata === true) return undefined;
+    const records = this.cache.cachedListing({
+      typeElementId: filter.typeElementId,
+      root: filter.root === true ? true : undefined,
+    });
+    if (records === undefined) return undefined;
+    let views = this.listingViews.get(records);
+    if (views === undefined) {
+      views = records.map((r) => baseView(r));
+      this.listingViews.set(records, views);
+    }
+    return views;
+  }
+
+  /**
+   * `listObjectsById`'s answer, synchronously, when every id is cached and no metadata is asked for;
+   * `undefined` otherwise (a 404 or metadata needs the full read).
+   */
+  listObjectsByIdIfCached(
+    ids: readonly string[],
+    includeMetadata = false,
+  ): BulkItem<ObjectView>[] | undefined {
+    const cache = this.cache;
+    if (cache === undefined || includeMetadata) return undefined;
+    const items: BulkItem<ObjectView>[] = [];
+    for (const id of ids) {
+      const record = cache.cachedObject(id);
+      if (record === undefined) return undefined;
+      items.push(itemOk(id, baseView(record)));
+    }
+    cache.countCachedReads(ids.length < 2 ? ids.length : new Set(ids).size, 0);
+    return items;
+  }
 
   listNamespaces(): Promise<Namespace[]> {
     return this.store.listNamespaces();

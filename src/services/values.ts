@@ -2,6 +2,7 @@ import type { Config } from "../config.js";
 import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from "../domain/errors.js";
 import type { Vqt } from "../domain/model.js";
 import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
+import { CachedStore } from "../store/cached.js";
 import type { HistorySlice, Store } from "../store/store.js";
 import { assembleComponents, planDepth, walkComposition } from "./composition.js";
 import { elementNotFound, unique } from "./model.js";
@@ -40,10 +41,45 @@ export interface HistoryQuery {
 
 /** The Query methods: current values and history, with `maxDepth` composition assembly. */
 export class ValueService {
+  /** The store itself when it is the cache (tracing wraps it otherwise, and then reads go through). */
+  private readonly cache: CachedStore | undefined;
+
   constructor(
     private readonly store: Store,
     private readonly config: Pick<Config, "maxCompositionDepth" | "maxHistoryPoints">,
-  ) {}
+  ) {
+    this.cache = store instanceof CachedStore ? store : undefined;
+  }
+
+  /**
+   * `current`'s answer, synchronously, when no composition is followed and the cache holds every
+   * requested element and its value: the common read then costs no promise, no map and no set.
+   * `undefined` when that does not hold (a 404, GoodNoData or a component needs the full read).
+   */
+  currentIfCached(ids: readonly string[], maxDepth = 1): BulkOutcome<CurrentValueResult> | undefined {
+    const cache = this.cache;
+    if (cache === undefined) return undefined;
+    const plan = planDepth(maxDepth, this.config.maxCompositionDepth);
+    if (plan.levels !== 0 || plan.serverLimited) return undefined;
+    const items: BulkItem<CurrentValueResult>[] = [];
+    for (const id of ids) {
+      const record = cache.cachedObject(id);
+      if (record === undefined) return undefined;
+      const v = cache.cachedValue(id);
+      if (v === undefined) return undefined;
+      items.push(
+        itemOk(id, {
+          isComposition: record.isComposition,
+          value: v.value,
+          quality: v.quality,
+          timestamp: v.timestamp,
+        }),
+      );
+    }
+    const distinct = ids.length < 2 ? ids.length : new Set(ids).size;
+    cache.countCachedReads(distinct, distinct);
+    return { items };
+  }
 
   async current(ids: readonly string[], maxDepth = 1): Promise<BulkOutcome<CurrentValueResult>> {
     const found = await this.store.getObjects(unique(ids));

@@ -2,7 +2,7 @@ import { LRUCache } from "lru-cache";
 import type { ObjectRecord, ObjectType, RelationshipType, Vqt } from "../domain/model.js";
 import type { ModelDocument } from "../model/format.js";
 import { getLogger } from "../observability/logger.js";
-import { cacheHits, cacheMisses } from "../observability/metrics.js";
+import { type CacheLookups, cacheLookupsOf } from "../observability/metrics.js";
 import { PassThroughStore } from "./pass-through.js";
 import type { PointWrite, Store, WriteMode } from "./store.js";
 
@@ -20,19 +20,15 @@ class ReadThrough<V extends object> {
   private readonly lru: LRUCache<string, V>;
   /** Bumped by every invalidation of this cache. */
   private epoch = 0;
-  private readonly hits;
-  private readonly misses;
+  private readonly counts: CacheLookups;
 
   constructor(
     readonly type: CacheType,
     max: number,
   ) {
     this.lru = new LRUCache<string, V>({ max });
-    this.hits = cacheHits.labels(type);
-    this.misses = cacheMisses.labels(type);
     // Series exist from the start, so a hit ratio is defined before the first look-up.
-    this.hits.inc(0);
-    this.misses.inc(0);
+    this.counts = cacheLookupsOf(type);
   }
 
   async get(ids: readonly string[], load: (ids: readonly string[]) => Promise<Map<string, V>>) {
@@ -49,9 +45,9 @@ class ReadThrough<V extends object> {
         missing.add(id);
       }
     }
-    if (ids.length > missCount) this.hits.inc(ids.length - missCount);
+    this.counts.hits += ids.length - missCount;
     if (missing === undefined) return found;
-    this.misses.inc(missCount);
+    this.counts.misses += missCount;
     if (log.isLevelEnabled("debug")) {
       log.debug(
         { cache_type: this.type, requested: ids.length, misses: missCount },
@@ -70,6 +66,15 @@ class ReadThrough<V extends object> {
     return found;
   }
 
+  /** The cached entry without counting it: for a caller that counts once it has answered a whole read. */
+  peek(id: string): V | undefined {
+    return this.lru.get(id);
+  }
+
+  countHits(n: number): void {
+    this.counts.hits += n;
+  }
+
   delete(ids: Iterable<string>): void {
     this.epoch++;
     for (const id of ids) this.lru.delete(id);
@@ -83,6 +88,10 @@ class ReadThrough<V extends object> {
   get size(): number {
     return this.lru.size;
   }
+}
+
+function listingKey(filter?: { typeElementId?: string; root?: boolean }): string {
+  return `${filter?.root === undefined ? "" : filter.root ? "r" : "n"}:${filter?.typeElementId ?? ""}`;
 }
 
 /**
@@ -125,8 +134,13 @@ export class CachedStore extends PassThroughStore {
     return this.relationshipTypes.get(ids, (missing) => this.inner.getRelationshipTypes(missing));
   }
 
+  /** The cached listing for `filter` (the same array until the model changes), or `undefined`. */
+  cachedListing(filter?: { typeElementId?: string; root?: boolean }): readonly ObjectRecord[] | undefined {
+    return this.listings.get(listingKey(filter));
+  }
+
   override async listObjects(filter?: { typeElementId?: string; root?: boolean }): Promise<ObjectRecord[]> {
-    const key = `${filter?.root === undefined ? "" : filter.root ? "r" : "n"}:${filter?.typeElementId ?? ""}`;
+    const key = listingKey(filter);
     const cached = this.listings.get(key);
     if (cached !== undefined) return cached as ObjectRecord[];
     const epoch = this.listingEpoch;
@@ -145,6 +159,25 @@ export class CachedStore extends PassThroughStore {
 
   override getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
     return this.values.get(ids, (missing) => this.inner.getCurrentValues(missing));
+  }
+
+  /**
+   * Synchronous look-ups for reads the cache can answer whole, without a promise per call: `undefined`
+   * when the entry is not cached (absent ids included). Nothing is counted here; a caller that answered a
+   * read from these reports it with `countCachedReads`, as `getObjects` / `getCurrentValues` would have.
+   */
+  cachedObject(id: string): ObjectRecord | undefined {
+    return this.objects.peek(id);
+  }
+
+  cachedValue(id: string): Vqt | undefined {
+    return this.values.peek(id);
+  }
+
+  /** Hits of a read answered by `cachedObject` / `cachedValue`: the distinct ids looked up in each. */
+  countCachedReads(objects: number, values: number): void {
+    this.objects.countHits(objects);
+    this.values.countHits(values);
   }
 
   override async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {

@@ -1,0 +1,142 @@
+import { describe, expect, it } from "vitest";
+import { HAS_COMPONENT, type ObjectRecord, type Relationship, type Vqt } from "../../src/domain/model.js";
+import { setRootLogger } from "../../src/observability/logger.js";
+import { cacheLookupsOf } from "../../src/observability/metrics.js";
+import { ModelService } from "../../src/services/model.js";
+import { ValueService } from "../../src/services/values.js";
+import { CachedStore } from "../../src/store/cached.js";
+import type { Store } from "../../src/store/store.js";
+
+setRootLogger("silent");
+
+// The synchronous cache-only reads against the full reads over the same data without a cache: same
+// answers, and the same cache counts as the full reads through the cache.
+const object = (elementId: string, isComposition = false): ObjectRecord => ({
+  elementId,
+  displayName: `${elementId} name`,
+  typeElementId: "t",
+  parentId: isComposition ? null : "pump",
+  isComposition,
+  isExtended: false,
+});
+const objects = [object("pump", true), object("flow"), object("speed"), object("quiet"), object("__proto__")];
+const values = new Map<string, Vqt>([
+  ["pump", { value: { state: "run" }, quality: "Good", timestamp: "2025-01-08T10:30:00Z" }],
+  ["flow", { value: 12.5, quality: "Good", timestamp: "2025-01-08T10:30:01Z" }],
+  ["speed", { value: null, quality: "Bad", timestamp: "2025-01-08T10:30:02Z" }],
+  ["__proto__", { value: [1, "x"], quality: "Uncertain", timestamp: "2025-01-08T10:30:03Z" }],
+]);
+const edges: Relationship[] = [
+  { sourceId: "pump", relationshipType: HAS_COMPONENT, targetId: "flow" },
+  { sourceId: "pump", relationshipType: HAS_COMPONENT, targetId: "speed" },
+];
+
+const memory = {
+  async listObjects() {
+    return objects.map((o) => ({ ...o }));
+  },
+  async getObjects(ids: readonly string[]) {
+    const out = new Map<string, ObjectRecord>();
+    for (const o of objects) if (ids.includes(o.elementId)) out.set(o.elementId, { ...o });
+    return out;
+  },
+  async getCurrentValues(ids: readonly string[]) {
+    const out = new Map<string, Vqt>();
+    for (const id of ids) {
+      const v = values.get(id);
+      if (v) out.set(id, { ...v });
+    }
+    return out;
+  },
+  async getRelationships(ids: readonly string[], type?: string) {
+    return edges.filter(
+      (e) => ids.includes(e.sourceId) && (type === undefined || e.relationshipType === type),
+    );
+  },
+} as unknown as Store;
+
+const config = { maxCompositionDepth: 5, maxHistoryPoints: 1000 };
+const counts = () => ({ object: { ...cacheLookupsOf("object") }, value: { ...cacheLookupsOf("value") } });
+const delta = (a: ReturnType<typeof counts>, b: ReturnType<typeof counts>) => ({
+  object: { hits: a.object.hits - b.object.hits, misses: a.object.misses - b.object.misses },
+  value: { hits: a.value.hits - b.value.hits, misses: a.value.misses - b.value.misses },
+});
+
+const requests: string[][] = [
+  ["flow"],
+  ["flow", "speed", "pump"],
+  ["flow", "pump", "flow", "speed", "flow"],
+  ["__proto__", "speed"],
+  ["flow", "missing"],
+  ["quiet", "flow"],
+  [],
+];
+
+describe("reads answered from the cache alone", () => {
+  it("current values: same answers and cache counts as the full read, or no answer", async () => {
+    const cache = new CachedStore(memory, 100);
+    const fast = new ValueService(cache, config);
+    const plain = new ValueService(memory, config);
+    let answered = 0;
+    for (const ids of requests) {
+      const expected = await plain.current(ids);
+      await fast.current(ids); // warms the cache
+      const before = counts();
+      const viaFull = await fast.current(ids);
+      const fullCounts = delta(counts(), before);
+      const at = counts();
+      const cached = fast.currentIfCached(ids);
+      const cachedCounts = delta(counts(), at);
+      expect(viaFull.items).toEqual(expected.items);
+      if (ids.includes("missing") || ids.includes("quiet")) {
+        // A 404 and an element without a stored value need the full read; nothing is counted for them.
+        expect(cached).toBeUndefined();
+        expect(cachedCounts).toEqual({ object: { hits: 0, misses: 0 }, value: { hits: 0, misses: 0 } });
+        continue;
+      }
+      answered++;
+      expect(cached).toBeDefined();
+      expect(JSON.stringify(cached?.items)).toBe(JSON.stringify(expected.items));
+      expect(cached?.partial).toBe(expected.partial);
+      expect(cachedCounts).toEqual(fullCounts);
+    }
+    expect(answered).toBe(5);
+  });
+
+  it("current values: any maxDepth other than 1 takes the full read", async () => {
+    const cache = new CachedStore(memory, 100);
+    const fast = new ValueService(cache, config);
+    await fast.current(["pump"], 0);
+    await fast.current(["pump"], 2);
+    expect(fast.currentIfCached(["pump"], 0)).toBeUndefined();
+    expect(fast.currentIfCached(["pump"], 2)).toBeUndefined();
+    expect(fast.currentIfCached(["pump"], 1)).toBeDefined();
+  });
+
+  it("objects by id and listings: same answers and cache counts as the full read, or no answer", async () => {
+    const cache = new CachedStore(memory, 100);
+    const fast = new ModelService(cache);
+    const plain = new ModelService(memory);
+    for (const ids of requests) {
+      const expected = await plain.listObjectsById(ids);
+      await fast.listObjectsById(ids);
+      const before = counts();
+      await fast.listObjectsById(ids);
+      const fullCounts = delta(counts(), before);
+      const at = counts();
+      const cached = fast.listObjectsByIdIfCached(ids);
+      const cachedCounts = delta(counts(), at);
+      if (ids.includes("missing")) {
+        expect(cached).toBeUndefined();
+        continue;
+      }
+      expect(JSON.stringify(cached)).toBe(JSON.stringify(expected));
+      expect(cachedCounts).toEqual(fullCounts);
+      expect(fast.listObjectsByIdIfCached(ids, true)).toBeUndefined();
+    }
+    expect(fast.listObjectsIfCached({ root: true })).toBeUndefined();
+    await fast.listObjects({ root: true });
+    expect(fast.listObjectsIfCached({ root: true })).toEqual(await plain.listObjects({ root: true }));
+    expect(fast.listObjectsIfCached({ root: true, includeMetadata: true })).toBeUndefined();
+  });
+});
