@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { AppDeps } from "../app.js";
+import { serializeHistoryBody } from "./history-body.js";
 import { sendBulk } from "./reply.js";
 import { bulk, historyResult, idsBody, maxDepth, responses } from "./schemas.js";
 
@@ -20,6 +21,11 @@ export const historyRoutes: FastifyPluginAsync<AppDeps> = async (app, { services
         response: responses(bulk("elementId", historyResult), { partial: true }),
       },
     },
-    async (request, reply) => sendBulk(reply, "elementId", await services.values.history(request.body)),
+    async (request, reply) => {
+      const outcome = await services.values.history(request.body);
+      // The response schema above still documents the body; this writes it with the series as stored text.
+      reply.type("application/json; charset=utf-8").serializer(serializeHistoryBody);
+      return sendBulk(reply, "elementId", outcome);
+    },
   );
 };

@@ -1,9 +1,10 @@
 import type { Config } from "../config.js";
 import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from "../domain/errors.js";
 import type { Vqt } from "../domain/model.js";
+import { RawJson } from "../domain/raw-json.js";
 import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
 import { CachedStore } from "../store/cached.js";
-import type { HistorySlice, Store } from "../store/store.js";
+import type { HistoryJson, Store } from "../store/store.js";
 import { assembleComponents, planDepth, walkComposition } from "./composition.js";
 import { elementNotFound, unique } from "./model.js";
 
@@ -16,9 +17,9 @@ export interface CurrentValueResult extends ComponentValue {
   isComposition: boolean;
 }
 
-/** A component's history inside a composition history read. */
+/** A component's history inside a composition history read; `values` is the JSON array of its VQTs. */
 export interface ComponentHistory {
-  values: Vqt[];
+  values: RawJson;
   components?: Record<string, ComponentHistory>;
 }
 
@@ -119,16 +120,19 @@ export class ValueService {
     const plan = planDepth(query.maxDepth ?? 1, this.config.maxCompositionDepth);
     const limit = this.config.maxHistoryPoints;
     const walk = await walkComposition(this.store, [...found.values()], plan, (batch) =>
-      this.store.getHistory(batch, { startUs, endUs, limitPerElement: limit }),
+      this.store.getHistoryJson(batch, { startUs, endUs, limitPerElement: limit }),
     );
     // No point in the range is GoodNoData (the guide's quality table); the entry sits at the range start.
     const noData: Vqt = { value: null, quality: "GoodNoData", timestamp: formatTimestampUs(startUs) };
+    const noDataJson = new RawJson(JSON.stringify([noData]));
     const clipped = new Set<string>();
+    // Series stay JSON text from the store to the wire: 36,000 points as objects cost more to build,
+    // collect and serialize than the read itself.
     const seriesOf = (id: string): ComponentHistory => {
-      const slice: HistorySlice | undefined = walk.data.get(id);
+      const slice: HistoryJson | undefined = walk.data.get(id);
       if (slice?.truncated) clipped.add(id);
-      if (!slice || slice.points.length === 0) return { values: [{ ...noData }] };
-      return { values: slice.points };
+      if (!slice || slice.count === 0) return { values: noDataJson };
+      return { values: new RawJson(slice.json) };
     };
     const cut = new Set<string>();
     const items = ids.map((id): BulkItem<HistoryResult> => {

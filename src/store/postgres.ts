@@ -24,8 +24,9 @@ import {
   encodeModelChange,
   PAYLOAD_MAX_BYTES,
 } from "./pg-notify.js";
-import { byId, type Row, toPointWrite, toRelationshipType } from "./rows.js";
+import { byId, type Row, toPointWrite, toRelationshipType, vqtJson } from "./rows.js";
 import {
+  type HistoryJson,
   type HistoryRange,
   type HistorySlice,
   type PointWrite,
@@ -468,6 +469,32 @@ export class PostgresStore implements Store {
     return out;
   }
 
+  async getHistoryJson(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistoryJson>> {
+    const out = new Map<string, HistoryJson>();
+    const unique = [...new Set(ids)];
+    const ask = storable(unique);
+    const parts = new Map<string, string[]>();
+    for (const id of unique) parts.set(id, []);
+    if (ask.length > 0) {
+      // The value as its stored text (a `json` column keeps it as written), not parsed by the driver.
+      const rows = await this.arrays("i3xd_history_range_text", HISTORY_RANGE_TEXT_SQL, [
+        ask,
+        range.startUs,
+        range.endUs,
+        range.limitPerElement + 1,
+      ]);
+      for (const r of rows) {
+        (parts.get(r[0] as string) as string[]).push(vqtJson(r[2] as string, r[3] as string, r[1] as number));
+      }
+    }
+    for (const [id, points] of parts) {
+      const truncated = points.length > range.limitPerElement;
+      if (truncated) points.length = range.limitPerElement;
+      out.set(id, { json: `[${points.join(",")}]`, count: points.length, truncated });
+    }
+    return out;
+  }
+
   /**
    * The stored points at exactly these (element, timestamp) keys, in the order asked; `undefined` where no
    * such point is stored (any more). What a change notification names, read in one statement.
@@ -743,6 +770,17 @@ function translate(err: unknown): unknown {
 /** The history range read for many elements in one statement (exported for `bench/pg-explain.ts`). */
 export const HISTORY_RANGE_SQL = `
   SELECT h.element_id, h.ts_us, h.value, h.quality
+    FROM unnest($1::text[]) AS ids(id)
+   CROSS JOIN LATERAL (
+     SELECT element_id, ts_us, value, quality FROM history
+      WHERE element_id = ids.id AND ts_us >= $2::int8 AND ts_us <= $3::int8
+      ORDER BY ts_us
+      LIMIT $4::int8
+   ) h`;
+
+/** `HISTORY_RANGE_SQL` with each value as its stored JSON text. */
+const HISTORY_RANGE_TEXT_SQL = `
+  SELECT h.element_id, h.ts_us, h.value::text, h.quality
     FROM unnest($1::text[]) AS ids(id)
    CROSS JOIN LATERAL (
      SELECT element_id, ts_us, value, quality FROM history

@@ -17,6 +17,22 @@ export function toPointWrite(v: ModelValue): PointWrite {
   };
 }
 
+const QUOTED: Record<string, string> = {
+  Good: '"Good"',
+  GoodNoData: '"GoodNoData"',
+  Bad: '"Bad"',
+  Uncertain: '"Uncertain"',
+};
+
+/**
+ * One stored point as the JSON text of its VQT, keys in `Vqt` order. `valueJson` is the stored value text,
+ * which writes produce with `JSON.stringify`, so it is embedded as is; the timestamp needs no escaping.
+ */
+export function vqtJson(valueJson: string, quality: string, tsUs: number): string {
+  const q = QUOTED[quality] ?? JSON.stringify(quality);
+  return `{"value":${valueJson},"quality":${q},"timestamp":"${formatTimestampUs(tsUs)}"}`;
+}
+
 export function byId<T>(rows: Row[], map: (r: Row) => T): Map<string, T> {
   const out = new Map<string, T>();
   for (const r of rows) out.set(r.element_id as string, map(r));

@@ -17,8 +17,8 @@ import { formatTimestampUs } from "../domain/time.js";
 import type { ModelDocument } from "../model/format.js";
 import { getLogger } from "../observability/logger.js";
 import { SQLITE_MIGRATIONS } from "./migrations/sqlite.js";
-import { byId, type Row, toPointWrite, toRelationshipType } from "./rows.js";
-import type { HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
+import { byId, type Row, toPointWrite, toRelationshipType, vqtJson } from "./rows.js";
+import type { HistoryJson, HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
 
 const log = getLogger("i3xd.store");
 
@@ -282,6 +282,24 @@ export class SqliteStore implements Store {
         points[i] = { value: JSON.parse(row[1]), quality: row[2], timestamp: formatTimestampUs(row[0]) };
       }
       out.set(id, { points, truncated });
+    }
+    return out;
+  }
+
+  async getHistoryJson(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistoryJson>> {
+    const out = new Map<string, HistoryJson>();
+    for (const id of new Set(ids)) {
+      const rows = this.stmts.historyRange.all(id, range.startUs, range.endUs, range.limitPerElement + 1);
+      const truncated = rows.length > range.limitPerElement;
+      const n = truncated ? range.limitPerElement : rows.length;
+      // Joined rather than concatenated: a flat string per element. A `+=` chain stays a tree of small
+      // strings until the response is written, and every scavenge on the way copies all of them.
+      const parts: string[] = new Array(n);
+      for (let i = 0; i < n; i++) {
+        const row = rows[i];
+        parts[i] = vqtJson(row[1], row[2], row[0]);
+      }
+      out.set(id, { json: `[${parts.join(",")}]`, count: n, truncated });
     }
     return out;
   }

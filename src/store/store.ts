@@ -38,6 +38,19 @@ export interface HistorySlice {
 }
 
 /**
+ * A history slice rendered as the JSON array of its points, byte for byte what `JSON.stringify(points)`
+ * gives for the same slice: stored values are JSON text written by `JSON.stringify`, so they are embedded
+ * as stored. Large reads use it to skip materialising one object per point (and parsing its value) only to
+ * serialize it again.
+ */
+export interface HistoryJson {
+  json: string;
+  /** Points in `json`. */
+  count: number;
+  truncated: boolean;
+}
+
+/**
  * The storage port. Batch-shaped: every read takes many ids and answers with a map, so one query serves a
  * whole bulk request. Ids that do not exist are simply absent from the returned map. Adapters translate;
  * the i3X rules (maxDepth, envelopes, validation) live in the services.
@@ -73,6 +86,8 @@ export interface Store {
 
   getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>>;
   getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>>;
+  /** The same read as `getHistory`, each slice as JSON text. */
+  getHistoryJson(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistoryJson>>;
   /** Stores a batch atomically: all points or none. */
   writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void>;
 

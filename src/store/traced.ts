@@ -12,7 +12,7 @@ import type { ModelDocument } from "../model/format.js";
 import { inChildSpan, sampledSpanActive, tracingEnabled } from "../observability/tracing.js";
 import { CachedStore } from "./cached.js";
 import { PassThroughStore } from "./pass-through.js";
-import type { HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
+import type { HistoryJson, HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
 
 /** Ids and types listed on a span; a bulk call of thousands of ids records its count and the first few. */
 const MAX_LISTED = 32;
@@ -154,20 +154,29 @@ export class TracingStore extends PassThroughStore {
   }
 
   override getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
-    const attributes: Attributes = {
-      ...listed("entity.id", ids),
-      "history.element_count": ids.length,
-      "history.start": safeTimestamp(range.startUs),
-      "history.end": safeTimestamp(range.endUs),
-      "history.limit_per_element": range.limitPerElement,
-    };
-    return this.span("repository.get_history", attributes, async (span) => {
+    return this.span("repository.get_history", historyAttributes(ids, range), async (span) => {
       const result = await this.inner.getHistory(ids, range);
       if (span) {
         let points = 0;
         let truncated = false;
         for (const slice of result.values()) {
           points += slice.points.length;
+          truncated ||= slice.truncated;
+        }
+        span.setAttributes({ "history.point_count": points, "history.truncated": truncated });
+      }
+      return result;
+    });
+  }
+
+  override getHistoryJson(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistoryJson>> {
+    return this.span("repository.get_history", historyAttributes(ids, range), async (span) => {
+      const result = await this.inner.getHistoryJson(ids, range);
+      if (span) {
+        let points = 0;
+        let truncated = false;
+        for (const slice of result.values()) {
+          points += slice.count;
           truncated ||= slice.truncated;
         }
         span.setAttributes({ "history.point_count": points, "history.truncated": truncated });
@@ -216,6 +225,16 @@ function listed(key: string, ids: readonly string[]): Attributes {
 
 function oneOrMany(values: readonly string[]): string | string[] {
   return values.length === 1 ? values[0] : [...values];
+}
+
+function historyAttributes(ids: readonly string[], range: HistoryRange): Attributes {
+  return {
+    ...listed("entity.id", ids),
+    "history.element_count": ids.length,
+    "history.start": safeTimestamp(range.startUs),
+    "history.end": safeTimestamp(range.endUs),
+    "history.limit_per_element": range.limitPerElement,
+  };
 }
 
 function safeTimestamp(us: number): string {

@@ -361,6 +361,45 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       expect(got).toEqual({ value, quality: "Good", timestamp: "2026-04-01T10:30:00.123456Z" });
     });
 
+    it("renders history as JSON text byte for byte as its points serialize", async () => {
+      await store.importModel(contractModel());
+      const values: unknown[] = [
+        { speed: 12.5, nested: { list: [1, "two", null, true] }, z: 1, a: 2 },
+        'quote " backslash \\ newline \n tab \t \u2028 ünïcødé \u2603 😀',
+        -1.5e-7,
+        1e21,
+        0,
+        false,
+        [],
+        {},
+      ];
+      const pts = values.map((v, i) => point("pump", `2026-04-02T00:00:0${i}.00012${i}Z`, v, "Uncertain"));
+      pts.push(point("pump", "2026-04-02T00:00:09Z", null, "Bad"));
+      await store.writePoints(pts, "history");
+      const odd = `pump${String.fromCharCode(0)}`;
+      const ids = ["pump", "pump-temp", "tank", "pump", "ghost", odd];
+      const narrow = {
+        ...ALL,
+        startUs: parseTimestampUs("2026-04-02T00:00:01Z") as number,
+        limitPerElement: 3,
+      };
+      for (const range of [ALL, narrow, { ...ALL, limitPerElement: pts.length }]) {
+        const slices = await store.getHistory(ids, range);
+        const texts = await store.getHistoryJson(ids, range);
+        expect([...texts.keys()].sort()).toEqual([...slices.keys()].sort());
+        for (const [id, slice] of slices) {
+          expect(texts.get(id)).toEqual({
+            json: JSON.stringify(slice.points),
+            count: slice.points.length,
+            truncated: slice.truncated,
+          });
+        }
+      }
+      const all = (await store.getHistoryJson(["pump"], ALL)).get("pump");
+      expect(all?.count).toBe(pts.length);
+      expect(JSON.parse(all?.json ?? "null")[1].value).toBe(values[1]);
+    });
+
     it("writes a batch atomically: a failure part-way stores nothing", async () => {
       await store.importModel(contractModel());
       const good = point("pump-temp", "2026-05-01T00:00:00Z", 1);
