@@ -9,8 +9,7 @@ const log = getLogger("i3xd.telemetry");
 
 /** Default integrations left out. */
 const EXCLUDED_INTEGRATIONS = new Set([
-  // Decorates `request.opentelemetry` like @fastify/otel does: Fastify refuses the second decorator
-  // (FST_ERR_DEC_ALREADY_PRESENT). 5xx are reported by our own hooks instead.
+  // It would add its own request hooks and error capture; 5xx are reported by our own hooks instead, once.
   "Fastify",
   // Drops an event that looks like the previous one: the same fault hit by many requests would be reported
   // once, and the other requests' ids would be nowhere in Sentry. Our hooks capture each 5xx exactly once.

@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from "fastify";
-import { type RequestContext, requestContext } from "./context.js";
-import { getLogger } from "./logger.js";
+import { currentContext, type RequestContext, runInRequest } from "./context.js";
+import { getLogger, writeFlatLine } from "./logger.js";
 import { entityRequests, requestDuration } from "./metrics.js";
 import { redactUrl } from "./redact.js";
+import { requestTraceIds } from "./tracing.js";
 
 const log = getLogger("i3xd.http");
 
@@ -59,11 +60,13 @@ export function registerObservability(app: FastifyInstance, opts: ObservabilityO
     // On the raw response, so the header survives errors, 404s and hijacked (streamed) replies alike.
     reply.raw.setHeader(REQUEST_ID_HEADER, requestId);
     const url = raw.url ?? "/";
+    // The server span, when tracing is on, was made by the tracing hook that ran just before this one.
+    const ids = requestTraceIds(request);
     const state: RequestState = {
       requestId,
       userId: userIdOf?.(request),
-      traceId: undefined,
-      spanId: undefined,
+      traceId: ids?.traceId,
+      spanId: ids?.spanId,
       quiet: isQuiet(url),
       path: redactUrl(url),
       bytesBefore: raw.socket?.bytesWritten ?? 0,
@@ -72,7 +75,7 @@ export function registerObservability(app: FastifyInstance, opts: ObservabilityO
     // run() rather than enterWith(): the rest of the lifecycle is started from `done`, so everything it
     // schedules (body parsing resumes through an AsyncResource created inside, promises, timers)
     // inherits this context, and nothing leaks into whatever runs next on this connection.
-    requestContext.run(state, startRequest, request, done);
+    runInRequest(state, startRequest, request, done);
   });
 
   app.addHook("onResponse", (request, reply, done) => {
@@ -80,8 +83,8 @@ export function registerObservability(app: FastifyInstance, opts: ObservabilityO
     if (state !== null) {
       if (metrics) recordMetrics(request, reply);
       // 'finish' fires outside any request's async scope; re-enter it so the line carries the ids.
-      if (requestContext.getStore() === state) logCompleted(request, reply, state);
-      else requestContext.run(state, logCompleted, request, reply, state);
+      if (currentContext() === state) logCompleted(request, reply, state);
+      else runInRequest(state, logCompleted, request, reply, state);
     }
     done();
   });
@@ -104,8 +107,7 @@ function logStarted(request: FastifyRequest, state: RequestState): void {
     ip: request.ip,
     user_agent: request.headers["user-agent"],
   };
-  if (state.quiet) log.debug(fields, "Request started");
-  else log.info(fields, "Request started");
+  writeFlatLine(log, state.quiet ? "debug" : "info", fields, "Request started");
 }
 
 function logCompleted(request: FastifyRequest, reply: FastifyReply, state: RequestState): void {
@@ -118,8 +120,7 @@ function logCompleted(request: FastifyRequest, reply: FastifyReply, state: Reque
     duration_ms: Math.round(reply.elapsedTime * 1000) / 1000,
     response_size: socket ? socket.bytesWritten - state.bytesBefore : undefined,
   };
-  if (state.quiet) log.debug(fields, "Request completed");
-  else log.info(fields, "Request completed");
+  writeFlatLine(log, state.quiet ? "debug" : "info", fields, "Request completed");
 }
 
 const endpointLabels = new Map<string, string>();

@@ -1,4 +1,3 @@
-import type { FastifyOtelInstrumentation } from "@fastify/otel";
 import {
   type Attributes,
   type Counter,
@@ -6,6 +5,8 @@ import {
   createNoopMeter,
   type Meter,
   type MeterProvider,
+  propagation,
+  ROOT_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
@@ -16,6 +17,10 @@ import type { NodeSDK } from "@opentelemetry/sdk-node";
 import type { BufferConfig } from "@opentelemetry/sdk-trace-base";
 import {
   ATTR_CLIENT_ADDRESS,
+  ATTR_ERROR_TYPE,
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_HTTP_ROUTE,
   ATTR_NETWORK_PROTOCOL_VERSION,
   ATTR_SERVER_ADDRESS,
   ATTR_SERVER_PORT,
@@ -28,7 +33,7 @@ import {
 } from "@opentelemetry/semantic-conventions";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { SERVER_NAME, SERVER_VERSION } from "../version.js";
-import { currentContext, setActiveTraceIdsSource } from "./context.js";
+import { currentContext } from "./context.js";
 import { getLogger } from "./logger.js";
 import { telemetryDropped } from "./metrics.js";
 import type { TelemetryConfig } from "./telemetry-config.js";
@@ -39,7 +44,6 @@ const log = getLogger("i3xd.telemetry");
 const tracer = trace.getTracer(SERVER_NAME, SERVER_VERSION);
 
 let sdk: NodeSDK | undefined;
-let fastifyOtel: FastifyOtelInstrumentation | undefined;
 
 export function tracingEnabled(): boolean {
   return sdk !== undefined;
@@ -71,12 +75,12 @@ export async function startTracing(config: NonNullable<TelemetryConfig["tracing"
     { NodeSDK },
     { BatchSpanProcessor },
     { defaultResource, resourceFromAttributes },
-    { FastifyOtelInstrumentation },
+    { SharedScopeContextManager },
   ] = await Promise.all([
     import("@opentelemetry/sdk-node"),
     import("@opentelemetry/sdk-trace-base"),
     import("@opentelemetry/resources"),
-    import("@fastify/otel"),
+    import("./trace-context.js"),
   ]);
   if (sdk) return;
   const exporter =
@@ -95,22 +99,13 @@ export async function startTracing(config: NonNullable<TelemetryConfig["tracing"
       resourceFromAttributes({ [ATTR_SERVICE_NAME]: SERVER_NAME, [ATTR_SERVICE_VERSION]: SERVER_VERSION }),
     ),
     spanProcessors: [processor],
+    contextManager: new SharedScopeContextManager(),
     metricReaders: [],
     logRecordProcessors: [],
     instrumentations: [],
   });
   started.start();
   sdk = started;
-  fastifyOtel = new FastifyOtelInstrumentation({
-    // One server span per request. A span per lifecycle hook costs more than it tells, and so does the
-    // handler span: it spans the same time as the server span, and every request paid for it (a context
-    // switch and a span, sampled or not); store and cache spans are children of the server span instead.
-    instrumentHooks: false,
-    instrumentHandler: false,
-    ignorePaths: (route) => isProbe(route.url),
-    requestHook: annotateServerSpan,
-  });
-  setActiveTraceIdsSource(activeTraceIds);
   log.info({ protocol: config.protocol }, "Tracing on: exporting spans over OTLP");
 }
 
@@ -119,50 +114,107 @@ export async function stopTracing(deadlineMs: number): Promise<void> {
   const running = sdk;
   if (!running) return;
   sdk = undefined;
-  setActiveTraceIdsSource(undefined);
-  fastifyOtel?.disable();
-  fastifyOtel = undefined;
   await withDeadline(running.shutdown(), deadlineMs).catch(() => {});
 }
 
+/** What the request hooks keep per traced request. */
+interface RequestTrace {
+  span: Span;
+  /** The error a handler or hook failed with; it goes on the span only if the response is a 5xx. */
+  error?: Error;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    [kTrace]: RequestTrace | null;
+  }
+}
+
+const kTrace = Symbol("i3xd.trace");
+
 /**
- * Adds request tracing to an app: the `@fastify/otel` plugin (server span named `METHOD /route/template`,
- * W3C trace context extracted from the request) and our own hooks (response `traceparent`, `request.id`).
- * Must be registered before any other hook so that the span is active in all of them.
+ * The trace ids of a request's server span, for the request context (every log line carries them, sampled
+ * or not: the ids still name the trace a caller or a proxy continues).
+ */
+export function requestTraceIds(request: FastifyRequest): { traceId: string; spanId: string } | undefined {
+  const span = request[kTrace]?.span;
+  if (span === undefined) return undefined;
+  const sc = span.spanContext();
+  return { traceId: sc.traceId, spanId: sc.spanId };
+}
+
+/**
+ * One server span per request, named `METHOD /route/template`, continuing a W3C `traceparent` from the
+ * request, plus the response's `traceparent`. Register it before any other hook so that the span exists
+ * when the request context is made. Only a sampled span becomes the active context: child spans and
+ * delivery spans are made only under a sampled trace anyway, and entering a context for every request
+ * costs each of them a context switch in every hook and callback that nobody would ever see.
  */
 export async function registerTracing(app: FastifyInstance): Promise<void> {
-  if (!fastifyOtel) return;
-  await app.register(fastifyOtel.plugin());
+  if (!sdk) return;
+  app.decorateRequest(kTrace, null);
 
   app.addHook("onRequest", (request, reply, done) => {
-    const span = serverSpan(request);
-    if (span) {
-      const traceparent = formatTraceparent(span);
-      // A client (or a proxy's access log) can look the trace up from the response alone.
-      reply.header("traceparent", traceparent);
-      reply.header("server-timing", `traceparent;desc="${traceparent}"`);
-    }
+    const route = request.routeOptions.url;
+    if (route !== undefined && isProbe(route)) return done();
+    const parent = propagation.extract(ROOT_CONTEXT, request.headers);
+    const span = tracer.startSpan(
+      route ? `${request.method} ${route}` : request.method,
+      { kind: SpanKind.SERVER },
+      parent,
+    );
+    request[kTrace] = { span };
+    const traceparent = formatTraceparent(span);
+    // On the raw response, like X-Request-ID: a client (or a proxy's access log) can look the trace up
+    // from any response, errors and streams included.
+    reply.raw.setHeader("traceparent", traceparent);
+    reply.raw.setHeader("server-timing", `traceparent;desc="${traceparent}"`);
+    if (!span.isRecording()) return done();
+    annotateServerSpan(span, request, route);
+    context.with(trace.setSpan(parent, span), done);
+  });
+
+  // Before the error handler turns the error into an envelope: keep what went wrong.
+  app.addHook("onError", (request, _reply, error, done) => {
+    const t = request[kTrace];
+    if (t) t.error = error;
     done();
   });
 
-  app.addHook("onSend", (request, reply, payload, done) => {
-    const span = serverSpan(request);
-    if (span) {
-      const ctx = currentContext();
-      // Attributes of an unsampled span would be discarded: skip building them.
-      if (span.isRecording()) {
-        const requestId = ctx?.requestId || headerValue(reply.getHeader("x-request-id"));
-        if (requestId) span.setAttribute("request.id", requestId);
-        if (ctx?.userId) span.setAttribute("enduser.id", ctx.userId);
-      }
-      if (ctx && ctx.traceId === undefined) {
-        const sc = span.spanContext();
-        ctx.traceId = sc.traceId;
-        ctx.spanId = sc.spanId;
+  app.addHook("onResponse", (request, reply, done) => {
+    endServerSpan(request, reply.statusCode);
+    done();
+  });
+  // A client that goes away before its response gets no onResponse; its span still ends.
+  app.addHook("onRequestAbort", (request, done) => {
+    endServerSpan(request, undefined);
+    done();
+  });
+}
+
+function endServerSpan(request: FastifyRequest, status: number | undefined): void {
+  const t = request[kTrace];
+  if (!t) return;
+  request[kTrace] = null;
+  const span = t.span;
+  // Attributes of an unsampled span would be discarded: skip building them.
+  if (span.isRecording()) {
+    if (request.id) span.setAttribute("request.id", request.id);
+    const userId = request.observability?.userId;
+    if (userId) span.setAttribute("enduser.id", userId);
+    if (status === undefined) {
+      span.setAttribute(ATTR_ERROR_TYPE, "aborted");
+    } else {
+      span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+      // Semantic conventions: a 4xx is the client's error, not the server span's.
+      if (status >= 500) {
+        span.setAttribute(ATTR_ERROR_TYPE, String(status));
+        if (t.error) recordError(span, t.error);
+        else span.setStatus({ code: SpanStatusCode.ERROR });
       }
     }
-    done(null, payload);
-  });
+  }
+  span.end();
 }
 
 /**
@@ -196,9 +248,10 @@ export function inChildSpan<T>(
  */
 export function traceDelivery<T>(subscriptionId: string, updates: number, deliver: () => T): T {
   if (!sdk) return deliver();
-  // Caused by an unsampled request: its children are not recorded, so none is made.
+  // Caused by an unsampled request (whose span is never the active one, see registerTracing): its children
+  // are not recorded, so none is made. Outside any request (the simulator) a delivery starts its own trace.
   const cause = trace.getSpan(context.active());
-  if (cause !== undefined && !isSampled(cause)) return deliver();
+  if (cause === undefined ? currentContext() !== undefined : !isSampled(cause)) return deliver();
   const span = tracer.startSpan(
     "subscription.deliver",
     {
@@ -225,36 +278,24 @@ export function recordError(span: Span, err: unknown): void {
   span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
 }
 
-function serverSpan(request: FastifyRequest): Span | undefined {
-  return request.opentelemetry().span ?? undefined;
-}
-
-/** HTTP semantic-convention attributes @fastify/otel leaves out, and the route-template span name. */
-function annotateServerSpan(span: Span, request: FastifyRequest): void {
-  if (!span.isRecording()) return;
-  const route = request.routeOptions.url;
-  span.updateName(route ? `${request.method} ${route}` : request.method);
+/** HTTP semantic-convention attributes of the server span. */
+function annotateServerSpan(span: Span, request: FastifyRequest, route: string | undefined): void {
   const url = request.url;
   const q = url.indexOf("?");
   const attributes: Attributes = {
+    [ATTR_HTTP_REQUEST_METHOD]: request.method,
     [ATTR_URL_PATH]: q < 0 ? url : url.slice(0, q),
     [ATTR_URL_SCHEME]: request.protocol,
     [ATTR_SERVER_ADDRESS]: request.hostname,
     [ATTR_CLIENT_ADDRESS]: request.ip,
     [ATTR_NETWORK_PROTOCOL_VERSION]: request.raw.httpVersion,
   };
+  if (route !== undefined) attributes[ATTR_HTTP_ROUTE] = route;
   if (q >= 0) attributes[ATTR_URL_QUERY] = url.slice(q + 1);
   if (request.port) attributes[ATTR_SERVER_PORT] = request.port;
   const agent = request.headers["user-agent"];
   if (agent) attributes[ATTR_USER_AGENT_ORIGINAL] = agent;
   span.setAttributes(attributes);
-}
-
-function activeTraceIds(): { traceId: string; spanId: string } | undefined {
-  const span = trace.getSpan(context.active());
-  if (!span) return undefined;
-  const { traceId, spanId } = span.spanContext();
-  return { traceId, spanId };
 }
 
 function formatTraceparent(span: Span): string {
@@ -264,10 +305,6 @@ function formatTraceparent(span: Span): string {
 
 function isProbe(url: string): boolean {
   return url.startsWith("/metrics") || url.startsWith("/health");
-}
-
-function headerValue(value: unknown): string | undefined {
-  return typeof value === "string" && value !== "" ? value : undefined;
 }
 
 const SPANS_PROCESSED = "otel.sdk.processor.span.processed";

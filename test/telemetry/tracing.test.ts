@@ -51,6 +51,7 @@ describe("tracing over OTLP/HTTP (JSON)", () => {
       OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
       OTEL_BSP_SCHEDULE_DELAY: "100",
       OTEL_RESOURCE_ATTRIBUTES: "deployment.environment.name=acceptance",
+      I3XD_TEST_FAULTS: "1",
     });
   });
   afterAll(async () => {
@@ -211,6 +212,37 @@ describe("tracing over OTLP/HTTP (JSON)", () => {
     }
   });
 
+  it("marks a 5xx server span as an error with its exception, and leaves a 4xx span unmarked", async () => {
+    const fault = newTraceparent();
+    const failed = await post(server.url, "/v1/_test/fault", {}, { traceparent: fault.header });
+    expect(failed.status).toBe(500);
+    const rejected = newTraceparent();
+    const bad = await post(
+      server.url,
+      "/v1/objects/value",
+      { elementIds: "pump-101" },
+      {
+        traceparent: rejected.header,
+      },
+    );
+    expect(bad.status).toBe(400);
+    const serverSpanOf = (traceId: string) =>
+      waitFor(`server span of ${traceId}`, () =>
+        otlp.spans().find((s) => s.traceId === traceId && s.kind === SERVER),
+      );
+    const failedSpan = await serverSpanOf(fault.traceId);
+    expect(failedSpan.name).toBe("POST /v1/_test/fault");
+    expect(failedSpan.statusCode).toBe(2);
+    expect(failedSpan.attributes).toMatchObject({
+      "http.response.status_code": 500,
+      "error.type": "500",
+    });
+    const badSpan = await serverSpanOf(rejected.traceId);
+    expect(badSpan.attributes["http.response.status_code"]).toBe(400);
+    expect(badSpan.statusCode).toBe(0);
+    expect(badSpan.attributes["error.type"]).toBeUndefined();
+  });
+
   it("does not trace health probes and scrapes", async () => {
     const before = otlp.spans().length;
     const res = await fetch(`${server.url}/health/live`);
@@ -276,5 +308,25 @@ describe("tracing over OTLP/HTTP (protobuf, the default) with standard OTEL_* se
     expect(serverSpan.attributes["http.response.status_code"]).toBe(200);
     expect(spans.some((s) => s.name === "repository.get_entity" || s.name === "cache.lookup")).toBe(true);
     expect(otlp.spans().some((s) => s.traceId === unsampledTrace[1])).toBe(false);
+  });
+
+  it("still names the trace in the log lines of a request that was not sampled", async () => {
+    const res = await post(
+      server.url,
+      "/v1/objects/value",
+      { elementIds: ["sensor-001"] },
+      { "x-request-id": "unsampled-logs" },
+    );
+    expect(res.status).toBe(200);
+    const [, traceId, spanId, flags] = (res.headers.get("traceparent") ?? "").split("-");
+    expect(flags).toBe("00");
+    const lines = await waitFor("both request lines", () => {
+      const mine = server.lines().filter((l) => l.request_id === "unsampled-logs");
+      return mine.some((l) => l.message === "Request completed") && mine;
+    });
+    for (const l of lines) {
+      expect(l.trace_id, l.message).toBe(traceId);
+      expect(l.span_id, l.message).toBe(spanId);
+    }
   });
 });
