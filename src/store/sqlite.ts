@@ -116,6 +116,17 @@ export class SqliteStore implements Store {
             WHERE element_id = ? AND ts_us >= ? AND ts_us <= ? ORDER BY ts_us LIMIT ?`,
         )
         .raw(true) as unknown as Database.Statement<unknown[], [number, string, Quality]>,
+      // The same range as one string: per point its timestamp and the JSON text up to the timestamp's
+      // value, all separated by \x01 (never raw in JSON that JSON.stringify wrote). SQLite builds it far
+      // cheaper than the driver hands over three values per row.
+      historyRangeText: db
+        .prepare(
+          `SELECT group_concat(ts_us || char(1) || '{"value":' || value || ',"quality":' || json_quote(quality)
+                  || ',"timestamp":"', char(1))
+             FROM (SELECT ts_us, value, quality FROM history
+                    WHERE element_id = ? AND ts_us >= ? AND ts_us <= ? ORDER BY ts_us LIMIT ?)`,
+        )
+        .pluck(true) as Database.Statement<unknown[], string | null>,
       upsertCurrent: db.prepare(
         `INSERT INTO current_values (element_id, ts_us, value, quality) VALUES (?, ?, ?, ?)
           ON CONFLICT(element_id) DO UPDATE SET ts_us = excluded.ts_us, value = excluded.value, quality = excluded.quality`,
@@ -288,20 +299,26 @@ export class SqliteStore implements Store {
 
   async getHistoryJson(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistoryJson>> {
     const out = new Map<string, HistoryJson>();
+    const { startUs, endUs, limitPerElement: limit } = range;
     for (const id of new Set(ids)) {
-      const rows = this.stmts.historyRange.all(id, range.startUs, range.endUs, range.limitPerElement + 1);
-      const truncated = rows.length > range.limitPerElement;
-      const n = truncated ? range.limitPerElement : rows.length;
-      // Joined rather than concatenated: a flat string per element. A `+=` chain stays a tree of small
-      // strings until the response is written, and every scavenge on the way copies all of them.
-      const parts: string[] = new Array(n);
-      for (let i = 0; i < n; i++) {
-        const row = rows[i];
-        parts[i] = vqtJson(row[1], row[2], row[0]);
-      }
-      out.set(id, { json: `[${parts.join(",")}]`, count: n, truncated });
+      const text = this.stmts.historyRangeText.get(id, startUs, endUs, limit + 1);
+      const series = text == null ? NO_POINTS : seriesFromText(text, limit);
+      out.set(id, series ?? this.seriesFromRows(id, range));
     }
     return out;
+  }
+
+  /** The range read row by row: the check on `seriesFromText`'s input, never needed so far. */
+  private seriesFromRows(id: string, range: HistoryRange): HistoryJson {
+    const rows = this.stmts.historyRange.all(id, range.startUs, range.endUs, range.limitPerElement + 1);
+    const truncated = rows.length > range.limitPerElement;
+    const n = truncated ? range.limitPerElement : rows.length;
+    const parts: string[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const row = rows[i];
+      parts[i] = vqtJson(row[1], row[2], row[0]);
+    }
+    return { json: `[${parts.join(",")}]`, count: n, truncated };
   }
 
   async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
@@ -376,6 +393,32 @@ export class SqliteStore implements Store {
       if (model.values?.length) this.putPoints(model.values.map(toPointWrite), "history");
     })();
   }
+}
+
+const NO_POINTS: HistoryJson = { json: "[]", count: 0, truncated: false };
+
+/**
+ * A series from `historyRangeText`'s string; `undefined` when the string is not what that statement
+ * builds (points not ascending, a field missing), and the caller reads the rows instead. Points are
+ * joined rather than concatenated: a flat string per element, where a `+=` chain would stay a tree of
+ * small strings until the response is written, copied by every scavenge on the way.
+ */
+function seriesFromText(text: string, limit: number): HistoryJson | undefined {
+  const parts = text.split("\x01");
+  if (parts.length % 2 !== 0) return undefined;
+  const total = parts.length / 2;
+  const n = Math.min(total, limit);
+  const points: string[] = new Array(n);
+  let previous = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) {
+    const tsText = parts[2 * i];
+    const tsUs = Number(tsText);
+    // group_concat takes the subquery's rows in its order: checked here rather than assumed.
+    if (!(tsUs > previous) || tsText === "") return undefined;
+    previous = tsUs;
+    points[i] = `${parts[2 * i + 1]}${formatTimestampUs(tsUs)}"}`;
+  }
+  return { json: `[${points.join(",")}]`, count: n, truncated: total > limit };
 }
 
 function toObjectType(r: Row): ObjectType {
