@@ -1,5 +1,6 @@
 import {
   type Attributes,
+  type Context,
   type Counter,
   context,
   createNoopMeter,
@@ -33,7 +34,7 @@ import {
 } from "@opentelemetry/semantic-conventions";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { SERVER_NAME, SERVER_VERSION } from "../version.js";
-import { currentContext } from "./context.js";
+import { activeTraceContext, currentContext } from "./context.js";
 import { getLogger } from "./logger.js";
 import { telemetryDropped } from "./metrics.js";
 import type { TelemetryConfig } from "./telemetry-config.js";
@@ -51,7 +52,11 @@ export function tracingEnabled(): boolean {
 
 /** True when the active span belongs to a sampled trace: only then are child spans worth making. */
 export function sampledSpanActive(): boolean {
-  return sdk !== undefined && isSampled(trace.getSpan(context.active()));
+  // Only sampled spans ever become the active context (registerTracing, inChildSpan), so a scope without
+  // a trace context, the common case, answers without a trip through the OpenTelemetry API.
+  if (sdk === undefined) return false;
+  const active = activeTraceContext() as Context | undefined;
+  return active !== undefined && isSampled(trace.getSpan(active));
 }
 
 /**

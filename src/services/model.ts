@@ -8,8 +8,9 @@ import {
   type Relationship,
   type RelationshipType,
 } from "../domain/model.js";
-import { CachedStore } from "../store/cached.js";
+import type { CachedStore } from "../store/cached.js";
 import type { Store } from "../store/store.js";
+import { directCache } from "../store/traced.js";
 
 /** An object as the wire shows it; `metadata` only when the client asked for it. */
 export interface ObjectView {
@@ -59,13 +60,13 @@ export function unique(ids: readonly string[]): string[] {
 
 /** The Exploratory methods: namespaces, types, objects and their relationships. */
 export class ModelService {
-  /** The store itself when it is the cache (tracing wraps it otherwise, and then reads go through). */
-  private readonly cache: CachedStore | undefined;
+  /** The cache this request's reads may be answered from synchronously, if any. */
+  private readonly cache: () => CachedStore | undefined;
   /** Views of cached listings: a listing stays the same array until the model changes. */
   private readonly listingViews = new WeakMap<readonly ObjectRecord[], ObjectView[]>();
 
   constructor(private readonly store: Store) {
-    this.cache = store instanceof CachedStore ? store : undefined;
+    this.cache = directCache(store);
   }
 
   /**
@@ -73,8 +74,9 @@ export class ModelService {
    * `undefined` otherwise. The views are shared between responses and never changed.
    */
   listObjectsIfCached(filter: ObjectFilter = {}): ObjectView[] | undefined {
-    if (this.cache === undefined || filter.includeMetadata === true) return undefined;
-    const records = this.cache.cachedListing({
+    const cache = this.cache();
+    if (cache === undefined || filter.includeMetadata === true) return undefined;
+    const records = cache.cachedListing({
       typeElementId: filter.typeElementId,
       root: filter.root === true ? true : undefined,
     });
@@ -95,7 +97,7 @@ export class ModelService {
     ids: readonly string[],
     includeMetadata = false,
   ): BulkItem<ObjectView>[] | undefined {
-    const cache = this.cache;
+    const cache = this.cache();
     if (cache === undefined || includeMetadata) return undefined;
     const items: BulkItem<ObjectView>[] = [];
     for (const id of ids) {

@@ -3,8 +3,9 @@ import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from 
 import type { Vqt } from "../domain/model.js";
 import { RawJson } from "../domain/raw-json.js";
 import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
-import { CachedStore } from "../store/cached.js";
+import type { CachedStore } from "../store/cached.js";
 import type { HistoryJson, Store } from "../store/store.js";
+import { directCache } from "../store/traced.js";
 import { assembleComponents, planDepth, walkComposition } from "./composition.js";
 import { elementNotFound, unique } from "./model.js";
 
@@ -42,14 +43,14 @@ export interface HistoryQuery {
 
 /** The Query methods: current values and history, with `maxDepth` composition assembly. */
 export class ValueService {
-  /** The store itself when it is the cache (tracing wraps it otherwise, and then reads go through). */
-  private readonly cache: CachedStore | undefined;
+  /** The cache this request's reads may be answered from synchronously, if any. */
+  private readonly cache: () => CachedStore | undefined;
 
   constructor(
     private readonly store: Store,
     private readonly config: Pick<Config, "maxCompositionDepth" | "maxHistoryPoints">,
   ) {
-    this.cache = store instanceof CachedStore ? store : undefined;
+    this.cache = directCache(store);
   }
 
   /**
@@ -58,7 +59,7 @@ export class ValueService {
    * `undefined` when that does not hold (a 404, GoodNoData or a component needs the full read).
    */
   currentIfCached(ids: readonly string[], maxDepth = 1): BulkOutcome<CurrentValueResult> | undefined {
-    const cache = this.cache;
+    const cache = this.cache();
     if (cache === undefined) return undefined;
     const plan = planDepth(maxDepth, this.config.maxCompositionDepth);
     if (plan.levels !== 0 || plan.serverLimited) return undefined;

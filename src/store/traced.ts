@@ -37,6 +37,20 @@ export function traceStore(store: Store): Store {
   return tracingEnabled() ? new TracingStore(store) : store;
 }
 
+/**
+ * The in-process cache that reads may be answered from synchronously, asked per request: the cache itself,
+ * or, behind cache tracing, the cache for requests whose trace is not sampled (a sampled request reads
+ * through the decorators so that its `cache.lookup` spans exist); `undefined` when there is no cache.
+ */
+export function directCache(store: Store): () => CachedStore | undefined {
+  if (store instanceof CachedStore) return () => store;
+  if (store instanceof CacheTracingStore) {
+    const cache = store.cache;
+    return () => (sampledSpanActive() ? undefined : cache);
+  }
+  return () => undefined;
+}
+
 /** A `CachedStore` with cache look-up spans when tracing is on; anything else unchanged. */
 export function traceCache(store: Store): Store {
   return tracingEnabled() && store instanceof CachedStore ? new CacheTracingStore(store) : store;
@@ -250,6 +264,10 @@ function safeTimestamp(us: number): string {
  * `cache_hits_total` label, and the hit and miss counts). A miss shows as a `repository.*` child span.
  */
 export class CacheTracingStore extends PassThroughStore {
+  constructor(readonly cache: CachedStore) {
+    super(cache);
+  }
+
   override getObjectTypes(ids: readonly string[]): Promise<Map<string, ObjectType>> {
     return this.lookup("type", ids, () => this.inner.getObjectTypes(ids));
   }
