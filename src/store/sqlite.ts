@@ -121,8 +121,8 @@ export class SqliteStore implements Store {
       // cheaper than the driver hands over three values per row.
       historyRangeText: db
         .prepare(
-          `SELECT group_concat(ts_us || char(1) || '{"value":' || value || ',"quality":' || json_quote(quality)
-                  || ',"timestamp":"', char(1))
+          `SELECT group_concat(ts_us || '\x01{"value":' || value || ',"quality":' || json_quote(quality)
+                  || ',"timestamp":"', '\x01')
              FROM (SELECT ts_us, value, quality FROM history
                     WHERE element_id = ? AND ts_us >= ? AND ts_us <= ? ORDER BY ts_us LIMIT ?)`,
         )
