@@ -186,18 +186,16 @@ export async function registerTracing(app: FastifyInstance): Promise<void> {
     done();
   });
 
+  // A request whose client goes away before its response is finished gets no onResponse, so its span is
+  // never ended or exported (like its `Request completed` line and its metrics). An `onRequestAbort` hook
+  // would catch it, but costs every request a 'close' listener: about 5% of a cached read's CPU.
   app.addHook("onResponse", (request, reply, done) => {
     endServerSpan(request, reply.statusCode);
     done();
   });
-  // A client that goes away before its response gets no onResponse; its span still ends.
-  app.addHook("onRequestAbort", (request, done) => {
-    endServerSpan(request, undefined);
-    done();
-  });
 }
 
-function endServerSpan(request: FastifyRequest, status: number | undefined): void {
+function endServerSpan(request: FastifyRequest, status: number): void {
   const t = request[kTrace];
   if (!t) return;
   request[kTrace] = null;
@@ -207,16 +205,12 @@ function endServerSpan(request: FastifyRequest, status: number | undefined): voi
     if (request.id) span.setAttribute("request.id", request.id);
     const userId = request.observability?.userId;
     if (userId) span.setAttribute("enduser.id", userId);
-    if (status === undefined) {
-      span.setAttribute(ATTR_ERROR_TYPE, "aborted");
-    } else {
-      span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
-      // Semantic conventions: a 4xx is the client's error, not the server span's.
-      if (status >= 500) {
-        span.setAttribute(ATTR_ERROR_TYPE, String(status));
-        if (t.error) recordError(span, t.error);
-        else span.setStatus({ code: SpanStatusCode.ERROR });
-      }
+    span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+    // Semantic conventions: a 4xx is the client's error, not the server span's.
+    if (status >= 500) {
+      span.setAttribute(ATTR_ERROR_TYPE, String(status));
+      if (t.error) recordError(span, t.error);
+      else span.setStatus({ code: SpanStatusCode.ERROR });
     }
   }
   span.end();
