@@ -7,7 +7,7 @@ import type {
   Vqt,
 } from "../domain/model.js";
 import type { ModelDocument } from "../model/format.js";
-import type { HistoryJson, HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
+import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "./store.js";
 
 /**
  * A store that hands every call to the store it wraps. Decorators (caching, tracing) extend it and
@@ -74,10 +74,6 @@ export class PassThroughStore implements Store {
 
   getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
     return this.inner.getCurrentValues(ids);
-  }
-
-  getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
-    return this.inner.getHistory(ids, range);
   }
 
   getHistoryJson(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistoryJson>> {

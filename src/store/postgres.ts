@@ -28,7 +28,6 @@ import { byId, type Row, toPointWrite, toRelationshipType, vqtJson } from "./row
 import {
   type HistoryJson,
   type HistoryRange,
-  type HistorySlice,
   type PointWrite,
   type Store,
   StoreUnavailableError,
@@ -436,39 +435,6 @@ export class PostgresStore implements Store {
     return out;
   }
 
-  async getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
-    const out = new Map<string, HistorySlice>();
-    const unique = [...new Set(ids)];
-    const ask = storable(unique);
-    if (ask.length === 0) {
-      for (const id of unique) out.set(id, { points: [], truncated: false });
-      return out;
-    }
-    // One statement for every element: a LATERAL range read per id, each an index range scan on
-    // (element_id, ts_us) in the partitions the range overlaps, cut at limit+1 to detect truncation.
-    const rows = await this.arrays("i3xd_history_range", HISTORY_RANGE_SQL, [
-      ask,
-      range.startUs,
-      range.endUs,
-      range.limitPerElement + 1,
-    ]);
-    const grouped = new Map<string, Vqt[]>();
-    for (const id of unique) grouped.set(id, []);
-    for (const r of rows) {
-      (grouped.get(r[0] as string) as Vqt[]).push({
-        value: r[2],
-        quality: r[3] as Quality,
-        timestamp: formatTimestampUs(r[1] as number),
-      });
-    }
-    for (const [id, points] of grouped) {
-      const truncated = points.length > range.limitPerElement;
-      if (truncated) points.length = range.limitPerElement;
-      out.set(id, { points, truncated });
-    }
-    return out;
-  }
-
   async getHistoryJson(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistoryJson>> {
     const out = new Map<string, HistoryJson>();
     const unique = [...new Set(ids)];
@@ -477,7 +443,7 @@ export class PostgresStore implements Store {
     for (const id of unique) parts.set(id, []);
     if (ask.length > 0) {
       // The value as its stored text (a `json` column keeps it as written), not parsed by the driver.
-      const rows = await this.arrays("i3xd_history_range_text", HISTORY_RANGE_TEXT_SQL, [
+      const rows = await this.arrays("i3xd_history_range_text", HISTORY_RANGE_SQL, [
         ask,
         range.startUs,
         range.endUs,
@@ -768,18 +734,12 @@ function translate(err: unknown): unknown {
 }
 
 /** The history range read for many elements in one statement (exported for `bench/pg-explain.ts`). */
+/**
+ * One statement for every element of a history read: a LATERAL range read per id, each an index range scan
+ * on (element_id, ts_us) in the partitions the range overlaps, cut at limit+1 to detect truncation. Each
+ * value comes back as its stored JSON text, unparsed.
+ */
 export const HISTORY_RANGE_SQL = `
-  SELECT h.element_id, h.ts_us, h.value, h.quality
-    FROM unnest($1::text[]) AS ids(id)
-   CROSS JOIN LATERAL (
-     SELECT element_id, ts_us, value, quality FROM history
-      WHERE element_id = ids.id AND ts_us >= $2::int8 AND ts_us <= $3::int8
-      ORDER BY ts_us
-      LIMIT $4::int8
-   ) h`;
-
-/** `HISTORY_RANGE_SQL` with each value as its stored JSON text. */
-const HISTORY_RANGE_TEXT_SQL = `
   SELECT h.element_id, h.ts_us, h.value::text, h.quality
     FROM unnest($1::text[]) AS ids(id)
    CROSS JOIN LATERAL (

@@ -18,7 +18,7 @@ import type { ModelDocument } from "../model/format.js";
 import { getLogger } from "../observability/logger.js";
 import { SQLITE_MIGRATIONS } from "./migrations/sqlite.js";
 import { byId, type Row, toPointWrite, toRelationshipType, vqtJson } from "./rows.js";
-import type { HistoryJson, HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
+import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "./store.js";
 
 const log = getLogger("i3xd.store");
 
@@ -275,24 +275,6 @@ export class SqliteStore implements Store {
         quality: r.quality as Quality,
         timestamp: formatTimestampUs(r.ts_us as number),
       });
-    }
-    return out;
-  }
-
-  async getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
-    const out = new Map<string, HistorySlice>();
-    // One indexed range scan per element on the (element_id, ts_us) primary key; in-process, so the
-    // per-element statement costs no round trip.
-    for (const id of new Set(ids)) {
-      const rows = this.stmts.historyRange.all(id, range.startUs, range.endUs, range.limitPerElement + 1);
-      const truncated = rows.length > range.limitPerElement;
-      const n = truncated ? range.limitPerElement : rows.length;
-      const points: Vqt[] = new Array(n);
-      for (let i = 0; i < n; i++) {
-        const row = rows[i];
-        points[i] = { value: JSON.parse(row[1]), quality: row[2], timestamp: formatTimestampUs(row[0]) };
-      }
-      out.set(id, { points, truncated });
     }
     return out;
   }

@@ -31,17 +31,11 @@ export interface HistoryRange {
   limitPerElement: number;
 }
 
-export interface HistorySlice {
-  /** Points in ascending time order, both range ends inclusive. */
-  points: Vqt[];
-  truncated: boolean;
-}
-
 /**
- * A history slice rendered as the JSON array of its points, byte for byte what `JSON.stringify(points)`
- * gives for the same slice: stored values are JSON text written by `JSON.stringify`, so they are embedded
- * as stored. Large reads use it to skip materialising one object per point (and parsing its value) only to
- * serialize it again.
+ * One element's history in a range, rendered as the JSON array of its points (`{value, quality,
+ * timestamp}`, ascending by time, both range ends inclusive), byte for byte what `JSON.stringify(points)`
+ * gives: stored values are JSON text written by `JSON.stringify`, so they are embedded as stored. A large
+ * read never materialises one object per point (and parses its value) only to serialize it again.
  */
 export interface HistoryJson {
   json: string;
@@ -85,8 +79,6 @@ export interface Store {
   getRelationships(sourceIds: readonly string[], relationshipType?: string): Promise<Relationship[]>;
 
   getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>>;
-  getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>>;
-  /** The same read as `getHistory`, each slice as JSON text. */
   getHistoryJson(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistoryJson>>;
   /** Stores a batch atomically: all points or none. */
   writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void>;

@@ -12,7 +12,7 @@ import type { ModelDocument } from "../model/format.js";
 import { inChildSpan, sampledSpanActive, tracingEnabled } from "../observability/tracing.js";
 import { CachedStore } from "./cached.js";
 import { PassThroughStore } from "./pass-through.js";
-import type { HistoryJson, HistoryRange, HistorySlice, PointWrite, Store, WriteMode } from "./store.js";
+import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "./store.js";
 
 /** Ids and types listed on a span; a bulk call of thousands of ids records its count and the first few. */
 const MAX_LISTED = 32;
@@ -163,22 +163,6 @@ export class TracingStore extends PassThroughStore {
     return this.span("repository.get_values", listed("entity.id", ids), async (span) => {
       const result = await this.inner.getCurrentValues(ids);
       span?.setAttribute("result.count", result.size);
-      return result;
-    });
-  }
-
-  override getHistory(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistorySlice>> {
-    return this.span("repository.get_history", historyAttributes(ids, range), async (span) => {
-      const result = await this.inner.getHistory(ids, range);
-      if (span) {
-        let points = 0;
-        let truncated = false;
-        for (const slice of result.values()) {
-          points += slice.points.length;
-          truncated ||= slice.truncated;
-        }
-        span.setAttributes({ "history.point_count": points, "history.truncated": truncated });
-      }
       return result;
     });
   }

@@ -12,7 +12,7 @@ import {
   type TestDatabase,
   terminateConnections,
 } from "../helpers/pg.js";
-import { contractModel, describeStoreContract } from "./contract.js";
+import { contractModel, describeStoreContract, readHistory } from "./contract.js";
 
 // The same contract as SQLite, on a fresh database per case; then what only PostgreSQL has: migrations
 // under a lock, partitions and retention, notifications, lost connections, pool metrics.
@@ -108,7 +108,7 @@ describe.skipIf(!enabled)("PostgreSQL", () => {
         const moved = await admin.query(`SELECT ts_us FROM history_p${day}`);
         expect(moved.rows.map((r) => Number(r.ts_us))).toEqual([farFuture]);
         const all = { startUs: 0, endUs: Number.MAX_SAFE_INTEGER, limitPerElement: 100 };
-        const values = (await store.getHistory(["pump-temp"], all))
+        const values = (await readHistory(store, ["pump-temp"], all))
           .get("pump-temp")
           ?.points.map((p) => p.value);
         expect(values).toEqual([1, 39, 39.5, 40.5, 2]);
@@ -217,7 +217,7 @@ describe.skipIf(!enabled)("PostgreSQL", () => {
           for (let n = 0; cutting; n++) {
             const call =
               i % 2 === 0
-                ? store.getHistory(["pump-temp"], {
+                ? readHistory(store, ["pump-temp"], {
                     startUs: 0,
                     endUs: Number.MAX_SAFE_INTEGER,
                     limitPerElement: 10,
