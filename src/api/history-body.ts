@@ -1,5 +1,4 @@
 import type { ResponseDetail } from "../domain/errors.js";
-import { RawJson } from "../domain/raw-json.js";
 import type { ComponentHistory } from "../services/values.js";
 
 interface Item {
@@ -43,8 +42,7 @@ export function serializeHistoryBody(payload: unknown): string {
 
 /** `"values":…` and, when present, `"components":{…}` of a result or component entry. */
 function series(entry: ComponentHistory): string {
-  const values = entry.values instanceof RawJson ? entry.values.json : JSON.stringify(entry.values);
-  let out = `"values":${values}`;
+  let out = `"values":${entry.values.json}`;
   const components = entry.components;
   if (components !== undefined) {
     out += ',"components":{';
