@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { HAS_COMPONENT, type ObjectRecord, type Relationship, type Vqt } from "../../src/domain/model.js";
 import { setRootLogger } from "../../src/observability/logger.js";
 import { cacheLookupsOf } from "../../src/observability/metrics.js";
@@ -73,6 +73,14 @@ const requests: string[][] = [
 ];
 
 describe("reads answered from the cache alone", () => {
+  // An element without a stored value reports the read time; a frozen clock keeps two reads of it equal.
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ["Date"], now: new Date("2026-01-01T00:00:00Z") });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it("current values: same answers and cache counts as the full read, or no answer", async () => {
     const cache = new CachedStore(memory, 100);
     const fast = new ValueService(cache, config);
