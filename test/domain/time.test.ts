@@ -68,3 +68,46 @@ describe("parseTimestampUs", () => {
     }
   });
 });
+
+describe("parseTimestampUs against the regular-expression definition", () => {
+  it("agrees on valid timestamps and on every one-character change of them", () => {
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return Math.floor((seed / 2 ** 31) * n);
+    };
+    const alphabet = "0123456789-:TZ.z tx+\u0660\uff10";
+    const texts: string[] = [
+      "",
+      "Z",
+      "2025-01-08T10:30:00Z\n",
+      " 2025-01-08T10:30:00Z",
+      "2025-01-08T10:30:00.Z",
+    ];
+    for (let i = 0; i < 3000; i++) {
+      const us = (random(2 ** 30) * 2 ** 20 + random(2 ** 20)) % 253_402_300_800_000_000;
+      const base = formatTimestampUs(us);
+      const fraction = "123456789".slice(0, random(10));
+      const valid = random(2) === 0 ? base : `${base.slice(0, 19)}${fraction ? `.${fraction}` : ""}Z`;
+      texts.push(valid);
+      const at = random(valid.length + 1);
+      const mutation = random(3);
+      const c = alphabet[random(alphabet.length)];
+      if (mutation === 0) texts.push(valid.slice(0, at) + c + valid.slice(at + 1));
+      else if (mutation === 1) texts.push(valid.slice(0, at) + c + valid.slice(at));
+      else texts.push(valid.slice(0, at) + valid.slice(at + 1));
+    }
+    for (const text of texts) expect(parseTimestampUs(text), JSON.stringify(text)).toBe(referenceParse(text));
+    expect(texts.filter((t) => parseTimestampUs(t) !== null).length).toBeGreaterThan(3000);
+  });
+
+  it("keeps microseconds, drops digits below them and rejects what is not a string", () => {
+    expect(parseTimestampUs("2025-01-08T10:30:00.1234567Z")).toBe(
+      parseTimestampUs("2025-01-08T10:30:00.123456Z"),
+    );
+    expect(parseTimestampUs("2025-01-08T10:30:00.5Z")).toBe(Date.UTC(2025, 0, 8, 10, 30, 0) * 1000 + 500_000);
+    expect(parseTimestampUs("2025-01-08T10:30:00.1234567890Z")).toBeNull();
+    expect(parseTimestampUs(1736332200000)).toBeNull();
+    expect(parseTimestampUs(null)).toBeNull();
+  });
+});
