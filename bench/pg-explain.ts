@@ -9,7 +9,7 @@
  * connection (postgres://postgres@127.0.0.1:5432/postgres); the database is dropped afterwards.
  */
 import pg from "pg";
-import { HISTORY_RANGE_SQL, PostgresStore } from "../src/store/postgres.js";
+import { HISTORY_SERIES_SQL, PostgresStore } from "../src/store/postgres.js";
 
 const ADMIN = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const name = `i3xd_explain_${process.pid}`;
@@ -54,10 +54,10 @@ async function main(): Promise<void> {
     for (const p of parts.rows) console.log(`-- ${p.relname}: ~${p.rows} rows`);
 
     const ids = Array.from({ length: 10 }, (_, i) => `sensor-${String(i + 1).padStart(3, "0")}`);
-    await db.query(`PREPARE history_range(text[], int8, int8, int8) AS ${HISTORY_RANGE_SQL}`);
+    await db.query(`PREPARE history_range(text[], int8, int8, int8) AS ${HISTORY_SERIES_SQL}`);
     // The server's named statement switches to a generic plan after five executions: show that one.
     await db.query("SET plan_cache_mode = force_generic_plan");
-    console.log(`\n-- history_range(text[], int8, int8, int8) AS${HISTORY_RANGE_SQL}`);
+    console.log(`\n-- history_range(text[], int8, int8, int8) AS${HISTORY_SERIES_SQL}`);
     // An hour within a day (ending 90 minutes ago), and the hour around the last midnight (UTC) at least
     // an hour ago.
     const endUs = nowUs - 90 * 60_000_000;
@@ -78,7 +78,7 @@ async function main(): Promise<void> {
         `EXPLAIN (ANALYZE, BUFFERS) EXECUTE history_range(${args})`,
       );
       console.log(
-        `\n-- ${w.label}: ${new Date(w.startUs / 1000).toISOString()} .. ${new Date(w.endUs / 1000).toISOString()}, ${count.rowCount} points`,
+        `\n-- ${w.label}: ${new Date(w.startUs / 1000).toISOString()} .. ${new Date(w.endUs / 1000).toISOString()}, ${count.rowCount} series`,
       );
       console.log("EXPLAIN (ANALYZE, BUFFERS) EXECUTE history_range(<10 ids>, <start>, <end>, 100001)");
       for (const row of plan.rows) console.log(row["QUERY PLAN"]);

@@ -1,7 +1,7 @@
 import type { RelationshipType } from "../domain/model.js";
 import { formatTimestampUs, parseTimestampUs } from "../domain/time.js";
 import type { ModelValue } from "../model/format.js";
-import type { PointWrite } from "./store.js";
+import type { HistoryJson, PointWrite } from "./store.js";
 
 /** A database row as the drivers return it, keyed by column name. */
 export type Row = Record<string, unknown>;
@@ -31,6 +31,37 @@ const QUOTED: Record<string, string> = {
 export function vqtJson(valueJson: string, quality: string, tsUs: number): string {
   const q = QUOTED[quality] ?? JSON.stringify(quality);
   return `{"value":${valueJson},"quality":${q},"timestamp":"${formatTimestampUs(tsUs)}"}`;
+}
+
+export const NO_POINTS: HistoryJson = { json: "[]", count: 0, truncated: false };
+
+/** Separates the fields of a series as the stores' range statements render it (never raw in JSON text). */
+export const SERIES_SEPARATOR = "\x01";
+
+/**
+ * A series from the string a store's range statement renders in the database: per point its timestamp
+ * (integer microseconds) and the point's JSON text up to the timestamp's value, everything separated by
+ * `SERIES_SEPARATOR`. `undefined` when the string is not that (points not ascending, a field missing), and
+ * the caller reads the rows instead. Points are joined rather than concatenated: a flat string per element,
+ * where a `+=` chain would stay a tree of small strings until the response is written, copied by every
+ * scavenge on the way.
+ */
+export function seriesFromText(text: string, limit: number): HistoryJson | undefined {
+  const parts = text.split(SERIES_SEPARATOR);
+  if (parts.length % 2 !== 0) return undefined;
+  const total = parts.length / 2;
+  const n = Math.min(total, limit);
+  const points: string[] = new Array(n);
+  let previous = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) {
+    const tsText = parts[2 * i];
+    const tsUs = Number(tsText);
+    // The aggregate's order is the statement's business: checked here rather than assumed.
+    if (!(tsUs > previous) || tsText === "") return undefined;
+    previous = tsUs;
+    points[i] = `${parts[2 * i + 1]}${formatTimestampUs(tsUs)}"}`;
+  }
+  return { json: `[${points.join(",")}]`, count: n, truncated: total > limit };
 }
 
 export function byId<T>(rows: Row[], map: (r: Row) => T): Map<string, T> {

@@ -17,7 +17,15 @@ import { formatTimestampUs } from "../domain/time.js";
 import type { ModelDocument } from "../model/format.js";
 import { getLogger } from "../observability/logger.js";
 import { SQLITE_MIGRATIONS } from "./migrations/sqlite.js";
-import { byId, type Row, toPointWrite, toRelationshipType, vqtJson } from "./rows.js";
+import {
+  byId,
+  NO_POINTS,
+  type Row,
+  seriesFromText,
+  toPointWrite,
+  toRelationshipType,
+  vqtJson,
+} from "./rows.js";
 import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "./store.js";
 
 const log = getLogger("i3xd.store");
@@ -116,9 +124,8 @@ export class SqliteStore implements Store {
             WHERE element_id = ? AND ts_us >= ? AND ts_us <= ? ORDER BY ts_us LIMIT ?`,
         )
         .raw(true) as unknown as Database.Statement<unknown[], [number, string, Quality]>,
-      // The same range as one string: per point its timestamp and the JSON text up to the timestamp's
-      // value, all separated by \x01 (never raw in JSON that JSON.stringify wrote). SQLite builds it far
-      // cheaper than the driver hands over three values per row.
+      // The same range as one string in `seriesFromText`'s form (\x01 is never raw in JSON that
+      // JSON.stringify wrote). SQLite builds it far cheaper than the driver hands over three values per row.
       historyRangeText: db
         .prepare(
           `SELECT group_concat(ts_us || '\x01{"value":' || value || ',"quality":' || json_quote(quality)
@@ -375,32 +382,6 @@ export class SqliteStore implements Store {
       if (model.values?.length) this.putPoints(model.values.map(toPointWrite), "history");
     })();
   }
-}
-
-const NO_POINTS: HistoryJson = { json: "[]", count: 0, truncated: false };
-
-/**
- * A series from `historyRangeText`'s string; `undefined` when the string is not what that statement
- * builds (points not ascending, a field missing), and the caller reads the rows instead. Points are
- * joined rather than concatenated: a flat string per element, where a `+=` chain would stay a tree of
- * small strings until the response is written, copied by every scavenge on the way.
- */
-function seriesFromText(text: string, limit: number): HistoryJson | undefined {
-  const parts = text.split("\x01");
-  if (parts.length % 2 !== 0) return undefined;
-  const total = parts.length / 2;
-  const n = Math.min(total, limit);
-  const points: string[] = new Array(n);
-  let previous = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < n; i++) {
-    const tsText = parts[2 * i];
-    const tsUs = Number(tsText);
-    // group_concat takes the subquery's rows in its order: checked here rather than assumed.
-    if (!(tsUs > previous) || tsText === "") return undefined;
-    previous = tsUs;
-    points[i] = `${parts[2 * i + 1]}${formatTimestampUs(tsUs)}"}`;
-  }
-  return { json: `[${points.join(",")}]`, count: n, truncated: total > limit };
 }
 
 function toObjectType(r: Row): ObjectType {
