@@ -52,11 +52,16 @@ export function tracingEnabled(): boolean {
 
 /** True when the active span belongs to a sampled trace: only then are child spans worth making. */
 export function sampledSpanActive(): boolean {
+  return sampledContext() !== undefined;
+}
+
+/** The active context when its span belongs to a sampled trace. */
+function sampledContext(): Context | undefined {
   // Only sampled spans ever become the active context (registerTracing, inChildSpan), so a scope without
   // a trace context, the common case, answers without a trip through the OpenTelemetry API.
-  if (sdk === undefined) return false;
+  if (sdk === undefined) return undefined;
   const active = activeTraceContext() as Context | undefined;
-  return active !== undefined && isSampled(trace.getSpan(active));
+  return active !== undefined && isSampled(trace.getSpan(active)) ? active : undefined;
 }
 
 /**
@@ -239,6 +244,21 @@ export function inChildSpan<T>(
       span.end();
     }
   });
+}
+
+/**
+ * Records a child span of the active sampled span for work done synchronously since `startTime` (a
+ * `performance.now()` reading); nothing without one.
+ */
+export function recordChildSpan(
+  name: string,
+  attributes: Attributes,
+  startTime: number,
+  kind: SpanKind = SpanKind.INTERNAL,
+): void {
+  const parent = sampledContext();
+  if (parent === undefined) return;
+  tracer.startSpan(name, { kind, attributes, startTime }, parent).end(performance.now());
 }
 
 /**

@@ -79,6 +79,9 @@ export interface ReceivedSpan {
   name: string;
   /** OTLP SpanKind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer. */
   kind: number;
+  /** Nanoseconds since the epoch. */
+  startTimeUnixNano: bigint;
+  endTimeUnixNano: bigint;
   attributes: Record<string, unknown>;
   statusCode: number;
   resource: Record<string, unknown>;
@@ -114,6 +117,8 @@ function fromOtlpJson(body: Buffer): ReceivedSpan[] {
           parentSpanId: s.parentSpanId ?? "",
           name: s.name,
           kind: s.kind,
+          startTimeUnixNano: BigInt(s.startTimeUnixNano ?? 0),
+          endTimeUnixNano: BigInt(s.endTimeUnixNano ?? 0),
           attributes: jsonAttributes(s.attributes),
           statusCode: s.status?.code ?? 0,
           resource,
@@ -159,6 +164,8 @@ function fromOtlpProtobuf(body: Buffer): ReceivedSpan[] {
           parentSpanId: one(4)?.bytes.toString("hex") ?? "",
           name: one(5)?.bytes.toString("utf8") ?? "",
           kind: Number(one(6)?.varint ?? 0),
+          startTimeUnixNano: one(7)?.bytes.readBigUInt64LE(0) ?? 0n,
+          endTimeUnixNano: one(8)?.bytes.readBigUInt64LE(0) ?? 0n,
           attributes: pbAttributes(f.filter((x) => x.no === 9)),
           statusCode: Number(code?.varint ?? 0),
           resource,

@@ -118,6 +118,44 @@ describe("tracing over OTLP/HTTP (JSON)", () => {
     );
   });
 
+  it("records the cache look-ups of a sampled read the cache answers whole, below its server span", async () => {
+    const body = { elementIds: ["tank-201", "pump-101"] };
+    // The first read fills the cache; the second is answered from it.
+    await post(server.url, "/v1/objects/value", body, { traceparent: newTraceparent().header });
+    const tp = newTraceparent();
+    const res = await post(server.url, "/v1/objects/value", body, { traceparent: tp.header });
+    expect(res.status).toBe(200);
+
+    const spans = await waitFor("server span and both look-ups", () => {
+      const mine = otlp.spans().filter((s) => s.traceId === tp.traceId);
+      return (
+        mine.some((s) => s.kind === SERVER) &&
+        mine.filter((s) => s.name === "cache.lookup").length === 2 &&
+        mine
+      );
+    });
+    const serverSpan = spans.find((s) => s.kind === SERVER) as ReceivedSpan;
+    expect(spans.filter((s) => s.name.startsWith("repository."))).toEqual([]);
+    const lookups = spans.filter((s) => s.name === "cache.lookup");
+    expect(
+      lookups
+        .map((s) => s.attributes)
+        .sort((a, b) => String(a["cache.type"]).localeCompare(String(b["cache.type"]))),
+    ).toEqual([
+      { "cache.type": "object", "cache.requested": 2, "cache.misses": 0, "cache.hits": 2, "cache.hit": true },
+      { "cache.type": "value", "cache.requested": 2, "cache.misses": 0, "cache.hits": 2, "cache.hit": true },
+    ]);
+    // The SDK anchors each span's clock to Date.now() when the span starts, in whole milliseconds, so
+    // times of different spans compare only to within a millisecond.
+    const ms = 1_000_000n;
+    for (const s of lookups) {
+      expect(s.parentSpanId).toBe(serverSpan.spanId);
+      expect(s.startTimeUnixNano + ms).toBeGreaterThanOrEqual(serverSpan.startTimeUnixNano);
+      expect(s.endTimeUnixNano).toBeGreaterThanOrEqual(s.startTimeUnixNano);
+      expect(s.endTimeUnixNano).toBeLessThanOrEqual(serverSpan.endTimeUnixNano + ms);
+    }
+  });
+
   it("puts the request's trace_id and span_id into every log line of that request", async () => {
     const tp = newTraceparent();
     const res = await post(
