@@ -24,8 +24,8 @@ export const historyRoutes: FastifyPluginAsync<AppDeps> = async (app, { services
     async (request, reply) => {
       const outcome = await services.values.history(request.body);
       // The response schema above still documents the body; this writes it with the series as stored text.
-      reply.type("application/json; charset=utf-8").serializer(serializeHistoryBody);
-      return sendBulk(reply, "elementId", outcome);
+      reply.type("application/json; charset=utf-8");
+      return serializeHistoryBody(sendBulk(reply, "elementId", outcome));
     },
   );
 };
