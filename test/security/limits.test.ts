@@ -169,6 +169,23 @@ describe("hostile input", () => {
     );
     expectEnvelope(tooDeep, 400);
     expect(tooDeep.body.responseDetail.detail).toContain("nested deeper than 64");
+    // Brackets inside strings do not nest, escaped quotes do not end a string, and an escaped backslash
+    // before a quote does.
+    const inString = await postJson(
+      url,
+      "/v1/objects/value",
+      `{"elementIds":["pump-101"],"x":"${"[".repeat(70)}\\"${"{".repeat(70)}"}`,
+      auth(),
+    );
+    expect(inString.status).toBe(200);
+    const afterString = await postJson(
+      url,
+      "/v1/objects/value",
+      `{"elementIds":["pump-101"],"x":["\\\\",${nested(65)}]}`,
+      auth(),
+    );
+    expectEnvelope(afterString, 400);
+    expect(afterString.body.responseDetail.detail).toContain("nested deeper than 64");
   });
 
   it("refuses prototype-pollution keys with 400", async () => {
