@@ -36,7 +36,7 @@ export function vqtJson(valueJson: string, quality: string, tsUs: number): strin
 export const NO_POINTS: HistoryJson = { json: "[]", count: 0, truncated: false };
 
 /** Separates the fields of a series as the stores' range statements render it (never raw in JSON text). */
-export const SERIES_SEPARATOR = "\x01";
+const SERIES_SEPARATOR = "\x01";
 
 /**
  * A series from the string a store's range statement renders in the database: per point its timestamp

@@ -73,15 +73,14 @@ function lookupRecorder(cache: CachedStore): CachedStore {
 function recordLookup(cacheType: string, ids: number, startTime: number): void {
   recordChildSpan(
     "cache.lookup",
-    {
-      "cache.type": cacheType,
-      "cache.requested": ids,
-      "cache.misses": 0,
-      "cache.hits": ids,
-      "cache.hit": true,
-    },
+    { "cache.type": cacheType, "cache.requested": ids, ...lookupOutcome(ids, 0) },
     startTime,
   );
+}
+
+/** The outcome attributes of a `cache.lookup` span, whichever path recorded it. */
+function lookupOutcome(requested: number, misses: number): Attributes {
+  return { "cache.misses": misses, "cache.hits": Math.max(0, requested - misses), "cache.hit": misses === 0 };
 }
 
 /** A `CachedStore` with cache look-up spans when tracing is on; anything else unchanged. */
@@ -310,11 +309,7 @@ export class CacheTracingStore extends PassThroughStore {
       const record: LookupRecord = { misses: 0 };
       return context.with(context.active().setValue(CACHE_LOOKUP, record), async () => {
         const result = await read();
-        span.setAttributes({
-          "cache.misses": record.misses,
-          "cache.hits": Math.max(0, ids.length - record.misses),
-          "cache.hit": record.misses === 0,
-        });
+        span.setAttributes(lookupOutcome(ids.length, record.misses));
         return result;
       });
     });
