@@ -1,3 +1,4 @@
+import os from "node:os";
 import path from "node:path";
 import { loadTelemetryConfig, type TelemetryConfig } from "./observability/telemetry-config.js";
 
@@ -15,6 +16,8 @@ export interface Config {
   pgPoolMax: number;
   /** History older than this is dropped (whole daily partitions, PostgreSQL only), ms; unset: kept forever. */
   historyRetentionMs: number | undefined;
+  /** Worker threads reading SQLite history ranges off the event loop (started on demand); 0: none. */
+  historyReadThreads: number;
   /** Load the demo plant and run its simulator. `undefined`: when the store is empty or already holds it. */
   demo: boolean | undefined;
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
@@ -232,6 +235,13 @@ export function loadConfig(env: Env = process.env): Config {
     storeUrl: storeUrlVar(env, "I3XD_STORE_URL"),
     pgPoolMax: intVar(env, "I3XD_PG_POOL_MAX", 10, 1, 1000),
     historyRetentionMs: retentionVar(env, "I3XD_HISTORY_RETENTION"),
+    historyReadThreads: intVar(
+      env,
+      "I3XD_HISTORY_READ_THREADS",
+      Math.min(4, os.availableParallelism()),
+      0,
+      64,
+    ),
     demo: boolVar(env, "I3XD_DEMO"),
     logLevel: enumVar(env, "LOG_LEVEL", LOG_LEVELS, "info"),
     logFormat: enumVar(env, "LOG_FORMAT", ["json", "pretty"] as const, "json"),

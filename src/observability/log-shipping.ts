@@ -1,6 +1,5 @@
-import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
 import pino from "pino";
+import { workerEntry } from "../worker-entry.js";
 import type { LogSink } from "./logger.js";
 import { getLogger } from "./logger.js";
 import { telemetryBuffered, telemetryDropped, telemetryShippingHeap } from "./metrics.js";
@@ -36,9 +35,7 @@ export function startLogShipping(config: TelemetryConfig): LogShipping | undefin
   if (config.loki) options.loki = { ...config.loki, labels: { ...SHIPPING_LABELS } };
   if (config.logstash) options.logstash = { ...config.logstash };
 
-  const here = fileURLToPath(import.meta.url);
-  const entry = path.extname(here) === ".ts" ? "worker-from-source.mjs" : "worker.js";
-  const target = pathToFileURL(path.join(path.dirname(here), "sinks", entry)).href;
+  const target = workerEntry(import.meta.url, "sinks/worker").href;
   const transport = pino.transport({ target, options }) as TransportStream;
 
   const sinks = [config.loki && "loki", config.logstash && "logstash"].filter(

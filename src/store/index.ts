@@ -16,7 +16,9 @@ export async function openStore(config: Config): Promise<Store> {
           poolMax: config.pgPoolMax,
           historyRetentionMs: config.historyRetentionMs,
         })
-      : new SqliteStore(path.join(config.dataDir, "i3xd.sqlite"));
+      : new SqliteStore(path.join(config.dataDir, "i3xd.sqlite"), {
+          historyReadThreads: config.historyReadThreads,
+        });
   try {
     await store.init();
   } catch (err) {

@@ -17,20 +17,22 @@ import { formatTimestampUs } from "../domain/time.js";
 import type { ModelDocument } from "../model/format.js";
 import { getLogger } from "../observability/logger.js";
 import { SQLITE_MIGRATIONS } from "./migrations/sqlite.js";
-import {
-  byId,
-  NO_POINTS,
-  type Row,
-  seriesFromText,
-  toPointWrite,
-  toRelationshipType,
-  vqtJson,
-} from "./rows.js";
+import { byId, type Row, toPointWrite, toRelationshipType } from "./rows.js";
+import { type HistoryStatements, prepareHistoryStatements, readSeries } from "./sqlite-history.js";
+import { HistoryReaders } from "./sqlite-readers.js";
 import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "./store.js";
 
 const log = getLogger("i3xd.store");
 
 type Statement = Database.Statement<unknown[], Row>;
+
+export interface SqliteOptions {
+  /**
+   * Worker threads that read history ranges, each with a read-only connection (`sqlite-readers.ts`);
+   * 0 reads them on the event loop. An in-memory database is always read on the event loop.
+   */
+  historyReadThreads?: number;
+}
 
 /**
  * The embedded default store. better-sqlite3 is synchronous, which on one connection is the fastest way
@@ -43,9 +45,21 @@ export class SqliteStore implements Store {
   private db: Database.Database;
   private inode: number | undefined;
   private stmts!: ReturnType<SqliteStore["prepare"]>;
+  private history!: HistoryStatements;
+  private readonly readers: HistoryReaders | undefined;
 
-  constructor(private readonly file: string) {
+  constructor(
+    private readonly file: string,
+    options: SqliteOptions = {},
+  ) {
     this.db = this.open();
+    const threads = options.historyReadThreads ?? 0;
+    this.readers =
+      threads > 0 && file !== ":memory:"
+        ? new HistoryReaders(file, threads, (ids, range) =>
+            ids.map((id) => readSeries(this.history, id, range)),
+          )
+        : undefined;
   }
 
   private open(): Database.Database {
@@ -61,7 +75,12 @@ export class SqliteStore implements Store {
 
   async init(): Promise<void> {
     this.migrate();
+    this.prepareAll();
+  }
+
+  private prepareAll(): void {
     this.stmts = this.prepare();
+    this.history = prepareHistoryStatements(this.db);
   }
 
   private migrate(): void {
@@ -118,22 +137,6 @@ export class SqliteStore implements Store {
       currentByIds: db.prepare(
         "SELECT element_id, ts_us, value, quality FROM current_values WHERE element_id IN (SELECT value FROM json_each(?))",
       ) as Statement,
-      historyRange: db
-        .prepare(
-          `SELECT ts_us, value, quality FROM history
-            WHERE element_id = ? AND ts_us >= ? AND ts_us <= ? ORDER BY ts_us LIMIT ?`,
-        )
-        .raw(true) as unknown as Database.Statement<unknown[], [number, string, Quality]>,
-      // The same range as one string in `seriesFromText`'s form (\x01 is never raw in JSON that
-      // JSON.stringify wrote). SQLite builds it far cheaper than the driver hands over three values per row.
-      historyRangeText: db
-        .prepare(
-          `SELECT group_concat(ts_us || '\x01{"value":' || value || ',"quality":' || json_quote(quality)
-                  || ',"timestamp":"', '\x01')
-             FROM (SELECT ts_us, value, quality FROM history
-                    WHERE element_id = ? AND ts_us >= ? AND ts_us <= ? ORDER BY ts_us LIMIT ?)`,
-        )
-        .pluck(true) as Database.Statement<unknown[], string | null>,
       upsertCurrent: db.prepare(
         `INSERT INTO current_values (element_id, ts_us, value, quality) VALUES (?, ?, ?, ?)
           ON CONFLICT(element_id) DO UPDATE SET ts_us = excluded.ts_us, value = excluded.value, quality = excluded.quality`,
@@ -190,6 +193,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.readers?.close();
     if (this.db.open) this.db.close();
   }
 
@@ -213,7 +217,9 @@ export class SqliteStore implements Store {
     if (this.db.open) this.db.close();
     this.db = this.open();
     this.migrate();
-    this.stmts = this.prepare();
+    this.prepareAll();
+    // Their connections still read the file that was replaced; the next read starts them on this one.
+    void this.readers?.close();
     log.warn({ file: this.file }, "Reopened the SQLite database");
   }
 
@@ -287,27 +293,10 @@ export class SqliteStore implements Store {
   }
 
   async getHistoryJson(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistoryJson>> {
+    if (this.readers !== undefined) return this.readers.read(ids, range);
     const out = new Map<string, HistoryJson>();
-    const { startUs, endUs, limitPerElement: limit } = range;
-    for (const id of new Set(ids)) {
-      const text = this.stmts.historyRangeText.get(id, startUs, endUs, limit + 1);
-      const series = text == null ? NO_POINTS : seriesFromText(text, limit);
-      out.set(id, series ?? this.seriesFromRows(id, range));
-    }
+    for (const id of new Set(ids)) out.set(id, readSeries(this.history, id, range));
     return out;
-  }
-
-  /** The range read row by row: the check on `seriesFromText`'s input, never needed so far. */
-  private seriesFromRows(id: string, range: HistoryRange): HistoryJson {
-    const rows = this.stmts.historyRange.all(id, range.startUs, range.endUs, range.limitPerElement + 1);
-    const truncated = rows.length > range.limitPerElement;
-    const n = truncated ? range.limitPerElement : rows.length;
-    const parts: string[] = new Array(n);
-    for (let i = 0; i < n; i++) {
-      const row = rows[i];
-      parts[i] = vqtJson(row[1], row[2], row[0]);
-    }
-    return { json: `[${parts.join(",")}]`, count: n, truncated };
   }
 
   async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {

@@ -2,32 +2,144 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { describe, expect, it } from "vitest";
-import { SqliteStore } from "../../src/store/sqlite.js";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { formatTimestampUs } from "../../src/domain/time.js";
+import { type SqliteOptions, SqliteStore } from "../../src/store/sqlite.js";
+import type { PointWrite } from "../../src/store/store.js";
 import { contractModel, describeStoreContract } from "./contract.js";
 
-async function openSqlite(file: string): Promise<SqliteStore> {
-  const store = new SqliteStore(file);
+async function openSqlite(file: string, options: SqliteOptions = {}): Promise<SqliteStore> {
+  const store = new SqliteStore(file, options);
   await store.init();
   return store;
 }
 
-describeStoreContract("SQLite", async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-store-"));
-  const file = path.join(dir, "i3xd.sqlite");
-  let store = await openSqlite(file);
-  return {
-    store,
-    async reopen() {
+// Both ways history is read: in reader threads (the server's default) and on the event loop.
+for (const historyReadThreads of [2, 0]) {
+  const name = historyReadThreads > 0 ? "SQLite, history in reader threads" : "SQLite";
+  describeStoreContract(name, async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-store-"));
+    const file = path.join(dir, "i3xd.sqlite");
+    let store = await openSqlite(file, { historyReadThreads });
+    return {
+      store,
+      async reopen() {
+        await store.close();
+        store = await openSqlite(file, { historyReadThreads });
+        return store;
+      },
+      async cleanup() {
+        await store.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  });
+}
+
+describe("SQLite history reader threads", () => {
+  const range = { startUs: 0, endUs: Number.MAX_SAFE_INTEGER, limitPerElement: 2_500 };
+  const ids = ["pump", "pump-temp", "pump", "nowhere", "pump-speed"];
+  let dir: string;
+  let file: string;
+
+  beforeEach(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-readers-"));
+    file = path.join(dir, "i3xd.sqlite");
+    const store = await openSqlite(file);
+    await store.importModel(contractModel());
+    // Three elements, 3,000 points each (more than the limit), values of every JSON kind.
+    const points: PointWrite[] = [];
+    for (let i = 0; i < 3_000; i++) {
+      const tsUs = 1_700_000_000_000_000 + i * 1_000_123;
+      const timestamp = formatTimestampUs(tsUs);
+      points.push({ elementId: "pump-temp", tsUs, vqt: { value: i / 7, quality: "Good", timestamp } });
+      points.push({
+        elementId: "pump",
+        tsUs,
+        vqt: { value: { n: i, s: `"q" ${i}`, a: [i, null] }, quality: "Uncertain", timestamp },
+      });
+      if (i % 2 === 0)
+        points.push({ elementId: "pump-speed", tsUs, vqt: { value: null, quality: "Bad", timestamp } });
+    }
+    await store.writePoints(points, "history");
+    await store.close();
+  });
+
+  afterEach(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("answer byte for byte what the event loop reads, and see a write made just before", async () => {
+    const inLoop = await openSqlite(file);
+    const threaded = await openSqlite(file, { historyReadThreads: 3 });
+    try {
+      const expected = await inLoop.getHistoryJson(ids, range);
+      expect([...expected.keys()].sort()).toEqual(["nowhere", "pump", "pump-speed", "pump-temp"]);
+      expect(expected.get("pump")?.truncated).toBe(true);
+      expect(await threaded.getHistoryJson(ids, range)).toEqual(expected);
+      // Read-your-writes: the threads' connections see what the store committed before the read.
+      const tsUs = 1_600_000_000_000_000;
+      await threaded.writePoints(
+        [
+          {
+            elementId: "pump-temp",
+            tsUs,
+            vqt: { value: -1, quality: "Good", timestamp: formatTimestampUs(tsUs) },
+          },
+        ],
+        "history",
+      );
+      const after = (await threaded.getHistoryJson(["pump-temp"], range)).get("pump-temp");
+      expect(
+        after?.json.startsWith(`[{"value":-1,"quality":"Good","timestamp":"2020-09-13T12:26:40.000Z"}`),
+      ).toBe(true);
+      expect(after).toEqual((await inLoop.getHistoryJson(["pump-temp"], range)).get("pump-temp"));
+    } finally {
+      await threaded.close();
+      await inLoop.close();
+    }
+  });
+
+  it("leave the event loop free while they read", async () => {
+    const cases: Array<[number, boolean]> = [
+      [0, false],
+      [2, true],
+    ];
+    for (const [historyReadThreads, loopRuns] of cases) {
+      const store = await openSqlite(file, { historyReadThreads });
+      try {
+        // The first read starts the threads; the second is the one observed.
+        await store.getHistoryJson(ids, range);
+        let ran = false;
+        setImmediate(() => {
+          ran = true;
+        });
+        await store.getHistoryJson(ids, range);
+        // On the event loop the read finishes before anything else runs; in the threads it does not.
+        expect(ran).toBe(loopRuns);
+      } finally {
+        await store.close();
+      }
+    }
+  });
+
+  it("fall back to the event loop when a thread cannot open the database", async () => {
+    const store = await openSqlite(file, { historyReadThreads: 2 });
+    try {
+      const expected = await store.getHistoryJson(ids, range);
       await store.close();
-      store = await openSqlite(file);
-      return store;
-    },
-    async cleanup() {
+      const again = await openSqlite(file, { historyReadThreads: 2 });
+      // The store's connection keeps reading the unlinked file; a thread's new connection finds nothing.
+      for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
+      try {
+        expect(await again.getHistoryJson(ids, range)).toEqual(expected);
+      } finally {
+        await again.close();
+      }
+    } finally {
       await store.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
+    }
+  });
 });
 
 describe("SQLite store specifics", () => {
