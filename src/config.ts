@@ -18,6 +18,8 @@ export interface Config {
   historyRetentionMs: number | undefined;
   /** Worker threads reading SQLite history ranges off the event loop (started on demand); 0: none. */
   historyReadThreads: number;
+  /** A worker thread writing large SQLite batches while the event loop checks the next (on demand). */
+  writeThread: boolean;
   /** Load the demo plant and run its simulator. `undefined`: when the store is empty or already holds it. */
   demo: boolean | undefined;
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
@@ -242,6 +244,7 @@ export function loadConfig(env: Env = process.env): Config {
       0,
       64,
     ),
+    writeThread: boolVar(env, "I3XD_WRITE_THREAD") ?? true,
     demo: boolVar(env, "I3XD_DEMO"),
     logLevel: enumVar(env, "LOG_LEVEL", LOG_LEVELS, "info"),
     logFormat: enumVar(env, "LOG_FORMAT", ["json", "pretty"] as const, "json"),

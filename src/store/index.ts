@@ -18,6 +18,7 @@ export async function openStore(config: Config): Promise<Store> {
         })
       : new SqliteStore(path.join(config.dataDir, "i3xd.sqlite"), {
           historyReadThreads: config.historyReadThreads,
+          writeThread: config.writeThread,
         });
   try {
     await store.init();

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import {
   HAS_CHILDREN,
   HAS_COMPONENT,
@@ -20,7 +20,16 @@ import { SQLITE_MIGRATIONS } from "./migrations/sqlite.js";
 import { byId, type Row, toPointWrite, toRelationshipType } from "./rows.js";
 import { type HistoryStatements, prepareHistoryStatements, readSeries } from "./sqlite-history.js";
 import { HistoryReaders } from "./sqlite-readers.js";
+import {
+  openWritable,
+  type PointBatch,
+  prepareWriteStatements,
+  putPoints,
+  toBatch,
+  type WriteStatements,
+} from "./sqlite-writes.js";
 import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "./store.js";
+import { StoreThread } from "./store-thread.js";
 
 const log = getLogger("i3xd.store");
 
@@ -32,13 +41,23 @@ export interface SqliteOptions {
    * 0 reads them on the event loop. An in-memory database is always read on the event loop.
    */
   historyReadThreads?: number;
+  /**
+   * Batches of `THREAD_BATCH_MIN` points or more are written by a worker thread with a connection of its
+   * own, started on demand: the event loop parses and checks the next batch while one is written.
+   */
+  writeThread?: boolean;
 }
+
+/** Smaller writes (a few current values, the simulator's tick) cost less on the event loop than a hop. */
+const THREAD_BATCH_MIN = 200;
+/** After the writer thread failed, writes stay on the event loop this long before it is tried again. */
+const WRITER_COOLDOWN_MS = 60_000;
 
 /**
  * The embedded default store. better-sqlite3 is synchronous, which on one connection is the fastest way
- * to reach SQLite: no thread hop, statements prepared once. WAL with synchronous=NORMAL survives a process
- * kill (the WAL is written before a commit returns; only an OS crash or power loss can lose the last
- * transactions), so a write acknowledged with 200 is on disk for a SIGKILLed server.
+ * to reach SQLite for small work: no thread hop, statements prepared once. Large work, history ranges and
+ * big write batches, can go to worker threads with connections of their own (`SqliteOptions`), which WAL
+ * allows beside this one; the durability of a write is `openWritable`'s either way.
  */
 export class SqliteStore implements Store {
   readonly kind = "sqlite" as const;
@@ -46,17 +65,25 @@ export class SqliteStore implements Store {
   private inode: number | undefined;
   private stmts!: ReturnType<SqliteStore["prepare"]>;
   private history!: HistoryStatements;
+  private writes!: WriteStatements;
   private readonly readers: HistoryReaders | undefined;
+  private readonly useWriter: boolean;
+  private writer: StoreThread<PointBatch, true> | undefined;
+  private writerCoolUntil = 0;
+  /** Writes not finished yet, and the promise the next one waits for (`inOrder`). */
+  private writesQueued = 0;
+  private lastWrite: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly file: string,
     options: SqliteOptions = {},
   ) {
     this.db = this.open();
+    this.useWriter = options.writeThread === true && file !== ":memory:";
     const threads = options.historyReadThreads ?? 0;
     this.readers =
       threads > 0 && file !== ":memory:"
-        ? new HistoryReaders(file, threads, (ids, range) =>
+        ? new HistoryReaders(file, threads, ({ ids, range }) =>
             ids.map((id) => readSeries(this.history, id, range)),
           )
         : undefined;
@@ -64,11 +91,7 @@ export class SqliteStore implements Store {
 
   private open(): Database.Database {
     if (this.file !== ":memory:") fs.mkdirSync(path.dirname(this.file), { recursive: true });
-    const db = new Database(this.file);
-    db.pragma("journal_mode = WAL");
-    db.pragma("synchronous = NORMAL");
-    db.pragma("busy_timeout = 5000");
-    db.pragma("foreign_keys = ON");
+    const db = openWritable(this.file);
     this.inode = this.file === ":memory:" ? undefined : fs.statSync(this.file).ino;
     return db;
   }
@@ -81,6 +104,7 @@ export class SqliteStore implements Store {
   private prepareAll(): void {
     this.stmts = this.prepare();
     this.history = prepareHistoryStatements(this.db);
+    this.writes = prepareWriteStatements(this.db);
   }
 
   private migrate(): void {
@@ -193,6 +217,8 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.lastWrite;
+    await this.writer?.end();
     await this.readers?.close();
     if (this.db.open) this.db.close();
   }
@@ -218,8 +244,9 @@ export class SqliteStore implements Store {
     this.db = this.open();
     this.migrate();
     this.prepareAll();
-    // Their connections still read the file that was replaced; the next read starts them on this one.
+    // Their connections still use the file that was replaced; the next request starts them on this one.
     void this.readers?.close();
+    void this.writer?.end();
     log.warn({ file: this.file }, "Reopened the SQLite database");
   }
 
@@ -301,26 +328,69 @@ export class SqliteStore implements Store {
 
   async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
     if (points.length === 0) return;
-    this.db.transaction(() => this.putPoints(points, mode))();
+    const batch = toBatch(points, mode);
+    if (points.length >= THREAD_BATCH_MIN && this.useWriter && Date.now() >= this.writerCoolUntil) {
+      return this.inOrder(() => this.writerThread().request(batch));
+    }
+    return this.inOrder(() => this.writeInLoop(batch));
   }
 
-  private putPoints(points: readonly PointWrite[], mode: WriteMode): void {
-    // Inside one transaction only the last current-value upsert of each element decides what stays, so
-    // one upsert per element does what one per point did: in `current` mode the element's last point, in
-    // `history` mode its newest (the later one of equal timestamps, as `>=` in the upsert keeps it).
-    const last = new Map<string, { p: PointWrite; value: string }>();
-    for (const p of points) {
-      const value = JSON.stringify(p.vqt.value ?? null);
-      this.stmts.putHistory.run(p.elementId, p.tsUs, value, p.vqt.quality);
-      const seen = last.get(p.elementId);
-      if (seen === undefined || mode === "current" || p.tsUs >= seen.p.tsUs)
-        last.set(p.elementId, { p, value });
+  private writeInLoop(batch: PointBatch): true {
+    this.db.transaction(() => putPoints(this.writes, batch))();
+    return true;
+  }
+
+  /**
+   * Runs writes one after another in the order they were made, whichever connection does them: the store's
+   * own on the event loop, or the writer thread's. With nothing queued a write on the event loop runs at
+   * once, as if there were no queue; otherwise it waits for the writes before it.
+   */
+  private inOrder(write: () => unknown): Promise<void> {
+    if (this.writesQueued === 0) {
+      const result = write();
+      if (!(result instanceof Promise)) return Promise.resolve();
+      return this.track(result);
     }
-    const current = mode === "current" ? this.stmts.upsertCurrent : this.stmts.upsertCurrentIfNewer;
-    for (const { p, value } of last.values()) current.run(p.elementId, p.tsUs, value, p.vqt.quality);
+    return this.track(this.lastWrite.then(write));
+  }
+
+  private track(write: Promise<unknown>): Promise<void> {
+    this.writesQueued++;
+    const done = write.then(
+      () => {
+        this.writesQueued--;
+      },
+      (err: unknown) => {
+        this.writesQueued--;
+        throw err;
+      },
+    );
+    this.lastWrite = done.catch(() => {});
+    return done;
+  }
+
+  private writerThread(): StoreThread<PointBatch, true> {
+    if (this.writer === undefined) {
+      const started = new StoreThread<PointBatch, true>({
+        entry: "sqlite-writer",
+        name: "i3xd-writer",
+        workerData: { file: this.file },
+        inLoop: (batch) => this.writeInLoop(batch),
+        onEnd: (failed) => {
+          if (this.writer === started) this.writer = undefined;
+          if (failed) this.writerCoolUntil = Date.now() + WRITER_COOLDOWN_MS;
+        },
+      });
+      this.writer = started;
+    }
+    return this.writer;
   }
 
   async importModel(model: ModelDocument): Promise<void> {
+    return this.inOrder(() => this.importInLoop(model));
+  }
+
+  private importInLoop(model: ModelDocument): void {
     const s = this.stmts;
     this.db.transaction(() => {
       for (const ns of model.namespaces) s.upsertNamespace.run(ns.uri, ns.displayName);
@@ -365,10 +435,10 @@ export class SqliteStore implements Store {
         }
       }
       s.refreshComposition.run();
-      if (model.history?.length) this.putPoints(model.history.map(toPointWrite), "history");
+      if (model.history?.length) putPoints(this.writes, toBatch(model.history.map(toPointWrite), "history"));
       // Initial values never override newer live values, so re-importing a model after the plant has been
       // running keeps what it wrote since.
-      if (model.values?.length) this.putPoints(model.values.map(toPointWrite), "history");
+      if (model.values?.length) putPoints(this.writes, toBatch(model.values.map(toPointWrite), "history"));
     })();
   }
 }

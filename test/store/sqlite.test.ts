@@ -14,18 +14,19 @@ async function openSqlite(file: string, options: SqliteOptions = {}): Promise<Sq
   return store;
 }
 
-// Both ways history is read: in reader threads (the server's default) and on the event loop.
-for (const historyReadThreads of [2, 0]) {
-  const name = historyReadThreads > 0 ? "SQLite, history in reader threads" : "SQLite";
+// Both ways history is read and large batches are written: in threads (the server's default) and on the
+// event loop.
+for (const options of [{ historyReadThreads: 2, writeThread: true }, {}]) {
+  const name = options.writeThread ? "SQLite, with reader and writer threads" : "SQLite";
   describeStoreContract(name, async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-store-"));
     const file = path.join(dir, "i3xd.sqlite");
-    let store = await openSqlite(file, { historyReadThreads });
+    let store = await openSqlite(file, options);
     return {
       store,
       async reopen() {
         await store.close();
-        store = await openSqlite(file, { historyReadThreads });
+        store = await openSqlite(file, options);
         return store;
       },
       async cleanup() {
@@ -35,6 +36,92 @@ for (const historyReadThreads of [2, 0]) {
     };
   });
 }
+
+describe("SQLite writer thread", () => {
+  let dir: string;
+  let file: string;
+
+  beforeEach(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-writer-"));
+    file = path.join(dir, "i3xd.sqlite");
+    const store = await openSqlite(file);
+    await store.importModel(contractModel());
+    await store.close();
+  });
+
+  afterEach(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** `n` history points of `pump-temp`, one second apart from `firstUs`, all with `value`. */
+  function batch(n: number, firstUs: number, value: number): PointWrite[] {
+    return Array.from({ length: n }, (_, i) => {
+      const tsUs = firstUs + i * 1_000_000;
+      return {
+        elementId: "pump-temp",
+        tsUs,
+        vqt: { value, quality: "Good", timestamp: formatTimestampUs(tsUs) },
+      };
+    });
+  }
+
+  // Later than anything the contract model holds, so these points also decide the current value.
+  const T0 = Date.UTC(2030, 0, 1) * 1000;
+  const everything = { startUs: T0, endUs: Number.MAX_SAFE_INTEGER, limitPerElement: 10_000 };
+
+  it("keeps the order writes were made in, whichever connection writes them", async () => {
+    const store = await openSqlite(file, { writeThread: true });
+    try {
+      // A large batch goes to the thread; the small write made after it must not overtake it.
+      const large = store.writePoints(batch(1_000, T0, 1), "history");
+      const small = store.writePoints(batch(1, T0, 2), "history");
+      const later = store.writePoints(batch(500, T0 + 1_000_000, 3), "history");
+      await Promise.all([large, small, later]);
+      const points = JSON.parse(
+        (await store.getHistoryJson(["pump-temp"], everything)).get("pump-temp")?.json ?? "[]",
+      );
+      const at = (us: number) =>
+        points.find((p: { timestamp: string }) => p.timestamp === formatTimestampUs(us))?.value;
+      expect(at(T0)).toBe(2);
+      expect(at(T0 + 1_000_000)).toBe(3);
+      expect(at(T0 + 500_000_000)).toBe(3);
+      expect(at(T0 + 501_000_000)).toBe(1);
+      expect((await store.getCurrentValues(["pump-temp"])).get("pump-temp")?.value).toBe(1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("leaves the event loop free while it writes, and close() finishes what was queued", async () => {
+    const cases: Array<[boolean, boolean]> = [
+      [false, false],
+      [true, true],
+    ];
+    for (const [writeThread, loopRuns] of cases) {
+      const store = await openSqlite(file, { writeThread });
+      // The first large write starts the thread; the second is the one observed.
+      await store.writePoints(batch(1_000, T0, 1), "history");
+      let ran = false;
+      setImmediate(() => {
+        ran = true;
+      });
+      await store.writePoints(batch(1_000, T0 + 2_000_000_000, 2), "history");
+      expect(ran).toBe(loopRuns);
+      // Not awaited: closing waits for it.
+      void store.writePoints(batch(1_000, T0 + 4_000_000_000, 3), "history");
+      await store.close();
+      const again = await openSqlite(file);
+      const slice = (await again.getHistoryJson(["pump-temp"], everything)).get("pump-temp");
+      expect(slice?.count).toBe(3_000);
+      await again.close();
+      fs.rmSync(file);
+      for (const f of [`${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
+      const fresh = await openSqlite(file);
+      await fresh.importModel(contractModel());
+      await fresh.close();
+    }
+  });
+});
 
 describe("SQLite history reader threads", () => {
   const range = { startUs: 0, endUs: Number.MAX_SAFE_INTEGER, limitPerElement: 2_500 };

@@ -1,0 +1,88 @@
+import Database from "better-sqlite3";
+import type { PointWrite, WriteMode } from "./store.js";
+
+/**
+ * A connection that may write: WAL with synchronous=NORMAL survives a process kill (the WAL is written
+ * before a commit returns; only an OS crash or power loss can lose the last transactions), so a write
+ * acknowledged with 200 is on disk for a SIGKILLed server. The store's own connection and its writer
+ * thread's are both opened here.
+ */
+export function openWritable(file: string, options: Database.Options = {}): Database.Database {
+  const db = new Database(file, options);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = NORMAL");
+  db.pragma("busy_timeout = 5000");
+  db.pragma("foreign_keys = ON");
+  return db;
+}
+
+/**
+ * Points to write, column by column: what crosses to the writer thread (arrays of plain values copy far
+ * cheaper than an object per point) and what the event loop writes alike.
+ */
+export interface PointBatch {
+  mode: WriteMode;
+  ids: string[];
+  tsUs: number[];
+  values: unknown[];
+  qualities: string[];
+}
+
+export function toBatch(points: readonly PointWrite[], mode: WriteMode): PointBatch {
+  const n = points.length;
+  const batch: PointBatch = {
+    mode,
+    ids: new Array(n),
+    tsUs: new Array(n),
+    values: new Array(n),
+    qualities: new Array(n),
+  };
+  for (let i = 0; i < n; i++) {
+    const p = points[i];
+    batch.ids[i] = p.elementId;
+    batch.tsUs[i] = p.tsUs;
+    batch.values[i] = p.vqt.value;
+    batch.qualities[i] = p.vqt.quality;
+  }
+  return batch;
+}
+
+export interface WriteStatements {
+  putHistory: Database.Statement;
+  upsertCurrent: Database.Statement;
+  upsertCurrentIfNewer: Database.Statement;
+}
+
+export function prepareWriteStatements(db: Database.Database): WriteStatements {
+  return {
+    putHistory: db.prepare(
+      "INSERT OR REPLACE INTO history (element_id, ts_us, value, quality) VALUES (?, ?, ?, ?)",
+    ),
+    upsertCurrent: db.prepare(
+      `INSERT INTO current_values (element_id, ts_us, value, quality) VALUES (?, ?, ?, ?)
+        ON CONFLICT(element_id) DO UPDATE SET ts_us = excluded.ts_us, value = excluded.value, quality = excluded.quality`,
+    ),
+    upsertCurrentIfNewer: db.prepare(
+      `INSERT INTO current_values (element_id, ts_us, value, quality) VALUES (?, ?, ?, ?)
+        ON CONFLICT(element_id) DO UPDATE SET ts_us = excluded.ts_us, value = excluded.value, quality = excluded.quality
+        WHERE excluded.ts_us >= current_values.ts_us`,
+    ),
+  };
+}
+
+/** Writes a batch; the caller holds the transaction. */
+export function putPoints(stmts: WriteStatements, batch: PointBatch): void {
+  const { ids, tsUs, values, qualities, mode } = batch;
+  // Inside one transaction only the last current-value upsert of each element decides what stays, so
+  // one upsert per element does what one per point did: in `current` mode the element's last point, in
+  // `history` mode its newest (the later one of equal timestamps, as `>=` in the upsert keeps it).
+  const last = new Map<string, { i: number; value: string }>();
+  for (let i = 0; i < ids.length; i++) {
+    const value = JSON.stringify(values[i] ?? null);
+    stmts.putHistory.run(ids[i], tsUs[i], value, qualities[i]);
+    const seen = last.get(ids[i]);
+    if (seen === undefined || mode === "current" || tsUs[i] >= tsUs[seen.i]) last.set(ids[i], { i, value });
+  }
+  const current = mode === "current" ? stmts.upsertCurrent : stmts.upsertCurrentIfNewer;
+  for (const [id, { i, value }] of last) current.run(id, tsUs[i], value, qualities[i]);
+}

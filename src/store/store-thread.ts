@@ -1,0 +1,120 @@
+import { type ResourceLimits, Worker } from "node:worker_threads";
+import { getLogger } from "../observability/logger.js";
+import { workerEntry } from "../worker-entry.js";
+import type { Reply } from "./store-thread-serve.js";
+
+const log = getLogger("i3xd.store");
+
+/** A thread that has had nothing to do for this long ends; the next request starts it again (~40 ms). */
+const IDLE_MS = 10_000;
+
+interface Pending<Q, A> {
+  request: Q;
+  resolve(answer: A): void;
+  reject(err: unknown): void;
+}
+
+export interface StoreThreadOptions<Q, A> {
+  /** The entry module next to this one (`workerEntry`); it answers with `serveStoreRequests`. */
+  entry: string;
+  name: string;
+  workerData: unknown;
+  resourceLimits?: ResourceLimits;
+  /** The same request done on the event loop: what a thread that cannot answer hands its requests to. */
+  inLoop(request: Q): A;
+  /** Called once when the thread ends; `failed` when it ended because it failed. */
+  onEnd(failed: boolean): void;
+}
+
+/**
+ * One worker thread doing store work (`sqlite-readers.ts`, `sqlite.ts`'s writer), started on demand and
+ * ended when idle. Requests are answered in the order they were sent. A request the thread cannot answer,
+ * because it failed, crashed or was ended while the request waited, is done on the event loop instead with
+ * the same code, so it either succeeds or throws the store's own error: the thread never changes an
+ * outcome, only where the work runs. Store requests are repeatable (reads, and writes that replace by key),
+ * so doing one again after a thread died part-way leaves the same data.
+ */
+export class StoreThread<Q, A> {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending<Q, A>>();
+  private seq = 0;
+  private idle: NodeJS.Timeout | undefined;
+  private ended = false;
+
+  constructor(private readonly options: StoreThreadOptions<Q, A>) {
+    this.worker = new Worker(workerEntry(import.meta.url, options.entry), {
+      workerData: options.workerData,
+      name: options.name,
+      resourceLimits: options.resourceLimits,
+    });
+    this.worker.on("message", (reply: Reply<A>) => this.answer(reply));
+    this.worker.on("error", (err) => this.fail(err));
+    this.worker.on("exit", (code) => {
+      if (!this.ended) this.fail(new Error(`${options.name} thread exited with code ${code}`));
+    });
+  }
+
+  request(request: Q): Promise<A> {
+    if (this.ended) return this.inLoop(request);
+    if (this.idle !== undefined) clearTimeout(this.idle);
+    this.idle = undefined;
+    const seq = this.seq++;
+    // Alive while it owes an answer; an idle thread never keeps the process from exiting.
+    if (this.pending.size === 0) this.worker.ref();
+    return new Promise((resolve, reject) => {
+      this.pending.set(seq, { request, resolve, reject });
+      this.worker.postMessage({ seq, request });
+    });
+  }
+
+  /** Ends the thread; requests still waiting for it are done on the event loop. */
+  end(): Promise<number> {
+    this.finish(false);
+    return this.worker.terminate();
+  }
+
+  private answer(reply: Reply<A>): void {
+    const p = this.pending.get(reply.seq);
+    if (p === undefined) return;
+    this.pending.delete(reply.seq);
+    if ("error" in reply) {
+      this.settleInLoop(p);
+      this.fail(new Error(reply.error));
+      return;
+    }
+    p.resolve(reply.answer);
+    if (this.pending.size === 0 && !this.ended) {
+      this.worker.unref();
+      this.idle = setTimeout(() => void this.end(), IDLE_MS);
+      this.idle.unref();
+    }
+  }
+
+  private fail(err: unknown): void {
+    if (this.ended) return;
+    log.error({ err, thread: this.options.name }, "A store thread failed; its work runs on the event loop");
+    this.finish(true);
+    void this.worker.terminate();
+  }
+
+  private finish(failed: boolean): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.idle !== undefined) clearTimeout(this.idle);
+    this.options.onEnd(failed);
+    for (const p of this.pending.values()) this.settleInLoop(p);
+    this.pending.clear();
+  }
+
+  private inLoop(request: Q): Promise<A> {
+    return new Promise((resolve, reject) => this.settleInLoop({ request, resolve, reject }));
+  }
+
+  private settleInLoop(p: Pending<Q, A>): void {
+    try {
+      p.resolve(this.options.inLoop(p.request));
+    } catch (err) {
+      p.reject(err);
+    }
+  }
+}
