@@ -244,7 +244,9 @@ export function loadConfig(env: Env = process.env): Config {
       0,
       64,
     ),
-    writeThread: boolVar(env, "I3XD_WRITE_THREAD") ?? true,
+    // Off by default: on 2 cores it cost ~25 % more CPU per batch and ~20 MiB while running, for no more
+    // points per second (docs/adr/009-sqlite-store-threads.md); it pays where cores are to spare.
+    writeThread: boolVar(env, "I3XD_WRITE_THREAD") ?? false,
     demo: boolVar(env, "I3XD_DEMO"),
     logLevel: enumVar(env, "LOG_LEVEL", LOG_LEVELS, "info"),
     logFormat: enumVar(env, "LOG_FORMAT", ["json", "pretty"] as const, "json"),

@@ -1,6 +1,6 @@
 import { workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
-import { type HistoryStatements, prepareHistoryStatements, readSeries } from "./sqlite-history.js";
+import { prepareHistoryStatements, readSeries } from "./sqlite-history.js";
 import type { HistoryJson, HistoryRange } from "./store.js";
 import { serveStoreRequests } from "./store-thread-serve.js";
 
@@ -13,14 +13,15 @@ export interface ReadRequest {
 // A read-only connection of its own: WAL lets it read beside the store's writing connection, and a read
 // transaction started after a write committed sees that write.
 const { file } = workerData as { file: string };
-let statements: HistoryStatements | undefined;
+let read: ((request: ReadRequest) => HistoryJson[]) | undefined;
 
 serveStoreRequests((request: ReadRequest): HistoryJson[] => {
-  if (statements === undefined) {
+  if (read === undefined) {
     const db = new Database(file, { readonly: true, fileMustExist: true });
     db.pragma("busy_timeout = 5000");
-    statements = prepareHistoryStatements(db);
+    const stmts = prepareHistoryStatements(db);
+    // One transaction: this thread's share of a read sees one snapshot, as the event loop's whole read does.
+    read = db.transaction((r: ReadRequest) => r.ids.map((id) => readSeries(stmts, id, r.range)));
   }
-  const stmts = statements;
-  return request.ids.map((id) => readSeries(stmts, id, request.range));
+  return read(request);
 });

@@ -43,7 +43,8 @@ export interface SqliteOptions {
   historyReadThreads?: number;
   /**
    * Batches of `THREAD_BATCH_MIN` points or more are written by a worker thread with a connection of its
-   * own, started on demand: the event loop parses and checks the next batch while one is written.
+   * own, started on demand: the event loop parses and checks the next batch while one is written. Off by
+   * default (`I3XD_WRITE_THREAD`): it costs CPU that pays only with cores to spare.
    */
   writeThread?: boolean;
 }
@@ -161,18 +162,6 @@ export class SqliteStore implements Store {
       currentByIds: db.prepare(
         "SELECT element_id, ts_us, value, quality FROM current_values WHERE element_id IN (SELECT value FROM json_each(?))",
       ) as Statement,
-      upsertCurrent: db.prepare(
-        `INSERT INTO current_values (element_id, ts_us, value, quality) VALUES (?, ?, ?, ?)
-          ON CONFLICT(element_id) DO UPDATE SET ts_us = excluded.ts_us, value = excluded.value, quality = excluded.quality`,
-      ),
-      upsertCurrentIfNewer: db.prepare(
-        `INSERT INTO current_values (element_id, ts_us, value, quality) VALUES (?, ?, ?, ?)
-          ON CONFLICT(element_id) DO UPDATE SET ts_us = excluded.ts_us, value = excluded.value, quality = excluded.quality
-          WHERE excluded.ts_us >= current_values.ts_us`,
-      ),
-      putHistory: db.prepare(
-        "INSERT OR REPLACE INTO history (element_id, ts_us, value, quality) VALUES (?, ?, ?, ?)",
-      ),
       upsertNamespace: db.prepare(
         `INSERT INTO namespaces (uri, display_name) VALUES (?, ?)
           ON CONFLICT(uri) DO UPDATE SET display_name = excluded.display_name`,

@@ -37,16 +37,22 @@ for (const options of [{ historyReadThreads: 2, writeThread: true }, {}]) {
   });
 }
 
+/** A database file in a fresh directory, holding the contract model. */
+async function modelFile(prefix: string): Promise<{ dir: string; file: string }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const file = path.join(dir, "i3xd.sqlite");
+  const store = await openSqlite(file);
+  await store.importModel(contractModel());
+  await store.close();
+  return { dir, file };
+}
+
 describe("SQLite writer thread", () => {
   let dir: string;
   let file: string;
 
   beforeEach(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-writer-"));
-    file = path.join(dir, "i3xd.sqlite");
-    const store = await openSqlite(file);
-    await store.importModel(contractModel());
-    await store.close();
+    ({ dir, file } = await modelFile("i3xd-writer-"));
   });
 
   afterEach(() => {
@@ -107,18 +113,15 @@ describe("SQLite writer thread", () => {
       });
       await store.writePoints(batch(1_000, T0 + 2_000_000_000, 2), "history");
       expect(ran).toBe(loopRuns);
-      // Not awaited: closing waits for it.
-      void store.writePoints(batch(1_000, T0 + 4_000_000_000, 3), "history");
+      // Not awaited: closing waits for it. A value of its own per case, so the check below sees this one.
+      const last = writeThread ? 30 : 3;
+      void store.writePoints(batch(1_000, T0 + 4_000_000_000, last), "history");
       await store.close();
       const again = await openSqlite(file);
       const slice = (await again.getHistoryJson(["pump-temp"], everything)).get("pump-temp");
       expect(slice?.count).toBe(3_000);
+      expect(JSON.parse(slice?.json ?? "[]").at(-1).value).toBe(last);
       await again.close();
-      fs.rmSync(file);
-      for (const f of [`${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
-      const fresh = await openSqlite(file);
-      await fresh.importModel(contractModel());
-      await fresh.close();
     }
   });
 });
@@ -130,10 +133,8 @@ describe("SQLite history reader threads", () => {
   let file: string;
 
   beforeEach(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-readers-"));
-    file = path.join(dir, "i3xd.sqlite");
+    ({ dir, file } = await modelFile("i3xd-readers-"));
     const store = await openSqlite(file);
-    await store.importModel(contractModel());
     // Three elements, 3,000 points each (more than the limit), values of every JSON kind.
     const points: PointWrite[] = [];
     for (let i = 0; i < 3_000; i++) {
