@@ -24,7 +24,7 @@ interface Body {
  */
 export function serializeHistoryBody(payload: unknown): Buffer {
   const body = payload as Body;
-  const out: string[] = [`{"success":${bool(body.success)},"results":[`];
+  const out: Piece[] = [`{"success":${bool(body.success)},"results":[`];
   const results = body.results;
   for (let i = 0; i < results.length; i++) {
     const item = results[i];
@@ -43,15 +43,24 @@ export function serializeHistoryBody(payload: unknown): Buffer {
   if (body.responseDetail !== undefined) out.push(`,"responseDetail":${detail(body.responseDetail)}`);
   out.push("}");
   let length = 0;
-  for (const piece of out) length += Buffer.byteLength(piece);
+  for (const piece of out) length += typeof piece === "string" ? Buffer.byteLength(piece) : piece.byteLength;
   const buffer = Buffer.allocUnsafe(length);
   let at = 0;
-  for (const piece of out) at += buffer.write(piece, at);
+  for (const piece of out) {
+    if (typeof piece === "string") at += buffer.write(piece, at);
+    else {
+      buffer.set(piece, at);
+      at += piece.byteLength;
+    }
+  }
   return buffer;
 }
 
+/** Text, or a series already in UTF-8 bytes. */
+type Piece = string | Uint8Array;
+
 /** Appends `"values":…` and, when present, `"components":{…}` of a result or component entry. */
-function series(entry: ComponentHistory, out: string[]): void {
+function series(entry: ComponentHistory, out: Piece[]): void {
   out.push('"values":', entry.values.json);
   const components = entry.components;
   if (components !== undefined) {

@@ -4,9 +4,17 @@
  * the same output at the cost of a parse.
  */
 export class RawJson {
-  constructor(readonly json: string) {}
+  /** The text, or its UTF-8 bytes. */
+  constructor(readonly json: string | Uint8Array) {}
 
   toJSON(): unknown {
-    return JSON.parse(this.json);
+    return JSON.parse(jsonText(this.json));
   }
+}
+
+/** JSON text as a string, whichever form it came in. */
+export function jsonText(json: string | Uint8Array): string {
+  return typeof json === "string"
+    ? json
+    : Buffer.from(json.buffer, json.byteOffset, json.byteLength).toString();
 }

@@ -38,7 +38,11 @@ export interface HistoryRange {
  * read never materialises one object per point (and parses its value) only to serialize it again.
  */
 export interface HistoryJson {
-  json: string;
+  /**
+   * The JSON text, or its UTF-8 bytes: a series read in another thread crosses as bytes (moved, not
+   * copied) and goes into the response as it is, never becoming a string on the event loop.
+   */
+  json: string | Uint8Array;
   /** Points in `json`. */
   count: number;
   truncated: boolean;

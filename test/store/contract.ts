@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Vqt } from "../../src/domain/model.js";
+import { jsonText } from "../../src/domain/raw-json.js";
 import { formatTimestampUs, parseTimestampUs } from "../../src/domain/time.js";
 import type { ModelDocument } from "../../src/model/format.js";
 import type { HistoryRange, PointWrite, Store } from "../../src/store/store.js";
@@ -90,7 +91,7 @@ export async function readHistory(
 ): Promise<Map<string, { points: Vqt[]; truncated: boolean }>> {
   const out = new Map<string, { points: Vqt[]; truncated: boolean }>();
   for (const [id, slice] of await store.getHistoryJson(ids, range)) {
-    const points = JSON.parse(slice.json) as Vqt[];
+    const points = JSON.parse(jsonText(slice.json)) as Vqt[];
     expect(points).toHaveLength(slice.count);
     out.set(id, { points, truncated: slice.truncated });
   }
@@ -412,7 +413,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
             .filter((p) => p.elementId === id && p.tsUs >= range.startUs && p.tsUs <= range.endUs)
             .sort((a, b) => a.tsUs - b.tsUs);
           const kept = inRange.slice(0, range.limitPerElement);
-          expect(text).toEqual({
+          expect({ ...text, json: jsonText(text.json) }).toEqual({
             json: JSON.stringify(kept.map((p) => p.vqt)),
             count: kept.length,
             truncated: inRange.length > range.limitPerElement,
@@ -421,7 +422,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       }
       const all = (await store.getHistoryJson(["pump"], ALL)).get("pump");
       expect(all?.count).toBe(pts.length);
-      expect(JSON.parse(all?.json ?? "null")[1].value).toBe(values[1]);
+      expect(JSON.parse(jsonText(all?.json ?? "null"))[1].value).toBe(values[1]);
     });
 
     it("writes a batch atomically: a failure part-way stores nothing", async () => {

@@ -3,9 +3,10 @@ import os from "node:os";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { jsonText } from "../../src/domain/raw-json.js";
 import { formatTimestampUs } from "../../src/domain/time.js";
 import { type SqliteOptions, SqliteStore } from "../../src/store/sqlite.js";
-import type { PointWrite } from "../../src/store/store.js";
+import type { HistoryJson, PointWrite } from "../../src/store/store.js";
 import { contractModel, describeStoreContract } from "./contract.js";
 
 async function openSqlite(file: string, options: SqliteOptions = {}): Promise<SqliteStore> {
@@ -35,6 +36,11 @@ for (const options of [{ historyReadThreads: 2, writeThread: true }, {}]) {
       },
     };
   });
+}
+
+/** A history read with every series as a string, whether it came as text or as bytes. */
+function asText(read: Map<string, HistoryJson>): Map<string, HistoryJson> {
+  return new Map([...read].map(([id, s]) => [id, { ...s, json: jsonText(s.json) }]));
 }
 
 /** A database file in a fresh directory, holding the contract model. */
@@ -84,7 +90,7 @@ describe("SQLite writer thread", () => {
       const later = store.writePoints(batch(500, T0 + 1_000_000, 3), "history");
       await Promise.all([large, small, later]);
       const points = JSON.parse(
-        (await store.getHistoryJson(["pump-temp"], everything)).get("pump-temp")?.json ?? "[]",
+        jsonText((await store.getHistoryJson(["pump-temp"], everything)).get("pump-temp")?.json ?? "[]"),
       );
       const at = (us: number) =>
         points.find((p: { timestamp: string }) => p.timestamp === formatTimestampUs(us))?.value;
@@ -120,7 +126,7 @@ describe("SQLite writer thread", () => {
       const again = await openSqlite(file);
       const slice = (await again.getHistoryJson(["pump-temp"], everything)).get("pump-temp");
       expect(slice?.count).toBe(3_000);
-      expect(JSON.parse(slice?.json ?? "[]").at(-1).value).toBe(last);
+      expect(JSON.parse(jsonText(slice?.json ?? "[]")).at(-1).value).toBe(last);
       await again.close();
     }
   });
@@ -164,7 +170,10 @@ describe("SQLite history reader threads", () => {
       const expected = await inLoop.getHistoryJson(ids, range);
       expect([...expected.keys()].sort()).toEqual(["nowhere", "pump", "pump-speed", "pump-temp"]);
       expect(expected.get("pump")?.truncated).toBe(true);
-      expect(await threaded.getHistoryJson(ids, range)).toEqual(expected);
+      const fromThreads = await threaded.getHistoryJson(ids, range);
+      // Moved across as bytes, the same text once decoded.
+      expect(fromThreads.get("pump")?.json).toBeInstanceOf(Uint8Array);
+      expect(asText(fromThreads)).toEqual(expected);
       // Read-your-writes: the threads' connections see what the store committed before the read.
       const tsUs = 1_600_000_000_000_000;
       await threaded.writePoints(
@@ -177,9 +186,11 @@ describe("SQLite history reader threads", () => {
         ],
         "history",
       );
-      const after = (await threaded.getHistoryJson(["pump-temp"], range)).get("pump-temp");
+      const after = asText(await threaded.getHistoryJson(["pump-temp"], range)).get("pump-temp");
       expect(
-        after?.json.startsWith(`[{"value":-1,"quality":"Good","timestamp":"2020-09-13T12:26:40.000Z"}`),
+        jsonText(after?.json ?? "").startsWith(
+          `[{"value":-1,"quality":"Good","timestamp":"2020-09-13T12:26:40.000Z"}`,
+        ),
       ).toBe(true);
       expect(after).toEqual((await inLoop.getHistoryJson(["pump-temp"], range)).get("pump-temp"));
     } finally {
@@ -214,13 +225,13 @@ describe("SQLite history reader threads", () => {
   it("fall back to the event loop when a thread cannot open the database", async () => {
     const store = await openSqlite(file, { historyReadThreads: 2 });
     try {
-      const expected = await store.getHistoryJson(ids, range);
+      const expected = asText(await store.getHistoryJson(ids, range));
       await store.close();
       const again = await openSqlite(file, { historyReadThreads: 2 });
       // The store's connection keeps reading the unlinked file; a thread's new connection finds nothing.
       for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
       try {
-        expect(await again.getHistoryJson(ids, range)).toEqual(expected);
+        expect(asText(await again.getHistoryJson(ids, range))).toEqual(expected);
       } finally {
         await again.close();
       }
