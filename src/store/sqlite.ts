@@ -29,7 +29,7 @@ import {
   type WriteStatements,
 } from "./sqlite-writes.js";
 import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "./store.js";
-import { StoreThread } from "./store-thread.js";
+import { ThreadSlot } from "./store-thread.js";
 
 const log = getLogger("i3xd.store");
 
@@ -51,8 +51,6 @@ export interface SqliteOptions {
 
 /** Smaller writes (a few current values, the simulator's tick) cost less on the event loop than a hop. */
 const THREAD_BATCH_MIN = 200;
-/** After the writer thread failed, writes stay on the event loop this long before it is tried again. */
-const WRITER_COOLDOWN_MS = 60_000;
 
 /**
  * The embedded default store. better-sqlite3 is synchronous, which on one connection is the fastest way
@@ -68,9 +66,7 @@ export class SqliteStore implements Store {
   private history!: HistoryStatements;
   private writes!: WriteStatements;
   private readonly readers: HistoryReaders | undefined;
-  private readonly useWriter: boolean;
-  private writer: StoreThread<PointBatch, true> | undefined;
-  private writerCoolUntil = 0;
+  private readonly writer: ThreadSlot<PointBatch, true> | undefined;
   /** Writes not finished yet, and the promise the next one waits for (`inOrder`). */
   private writesQueued = 0;
   private lastWrite: Promise<void> = Promise.resolve();
@@ -80,7 +76,15 @@ export class SqliteStore implements Store {
     options: SqliteOptions = {},
   ) {
     this.db = this.open();
-    this.useWriter = options.writeThread === true && file !== ":memory:";
+    this.writer =
+      options.writeThread === true && file !== ":memory:"
+        ? new ThreadSlot<PointBatch, true>({
+            entry: "sqlite-writer",
+            name: "i3xd-writer",
+            workerData: { file },
+            inLoop: (batch) => this.writeInLoop(batch),
+          })
+        : undefined;
     const threads = options.historyReadThreads ?? 0;
     this.readers =
       threads > 0 && file !== ":memory:"
@@ -318,8 +322,9 @@ export class SqliteStore implements Store {
   async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
     if (points.length === 0) return;
     const batch = toBatch(points, mode);
-    if (points.length >= THREAD_BATCH_MIN && this.useWriter && Date.now() >= this.writerCoolUntil) {
-      return this.inOrder(() => this.writerThread().request(batch));
+    const writer = this.writer;
+    if (points.length >= THREAD_BATCH_MIN && writer !== undefined && !writer.cooling) {
+      return this.inOrder(() => writer.request(batch));
     }
     return this.inOrder(() => this.writeInLoop(batch));
   }
@@ -356,23 +361,6 @@ export class SqliteStore implements Store {
     );
     this.lastWrite = done.catch(() => {});
     return done;
-  }
-
-  private writerThread(): StoreThread<PointBatch, true> {
-    if (this.writer === undefined) {
-      const started = new StoreThread<PointBatch, true>({
-        entry: "sqlite-writer",
-        name: "i3xd-writer",
-        workerData: { file: this.file },
-        inLoop: (batch) => this.writeInLoop(batch),
-        onEnd: (failed) => {
-          if (this.writer === started) this.writer = undefined;
-          if (failed) this.writerCoolUntil = Date.now() + WRITER_COOLDOWN_MS;
-        },
-      });
-      this.writer = started;
-    }
-    return this.writer;
   }
 
   async importModel(model: ModelDocument): Promise<void> {

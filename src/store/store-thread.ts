@@ -7,6 +7,8 @@ const log = getLogger("i3xd.store");
 
 /** A thread that has had nothing to do for this long ends; the next request starts it again (~40 ms). */
 const IDLE_MS = 10_000;
+/** After a thread failed, its work stays on the event loop this long before a thread is tried again. */
+const COOLDOWN_MS = 60_000;
 
 interface Pending<Q, A> {
   request: Q;
@@ -116,5 +118,48 @@ export class StoreThread<Q, A> {
     } catch (err) {
       p.reject(err);
     }
+  }
+}
+
+/** When the threads of one or more slots may start again after a failure; slots failing alike share one. */
+export interface Cooldown {
+  until: number;
+}
+
+/**
+ * Where one on-demand `StoreThread` lives: started by the first request, gone when it ends, and for a
+ * minute after it failed not started again (its requests are then done on the event loop).
+ */
+export class ThreadSlot<Q, A> {
+  private thread: StoreThread<Q, A> | undefined;
+
+  constructor(
+    private readonly options: Omit<StoreThreadOptions<Q, A>, "onEnd">,
+    private readonly cooldown: Cooldown = { until: 0 },
+  ) {}
+
+  /** A thread failed within the last minute: requests now run on the event loop. */
+  get cooling(): boolean {
+    return Date.now() < this.cooldown.until;
+  }
+
+  request(request: Q): Promise<A> {
+    if (this.cooling) return new Promise((resolve) => resolve(this.options.inLoop(request)));
+    if (this.thread === undefined) {
+      const started = new StoreThread<Q, A>({
+        ...this.options,
+        onEnd: (failed) => {
+          if (this.thread === started) this.thread = undefined;
+          if (failed) this.cooldown.until = Date.now() + COOLDOWN_MS;
+        },
+      });
+      this.thread = started;
+    }
+    return this.thread.request(request);
+  }
+
+  /** Ends the thread, if one runs; requests still waiting for it are done on the event loop. */
+  async end(): Promise<void> {
+    await this.thread?.end();
   }
 }
