@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { AppDeps } from "../app.js";
 import { serializeHistoryBody } from "./history-body.js";
+import { JSON_CONTENT_TYPE } from "./rendered.js";
 import { sendBulk } from "./reply.js";
 import { bulk, historyResult, idsBody, maxDepth, responses } from "./schemas.js";
 
@@ -24,7 +25,7 @@ export const historyRoutes: FastifyPluginAsync<AppDeps> = async (app, { services
     async (request, reply) => {
       const outcome = await services.values.history(request.body);
       // The response schema above still documents the body; this writes it with the series as stored text.
-      reply.type("application/json; charset=utf-8");
+      reply.type(JSON_CONTENT_TYPE);
       return serializeHistoryBody(sendBulk(reply, "elementId", outcome));
     },
   );

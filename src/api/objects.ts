@@ -1,6 +1,9 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { AppDeps } from "../app.js";
 import { bulkBody, successBody } from "../domain/errors.js";
+import { seesWholeListing } from "../security/auth.js";
+import type { ObjectView } from "../services/model.js";
+import { RenderedBodies } from "./rendered.js";
 import {
   bulk,
   idsBody,
@@ -15,6 +18,8 @@ import {
 const includeMetadata = { type: "boolean", default: false, description: "Add each object's metadata" };
 
 export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, config }) => {
+  const listings = new RenderedBodies<readonly ObjectView[]>();
+
   app.get<{ Querystring: { typeElementId?: string; includeMetadata?: string; root?: string } }>(
     "/objects",
     {
@@ -25,12 +30,15 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
         response: responses(success({ type: "array", items: objectInstance })),
       },
     },
-    (request) => {
+    (request, reply) => {
       const { typeElementId, includeMetadata, root } = request.query;
       const filter = { typeElementId, includeMetadata: queryFlag(includeMetadata), root: queryFlag(root) };
-      // Not an async handler: a listing the cache holds is sent without a promise.
+      // Not an async handler: a listing the cache holds is sent without a promise, and as the bytes it
+      // was rendered to the first time, unless a key's prefixes narrow it.
       const cached = services.model.listObjectsIfCached(filter);
-      if (cached !== undefined) return successBody(cached);
+      if (cached !== undefined) {
+        return seesWholeListing(request) ? listings.send(reply, cached, successBody) : successBody(cached);
+      }
       return services.model.listObjects(filter).then(successBody);
     },
   );

@@ -551,6 +551,15 @@ function mergeDenied(payload: Record<string, unknown>, d: DeniedItems): Record<s
   return { ...payload, success: false, results: merged };
 }
 
+/**
+ * True when a listing is answered whole: a request without a key, or with one not restricted to id
+ * prefixes. `filterListing` narrows listings for restricted keys, so their answers are never shared.
+ */
+export function seesWholeListing(request: FastifyRequest): boolean {
+  const principal = request.principal;
+  return principal === null || principal.prefixes === undefined;
+}
+
 /** Object listings show a prefix-restricted key only the objects it may access. */
 function filterListing(route: string, payload: Record<string, unknown>, prefixes: readonly string[]) {
   if (route === "GET /v1/objects" && Array.isArray(payload.result)) {

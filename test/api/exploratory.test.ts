@@ -1,6 +1,6 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { describe, expect, it } from "vitest";
-import { getJson, postJson } from "../helpers/http.js";
+import { getJson, getRaw, gunzipJson, postJson } from "../helpers/http.js";
 import { useTestServer } from "../helpers/server.js";
 
 const srv = useTestServer();
@@ -376,5 +376,38 @@ describe("malformed requests", () => {
     const res = await getJson(srv.url, "/v1/nothing-here");
     expect(res.status).toBe(404);
     expectFailure(res.body, 404);
+  });
+});
+
+// Last in the file: it adds an object to the shared server's model.
+describe("GET /v1/objects, repeated", () => {
+  it("answers a repeated listing byte for byte, gzip included, and a changed model with the new listing", async () => {
+    const first = await getRaw(`${srv.url}/v1/objects`);
+    const again = await getRaw(`${srv.url}/v1/objects`);
+    expect(again.body.equals(first.body)).toBe(true);
+    expect(again.headers["content-type"]).toBe("application/json; charset=utf-8");
+    expect(again.headers["content-length"]).toBe(String(first.body.length));
+    const zipped = await getRaw(`${srv.url}/v1/objects`, { "accept-encoding": "gzip" });
+    expect(zipped.headers["content-encoding"]).toBe("gzip");
+    expect(gunzipJson(zipped.body)).toEqual(JSON.parse(first.body.toString("utf8")));
+
+    await srv.server.store.importModel({
+      namespaces: [],
+      objectTypes: [],
+      relationshipTypes: [],
+      objects: [
+        {
+          elementId: "spare-listed",
+          displayName: "Spare, listed",
+          typeElementId: "temperature-type",
+          parentId: "area-pumping",
+        },
+      ],
+    });
+    const changed = await getRaw(`${srv.url}/v1/objects`);
+    const ids = JSON.parse(changed.body.toString("utf8")).result.map((o: any) => o.elementId);
+    expect(ids).toContain("spare-listed");
+    expect(ids.length).toBe(JSON.parse(first.body.toString("utf8")).result.length + 1);
+    expect((await getRaw(`${srv.url}/v1/objects`)).body.equals(changed.body)).toBe(true);
   });
 });
