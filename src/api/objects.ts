@@ -1,9 +1,9 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { AppDeps } from "../app.js";
 import { bulkBody, successBody } from "../domain/errors.js";
-import { seesWholeListing } from "../security/auth.js";
+import { answeredAsMade } from "../security/auth.js";
 import type { ObjectView } from "../services/model.js";
-import { RenderedBodies } from "./rendered.js";
+import { RenderedBodies, RenderedBulk } from "./rendered.js";
 import {
   bulk,
   idsBody,
@@ -19,6 +19,7 @@ const includeMetadata = { type: "boolean", default: false, description: "Add eac
 
 export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, config }) => {
   const listings = new RenderedBodies<readonly ObjectView[]>();
+  const objects = new RenderedBulk("elementId");
 
   app.get<{ Querystring: { typeElementId?: string; includeMetadata?: string; root?: string } }>(
     "/objects",
@@ -37,7 +38,7 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
       // was rendered to the first time, unless a key's prefixes narrow it.
       const cached = services.model.listObjectsIfCached(filter);
       if (cached !== undefined) {
-        return seesWholeListing(request) ? listings.send(reply, cached, successBody) : successBody(cached);
+        return answeredAsMade(request) ? listings.send(reply, cached, successBody) : successBody(cached);
       }
       return services.model.listObjects(filter).then(successBody);
     },
@@ -53,10 +54,12 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
         response: responses(bulk("elementId", objectInstance)),
       },
     },
-    (request) => {
+    (request, reply) => {
       const { elementIds, includeMetadata } = request.body;
       const cached = services.model.listObjectsByIdIfCached(elementIds, includeMetadata);
-      if (cached !== undefined) return bulkBody("elementId", cached);
+      if (cached !== undefined) {
+        return (answeredAsMade(request) && objects.send(reply, cached)) || bulkBody("elementId", cached);
+      }
       return services.model
         .listObjectsById(elementIds, includeMetadata)
         .then((items) => bulkBody("elementId", items));

@@ -1,9 +1,13 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { AppDeps } from "../app.js";
+import { answeredAsMade } from "../security/auth.js";
+import { RenderedBulk } from "./rendered.js";
 import { sendBulk } from "./reply.js";
 import { bulk, currentValueResult, idsBody, maxDepth, responses } from "./schemas.js";
 
 export const valueRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, config }) => {
+  const values = new RenderedBulk("elementId");
+
   app.post<{ Body: { elementIds: string[]; maxDepth?: number } }>(
     "/objects/value",
     {
@@ -18,7 +22,12 @@ export const valueRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, 
       const { elementIds, maxDepth } = request.body;
       // Not an async handler: an answer the cache holds whole is sent without a promise.
       const cached = services.values.currentIfCached(elementIds, maxDepth);
-      if (cached !== undefined) return sendBulk(reply, "elementId", cached);
+      if (cached !== undefined) {
+        return (
+          (answeredAsMade(request) && cached.partial === undefined && values.send(reply, cached.items)) ||
+          sendBulk(reply, "elementId", cached)
+        );
+      }
       return services.values
         .current(elementIds, maxDepth)
         .then((outcome) => sendBulk(reply, "elementId", outcome));

@@ -552,10 +552,10 @@ function mergeDenied(payload: Record<string, unknown>, d: DeniedItems): Record<s
 }
 
 /**
- * True when a listing is answered whole: a request without a key, or with one not restricted to id
- * prefixes. `filterListing` narrows listings for restricted keys, so their answers are never shared.
+ * True when the response hook below leaves a response as its handler made it: a request without a key,
+ * or with one not restricted to id prefixes (only those get listings narrowed and denied items merged in).
  */
-export function seesWholeListing(request: FastifyRequest): boolean {
+export function answeredAsMade(request: FastifyRequest): boolean {
   const principal = request.principal;
   return principal === null || principal.prefixes === undefined;
 }

@@ -64,6 +64,11 @@ export class ModelService {
   private readonly cache: () => CachedStore | undefined;
   /** Views of cached listings: a listing stays the same array until the model changes. */
   private readonly listingViews = new WeakMap<readonly ObjectRecord[], ObjectView[]>();
+  /**
+   * Views of cached records, one per record (a cached record never changes), so that a response built
+   * from them can reuse what was rendered for the same view before (src/api/rendered.ts).
+   */
+  private readonly cachedViews = new WeakMap<ObjectRecord, ObjectView>();
 
   constructor(private readonly store: Store) {
     this.cache = directCache(store);
@@ -83,7 +88,7 @@ export class ModelService {
     if (records === undefined) return undefined;
     let views = this.listingViews.get(records);
     if (views === undefined) {
-      views = records.map((r) => baseView(r));
+      views = records.map((r) => this.cachedView(r));
       this.listingViews.set(records, views);
     }
     return views;
@@ -103,10 +108,19 @@ export class ModelService {
     for (const id of ids) {
       const record = cache.cachedObject(id);
       if (record === undefined) return undefined;
-      items.push(itemOk(id, baseView(record)));
+      items.push(itemOk(id, this.cachedView(record)));
     }
     cache.countCachedReads(ids.length < 2 ? ids.length : new Set(ids).size, 0);
     return items;
+  }
+
+  private cachedView(record: ObjectRecord): ObjectView {
+    let view = this.cachedViews.get(record);
+    if (view === undefined) {
+      view = Object.freeze(baseView(record));
+      this.cachedViews.set(record, view);
+    }
+    return view;
   }
 
   listNamespaces(): Promise<Namespace[]> {

@@ -1,6 +1,6 @@
 import type { Config } from "../config.js";
 import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from "../domain/errors.js";
-import type { Vqt } from "../domain/model.js";
+import type { ObjectRecord, Vqt } from "../domain/model.js";
 import { RawJson } from "../domain/raw-json.js";
 import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
 import type { CachedStore } from "../store/cached.js";
@@ -46,6 +46,12 @@ export class ValueService {
   /** The cache this request's reads may be answered from synchronously, if any. */
   private readonly cache: () => CachedStore | undefined;
 
+  /**
+   * Results of cached reads, one per cached value and the record it was answered with (both never change;
+   * a new value is a new object), so that a response can reuse what was rendered for them before.
+   */
+  private readonly cachedResults = new WeakMap<Vqt, { record: ObjectRecord; result: CurrentValueResult }>();
+
   constructor(
     private readonly store: Store,
     private readonly config: Pick<Config, "maxCompositionDepth" | "maxHistoryPoints">,
@@ -69,14 +75,18 @@ export class ValueService {
       if (record === undefined) return undefined;
       const v = cache.cachedValue(id);
       if (v === undefined) return undefined;
-      items.push(
-        itemOk(id, {
+      let cached = this.cachedResults.get(v);
+      if (cached === undefined || cached.record !== record) {
+        const result = Object.freeze({
           isComposition: record.isComposition,
           value: v.value,
           quality: v.quality,
           timestamp: v.timestamp,
-        }),
-      );
+        });
+        cached = { record, result };
+        this.cachedResults.set(v, cached);
+      }
+      items.push(itemOk(id, cached.result));
     }
     const distinct = ids.length < 2 ? ids.length : new Set(ids).size;
     cache.countCachedReads(distinct, distinct);

@@ -1,6 +1,6 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { postJson } from "../helpers/http.js";
+import { getRaw, postJson } from "../helpers/http.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 const PUMP_COMPONENTS = ["pump-101-measurements", "pump-101-motor", "pump-101-state"];
@@ -133,6 +133,44 @@ describe("POST /v1/objects/value", () => {
     });
     expect(res.body.results[1].success).toBe(true);
     expect(res.body.results[3].result.components).toBeDefined();
+  });
+
+  it("answers a repeated read with the serializer's bytes, and a written value at once", async () => {
+    const post = async (body: unknown) =>
+      (
+        await getRaw(
+          `${url}/v1/objects/value`,
+          { "content-type": "application/json" },
+          "POST",
+          JSON.stringify(body),
+        )
+      ).body.toString("utf8");
+    const ids = ["sensor-001", "sensor-002", "sensor-001"];
+    await post({ elementIds: ids });
+    const text = await post({ elementIds: ids });
+    expect(await post({ elementIds: ids })).toBe(text);
+    expect(text).toBe(JSON.stringify(JSON.parse(text)));
+    // A 404 item takes the same items through the route's serializer: the bytes must be the same.
+    const items = text.slice(text.indexOf("[") + 1, text.lastIndexOf("]"));
+    expect(await post({ elementIds: [...ids, "ghost"] })).toContain(
+      `[${items},{"success":false,"elementId":"ghost"`,
+    );
+
+    const written = await postJson(
+      url,
+      "/v1/objects/value",
+      { updates: [{ elementId: "sensor-002", value: { value: 12.75, quality: "Uncertain" } }] },
+      { method: "PUT" },
+    );
+    expect(written.status).toBe(200);
+    // The first read after the write fills the cache again; the second is answered from it.
+    await post({ elementIds: ids });
+    const after = JSON.parse(await post({ elementIds: ids }));
+    expect(after.results.map((r: any) => [r.elementId, r.result.value, r.result.quality])).toEqual([
+      ["sensor-001", JSON.parse(text).results[0].result.value, "Good"],
+      ["sensor-002", 12.75, "Uncertain"],
+      ["sensor-001", JSON.parse(text).results[0].result.value, "Good"],
+    ]);
   });
 
   it("rejects a negative, fractional or quoted maxDepth", async () => {
