@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: V8 settings that must hold before anything else is loaded.
+import "./v8-flags.js";
 import { type Config, ConfigError, loadConfig } from "./config.js";
 import { importModelFile } from "./model/import.js";
 import { configureLogging, flushLogs } from "./observability/logger.js";
