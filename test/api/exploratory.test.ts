@@ -1,6 +1,6 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { describe, expect, it } from "vitest";
-import { getJson, getRaw, gunzipJson, postJson } from "../helpers/http.js";
+import { getJson, getRaw, gunzipJson, postJson, postText } from "../helpers/http.js";
 import { useTestServer } from "../helpers/server.js";
 
 const srv = useTestServer();
@@ -238,15 +238,7 @@ describe("POST /v1/objects/list", () => {
   });
 
   it("answers a repeated read with the serializer's bytes", async () => {
-    const post = async (body: unknown) =>
-      (
-        await getRaw(
-          `${srv.url}/v1/objects/list`,
-          { "content-type": "application/json" },
-          "POST",
-          JSON.stringify(body),
-        )
-      ).body.toString("utf8");
+    const post = (body: unknown) => postText(`${srv.url}/v1/objects/list`, body);
     const ids = ["pump-101", "tank-201", "pump-101"];
     await post({ elementIds: ids });
     const text = await post({ elementIds: ids });

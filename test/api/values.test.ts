@@ -1,6 +1,6 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { getRaw, postJson } from "../helpers/http.js";
+import { postJson, postText } from "../helpers/http.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 const PUMP_COMPONENTS = ["pump-101-measurements", "pump-101-motor", "pump-101-state"];
@@ -136,15 +136,7 @@ describe("POST /v1/objects/value", () => {
   });
 
   it("answers a repeated read with the serializer's bytes, and a written value at once", async () => {
-    const post = async (body: unknown) =>
-      (
-        await getRaw(
-          `${url}/v1/objects/value`,
-          { "content-type": "application/json" },
-          "POST",
-          JSON.stringify(body),
-        )
-      ).body.toString("utf8");
+    const post = (body: unknown) => postText(`${url}/v1/objects/value`, body);
     const ids = ["sensor-001", "sensor-002", "sensor-001"];
     await post({ elementIds: ids });
     const text = await post({ elementIds: ids });

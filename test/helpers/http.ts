@@ -62,6 +62,12 @@ export async function getRaw(
   });
 }
 
+/** POST a JSON body; the answer's body as the server sent it, unparsed. */
+export async function postText(url: string, body: unknown): Promise<string> {
+  const res = await getRaw(url, { "content-type": "application/json" }, "POST", JSON.stringify(body));
+  return res.body.toString("utf8");
+}
+
 export function gunzipJson(buf: Buffer): any {
   return JSON.parse(gunzipSync(buf).toString("utf8"));
 }
