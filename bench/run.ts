@@ -9,7 +9,8 @@
  *   BENCH_CONNECTIONS  autocannon connections (50)
  *   BENCH_ROUNDS       a throughput case and the ceiling alternate in this many slices (2), so that the
  *                      ratio compares numbers taken side by side even when the machine is busy
- *   BENCH_CASES        comma list of: objects,list,value,composition,write,ingest,history,sse,observability
+ *   BENCH_CASES        comma list of: objects,list,value,composition,write,ingest,history,sse,observability,
+ *                      floor
  *   BENCH_STORES       comma list of sqlite,postgres (sqlite)
  *   BENCH_PG_URL       admin URL for the PostgreSQL column (postgres://postgres@127.0.0.1:5432/postgres)
  *   BENCH_SSE_SUBSCRIBERS (100), BENCH_SSE_WRITES (300), BENCH_INGEST_WRITERS (4)
@@ -105,9 +106,12 @@ interface Proc {
   url: string;
 }
 
-async function startNodeHelper(script: string): Promise<Proc> {
+/** A helper script of bench/; with `env`, that and nothing else from the caller's environment. */
+async function startNodeHelper(script: string, env?: Record<string, string>): Promise<Proc> {
   const child = spawn(process.execPath, [path.join(ROOT, "bench", script)], {
     stdio: ["ignore", "pipe", "inherit"],
+    env:
+      env === undefined ? undefined : { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
   });
   const [line] = (await once(child.stdout as NodeJS.ReadableStream, "data")) as [Buffer];
   const { port } = JSON.parse(line.toString().split("\n")[0]) as { port: number };
@@ -886,6 +890,44 @@ async function observabilityCost(logDir: string): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// The floor: what a Fastify route costs with i3xd's request observability and nothing else
+
+async function frameworkFloor(logDir: string): Promise<void> {
+  const sink = await startNodeHelper("otlp-sink.mjs");
+  const observed = { FLOOR_OBSERVABILITY: "true", LOG_LEVEL: "silent", I3XD_METRICS: "false" };
+  const logging = { ...observed, LOG_LEVEL: "info", LOG_FILE: path.join(logDir, "floor.log") };
+  const variants: Array<{ label: string; env: Record<string, string> }> = [
+    { label: "bare", env: {} },
+    { label: "+ request context and ids", env: observed },
+    { label: "+ request logging to a file", env: logging },
+    {
+      label: "+ metrics and tracing at 10 % (all on)",
+      env: {
+        ...logging,
+        LOG_FILE: path.join(logDir, "floor-all.log"),
+        I3XD_METRICS: "true",
+        OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+        OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG: "0.1",
+        OTEL_BSP_SCHEDULE_DELAY: "1000",
+      },
+    },
+  ];
+  const servers = await Promise.all(variants.map((v) => startNodeHelper("floor.mjs", v.env)));
+  const body = { elementIds: Array.from({ length: 10 }, (_, i) => `pump-101-measurement-${i}`) };
+  const { ceiling: c, results } = await alternate(
+    servers.map((s) => ({ target: request(`${s.url}/v1/objects/value`, "POST", body), pid: s.child.pid })),
+    body,
+  );
+  for (let i = 0; i < variants.length; i++) {
+    const row = throughputRow(`floor: Fastify route, fixed body, ${variants[i].label}`, "-", results[i], c);
+    row.rssMb = rssMb(servers[i].child.pid);
+    add(row);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 
 function evaluateTargets(): void {
   const find = (prefix: string, store = "sqlite") =>
@@ -1010,6 +1052,7 @@ async function main(): Promise<void> {
   }
 
   if (wanted("observability")) await observabilityCost(logDir);
+  if (wanted("floor")) await frameworkFloor(logDir);
 
   const all = merge(
     ceilingRuns.length > 0
