@@ -852,6 +852,17 @@ async function freshPgDatabase(): Promise<string> {
 // ---------------------------------------------------------------------------------------------------------
 // Observability on versus off
 
+/** Traces to the loopback OTLP receiver at `url`, 10 % of the root spans sampled, exported every second. */
+function tracedAtTenPercent(url: string): Record<string, string> {
+  return {
+    OTEL_EXPORTER_OTLP_ENDPOINT: url,
+    OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+    OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+    OTEL_TRACES_SAMPLER_ARG: "0.1",
+    OTEL_BSP_SCHEDULE_DELAY: "1000",
+  };
+}
+
 async function observabilityCost(logDir: string): Promise<void> {
   const sink = await startNodeHelper("otlp-sink.mjs");
   // On: request logging at INFO to a rotated file, metrics, and traces to a loopback OTLP receiver with
@@ -860,11 +871,7 @@ async function observabilityCost(logDir: string): Promise<void> {
     LOG_LEVEL: "info",
     LOG_FILE: path.join(logDir, "i3xd-obs.log"),
     I3XD_METRICS: "true",
-    OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
-    OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
-    OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
-    OTEL_TRACES_SAMPLER_ARG: "0.1",
-    OTEL_BSP_SCHEDULE_DELAY: "1000",
+    ...tracedAtTenPercent(sink.url),
   });
   const off = await startI3xd("obs-off", { LOG_LEVEL: "silent", I3XD_METRICS: "false" });
   // Both servers run side by side (each idle but for its simulator while the other is loaded), and the
@@ -906,11 +913,7 @@ async function frameworkFloor(logDir: string): Promise<void> {
         ...logging,
         LOG_FILE: path.join(logDir, "floor-all.log"),
         I3XD_METRICS: "true",
-        OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
-        OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
-        OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
-        OTEL_TRACES_SAMPLER_ARG: "0.1",
-        OTEL_BSP_SCHEDULE_DELAY: "1000",
+        ...tracedAtTenPercent(sink.url),
       },
     },
   ];
@@ -921,9 +924,8 @@ async function frameworkFloor(logDir: string): Promise<void> {
     body,
   );
   for (let i = 0; i < variants.length; i++) {
-    const row = throughputRow(`floor: Fastify route, fixed body, ${variants[i].label}`, "-", results[i], c);
-    row.rssMb = rssMb(servers[i].child.pid);
-    add(row);
+    const name = `floor: Fastify route, fixed body, ${variants[i].label}`;
+    add(throughputRow(name, "-", results[i], c, servers[i].child.pid));
   }
 }
 
