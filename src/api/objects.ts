@@ -1,7 +1,6 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { AppDeps } from "../app.js";
 import { bulkBody, successBody } from "../domain/errors.js";
-import { answeredAsMade } from "../security/auth.js";
 import type { ObjectView } from "../services/model.js";
 import { RenderedBodies, RenderedBulk } from "./rendered.js";
 import {
@@ -38,7 +37,7 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
       // was rendered to the first time, unless a key's prefixes narrow it.
       const cached = services.model.listObjectsIfCached(filter);
       if (cached !== undefined) {
-        return answeredAsMade(request) ? listings.send(reply, cached, successBody) : successBody(cached);
+        return listings.send(reply, cached, successBody) ?? successBody(cached);
       }
       return services.model.listObjects(filter).then(successBody);
     },
@@ -58,7 +57,7 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
       const { elementIds, includeMetadata } = request.body;
       const cached = services.model.listObjectsByIdIfCached(elementIds, includeMetadata);
       if (cached !== undefined) {
-        return (answeredAsMade(request) && objects.send(reply, cached)) || bulkBody("elementId", cached);
+        return objects.send(reply, cached) ?? bulkBody("elementId", cached);
       }
       return services.model
         .listObjectsById(elementIds, includeMetadata)

@@ -1,5 +1,6 @@
 import type { FastifyReply } from "fastify";
 import { type BulkItem, bulkBody, type IdKey } from "../domain/errors.js";
+import { answeredAsMade } from "../security/auth.js";
 
 /** What Fastify sets for a body its serializer wrote; a rendered body must not differ in anything. */
 export const JSON_CONTENT_TYPE = "application/json; charset=utf-8";
@@ -14,11 +15,12 @@ export class RenderedBodies<Source extends object> {
   private readonly bodies = new WeakMap<Source, Buffer>();
 
   /**
-   * The bytes of `body(source)` as the route's serializer writes them, for `reply` to send. Only for
-   * responses nothing changes between the handler and the serializer: a `preSerialization` hook never sees
-   * them (`answeredAsMade` tells when the security hook would have left them alone).
+   * The bytes of `body(source)` as the route's serializer writes them, for `reply` to send; `undefined`
+   * when the security hook would change this request's answer (a key restricted to id prefixes): rendered
+   * bytes never pass the `preSerialization` hooks, so such a request is answered as usual.
    */
-  send(reply: FastifyReply, source: Source, body: (source: Source) => unknown): Buffer {
+  send(reply: FastifyReply, source: Source, body: (source: Source) => unknown): Buffer | undefined {
+    if (!answeredAsMade(reply.request)) return undefined;
     let bytes = this.bodies.get(source);
     if (bytes === undefined) {
       bytes = Buffer.from(serialized(reply, body(source)));
@@ -42,8 +44,12 @@ export class RenderedBulk {
 
   constructor(private readonly key: IdKey) {}
 
-  /** The body for `items`, or `undefined` when an item failed (the caller sends those as usual). */
+  /**
+   * The body for `items`, or `undefined` when an item failed or the security hook would change this
+   * request's answer (as for `RenderedBodies`): the caller sends those as usual.
+   */
   send(reply: FastifyReply, items: readonly BulkItem<object>[]): string | undefined {
+    if (!answeredAsMade(reply.request)) return undefined;
     if (this.envelope === undefined) this.envelope = this.cutEnvelope(reply);
     const envelope = this.envelope;
     let body = envelope.head;

@@ -1,6 +1,5 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { AppDeps } from "../app.js";
-import { answeredAsMade } from "../security/auth.js";
 import { RenderedBulk } from "./rendered.js";
 import { sendBulk } from "./reply.js";
 import { bulk, currentValueResult, idsBody, maxDepth, responses } from "./schemas.js";
@@ -24,7 +23,7 @@ export const valueRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, 
       const cached = services.values.currentIfCached(elementIds, maxDepth);
       if (cached !== undefined) {
         return (
-          (answeredAsMade(request) && cached.partial === undefined && values.send(reply, cached.items)) ||
+          (cached.partial === undefined ? values.send(reply, cached.items) : undefined) ??
           sendBulk(reply, "elementId", cached)
         );
       }
