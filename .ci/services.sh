@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts each local service the test suite needs when it is not already running, and installs the
-# Debian packages the tests use (promtool and a Prometheus server). Safe to run repeatedly.
+# Debian packages the tests use (promtool, a Prometheus server, Alertmanager and Chromium). Safe to run repeatedly.
 set -euo pipefail
 
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -26,6 +26,8 @@ for tool in promtool prometheus; do command -v "$tool" >/dev/null 2>&1 || missin
 for tool in amtool prometheus-alertmanager; do
   command -v "$tool" >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 done
+# The browser tests drive Debian's Chromium with playwright-core (no browser download).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   echo "installing ${packages}"
