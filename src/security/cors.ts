@@ -1,6 +1,7 @@
 import cors, { type FastifyCorsOptions } from "@fastify/cors";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { type Config, ConfigError } from "../config.js";
+import { getLogger } from "../observability/logger.js";
 import { corsRejected } from "../observability/metrics.js";
 
 /**
@@ -32,6 +33,8 @@ export const CORS_MAX_AGE_SECONDS = 600;
 
 const API_PREFIX = "/v1/";
 
+const log = getLogger("i3xd.security");
+
 export interface CorsAuth {
   /** API keys are checked on this server. */
   enforced: boolean;
@@ -50,6 +53,12 @@ export async function registerCors(app: FastifyInstance, config: Config, auth: C
         "instead, e.g. I3XD_CORS_ORIGINS=https://explorer.example.com",
     );
   }
+  if (listed === "*") {
+    log.warn(
+      "I3XD_CORS_ORIGINS=*: any web page a browser on this machine opens may read and write this server " +
+        "through it; list the origins of your applications instead when you are done experimenting",
+    );
+  } else log.info({ origins: listed }, "Browser applications on these origins may call /v1 (CORS)");
   const origins = listed === "*" ? undefined : new Set(listed);
   const common: FastifyCorsOptions = {
     methods: [...CORS_METHODS],
