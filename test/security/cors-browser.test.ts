@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { useBrowser } from "../helpers/browser.js";
 import { getRaw } from "../helpers/http.js";
-import { parseMetrics, sampleValue } from "../helpers/metrics.js";
+import { corsRejections } from "../helpers/metrics.js";
 import { makeTempDir, startTestServer, type TestServer } from "../helpers/server.js";
 import { bearer, type TestKey, writeTestKeys } from "./keys.js";
 
@@ -58,15 +58,6 @@ afterAll(async () => {
   await otherPage?.close();
   temp.remove();
 });
-
-async function rejections(): Promise<{ preflight: number; request: number }> {
-  const res = await getRaw(`${server.url}/metrics`, bearer(keys.viewer));
-  const samples = parseMetrics(res.body.toString("utf8"));
-  return {
-    preflight: sampleValue(samples, "cors_rejected_total", { kind: "preflight" }),
-    request: sampleValue(samples, "cors_rejected_total", { kind: "request" }),
-  };
-}
 
 describe("a browser page on an allowed origin", () => {
   it("reads values, writes one with a read-write key, and reads the headers and errors it needs", async () => {
@@ -247,7 +238,7 @@ describe("a browser page on an allowed origin", () => {
 
 describe("a browser page on an origin I3XD_CORS_ORIGINS does not list", () => {
   it("is blocked by the browser, and both kinds of attempt are counted", async () => {
-    const before = await rejections();
+    const before = await corsRejections(server.url, bearer(keys.viewer));
     const { page, consoleErrors, close } = await browser.newPage();
     try {
       await page.goto(`${otherPage.origin}/`);
@@ -276,7 +267,7 @@ describe("a browser page on an origin I3XD_CORS_ORIGINS does not list", () => {
     } finally {
       await close();
     }
-    const after = await rejections();
+    const after = await corsRejections(server.url, bearer(keys.viewer));
     expect(after.preflight - before.preflight).toBe(1);
     expect(after.request - before.request).toBe(1);
   });

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config.js";
 import { getRaw } from "../helpers/http.js";
-import { parseMetrics, sampleValue } from "../helpers/metrics.js";
+import { corsRejections } from "../helpers/metrics.js";
 import { makeTempDir, startTestServer, type TestServer } from "../helpers/server.js";
 import { openSse } from "../helpers/sse.js";
 import { killChildren, runCli } from "./child.js";
@@ -59,16 +59,6 @@ const list = (header: string | string[] | undefined) =>
     .split(",")
     .map((s) => s.trim().toLowerCase())
     .filter((s) => s !== "");
-
-async function rejections(base: string): Promise<{ preflight: number; request: number }> {
-  const res = await getRaw(`${base}/metrics`, bearer(keys.reader));
-  expect(res.status).toBe(200);
-  const samples = parseMetrics(res.body.toString("utf8"));
-  return {
-    preflight: sampleValue(samples, "cors_rejected_total", { kind: "preflight" }),
-    request: sampleValue(samples, "cors_rejected_total", { kind: "request" }),
-  };
-}
 
 /** Every /v1 route with its methods, from the API description, so a new route is covered as it comes. */
 async function v1Routes(base: string): Promise<Array<[string, string]>> {
@@ -160,7 +150,7 @@ describe("I3XD_CORS_ORIGINS with keys enforced", () => {
   });
 
   it("gives a disallowed origin no CORS headers and counts its preflights and requests", async () => {
-    const before = await rejections(server.url);
+    const before = await corsRejections(server.url, bearer(keys.reader));
     const lookalikes = [
       "http://localhost:5174",
       "https://localhost:5173",
@@ -178,13 +168,13 @@ describe("I3XD_CORS_ORIGINS with keys enforced", () => {
       expect(res.status, origin).toBe(200);
       expect(corsHeaders(res), origin).toEqual([]);
     }
-    const after = await rejections(server.url);
+    const after = await corsRejections(server.url, bearer(keys.reader));
     expect(after.preflight - before.preflight).toBe(lookalikes.length);
     expect(after.request - before.request).toBe(lookalikes.length);
   });
 
   it("leaves same-origin and non-browser requests alone and does not count them", async () => {
-    const before = await rejections(server.url);
+    const before = await corsRejections(server.url, bearer(keys.reader));
     const own = new URL(server.url).origin;
     const same = await getRaw(
       `${server.url}/v1/objects/value`,
@@ -196,7 +186,7 @@ describe("I3XD_CORS_ORIGINS with keys enforced", () => {
     expect([same.status, plain.status]).toEqual([200, 200]);
     expect(corsHeaders(same)).toEqual([]);
     expect(corsHeaders(plain)).toEqual([]);
-    expect(await rejections(server.url)).toEqual(before);
+    expect(await corsRejections(server.url, bearer(keys.reader))).toEqual(before);
   });
 
   it("answers an OPTIONS request that is no preflight like any other request, in the envelope", async () => {
