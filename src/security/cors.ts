@@ -75,7 +75,7 @@ export async function registerCors(app: FastifyInstance, config: Config, auth: C
     const origin = request.headers.origin;
     if (origin === undefined || !request.url.startsWith(API_PREFIX)) return deny;
     const preflight = request.method === "OPTIONS";
-    // An OPTIONS that is no preflight goes on to the routes like any other request (and gets their 404).
+    // An OPTIONS that is no preflight goes on like any other request (to the key check, then a 404).
     if (preflight && request.headers["access-control-request-method"] === undefined) return deny;
     if (origins === undefined || origins.has(origin)) return allow;
     if (!fromThisServer(request, origin)) corsRejected.inc({ kind: preflight ? "preflight" : "request" });
