@@ -20,6 +20,7 @@ import { registerObservability } from "./observability/http.js";
 import { getLogger } from "./observability/logger.js";
 import { registerTelemetry } from "./observability/telemetry.js";
 import { createSecurity } from "./security/auth.js";
+import { registerCors } from "./security/cors.js";
 import type { Keyring } from "./security/keys.js";
 import { docsCsp, serverOptions } from "./security/transport.js";
 import type { Services } from "./services/index.js";
@@ -82,6 +83,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await registerTelemetry(app);
   const security = createSecurity(config, deps.keyring);
   registerObservability(app, { userIdOf: security.userIdOf, metrics: config.metrics });
+  //    CORS (I3XD_CORS_ORIGINS) before authentication: browsers send preflights without a key, so they
+  //    must be answered before the key check.
+  await registerCors(app, config, { enforced: security.enforced, reason: config.authRequiredReason });
   //    Authentication and the per-key limits right after (src/security), so the key's name is the
   //    request's user id, and nothing else runs for a request without a valid key.
   await app.register(security.plugin, deps);

@@ -97,6 +97,11 @@ export interface Config {
   rateLimitWindowMs: number;
   /** Deepest array/object nesting accepted in a JSON request body (deeper: 400). */
   maxJsonDepth: number;
+  /**
+   * Origins whose browser pages may call `/v1` (CORS), as browsers send them (`http://localhost:5173`);
+   * `"*"`: every origin (refused while authentication is on); unset: none.
+   */
+  corsOrigins: readonly string[] | "*" | undefined;
 }
 
 export class ConfigError extends Error {
@@ -196,6 +201,41 @@ export function retentionVar(env: Env, name: string): number | undefined {
   return hours * 3_600_000;
 }
 
+/**
+ * Origins, separated by commas or spaces: `scheme://host[:port]` each, no path, as a browser's `Origin`
+ * header spells them (a trailing `/`, upper-case host or default port is normalised to that form), or a
+ * lone `*`.
+ */
+export function corsOriginsVar(env: Env, name: string): readonly string[] | "*" | undefined {
+  const raw = read(env, name);
+  if (raw === undefined) return undefined;
+  const entries = raw.split(/[\s,]+/).filter((e) => e !== "");
+  if (entries.length === 0) throw new ConfigError(`${name} must list at least one origin, got "${raw}"`);
+  if (entries.includes("*")) {
+    if (entries.length > 1)
+      throw new ConfigError(`${name}: "*" allows every origin and must be the only entry, got "${raw}"`);
+    return "*";
+  }
+  const origins = new Set<string>();
+  for (const entry of entries) {
+    let url: URL | undefined;
+    try {
+      url = new URL(entry);
+    } catch {
+      url = undefined;
+    }
+    // The pattern rules out paths, queries, fragments and user info; the parser anything that is no host.
+    if (url === undefined || !/^https?:\/\/[^/?#@]+\/?$/i.test(entry)) {
+      throw new ConfigError(
+        `${name} takes origins such as http://localhost:5173 or https://explorer.example.com ` +
+          `(scheme, host and optional port; no path), got "${entry}"`,
+      );
+    }
+    origins.add(url.origin);
+  }
+  return [...origins];
+}
+
 /** True for addresses that only this machine can reach. */
 export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[|\]$/g, "");
@@ -291,6 +331,7 @@ type SecurityConfig = Pick<
   | "rateLimitMax"
   | "rateLimitWindowMs"
   | "maxJsonDepth"
+  | "corsOrigins"
 >;
 
 function loadSecurityConfig(env: Env, host: string): SecurityConfig {
@@ -341,5 +382,6 @@ function loadSecurityConfig(env: Env, host: string): SecurityConfig {
     ),
     rateLimitWindowMs: durationMsVar(env, "I3XD_RATE_LIMIT_WINDOW", 60_000, 1000, 86_400_000),
     maxJsonDepth: intVar(env, "I3XD_MAX_JSON_DEPTH", 64, 2, 1000),
+    corsOrigins: corsOriginsVar(env, "I3XD_CORS_ORIGINS"),
   };
 }

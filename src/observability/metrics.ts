@@ -136,6 +136,13 @@ export const subscriptionDroppedUpdates = new Counter({
   registers: [registry],
 });
 
+export const corsRejected = new Counter({
+  name: "cors_rejected_total",
+  help: "Requests to /v1 from a browser page on an origin I3XD_CORS_ORIGINS does not list, by kind",
+  labelNames: ["kind"] as const,
+  registers: [registry],
+});
+
 export const telemetryDropped = new Counter({
   name: "telemetry_dropped_total",
   help: "Log lines, spans or error reports dropped because a sink was slow or down",

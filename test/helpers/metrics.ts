@@ -40,3 +40,23 @@ export async function scrape(baseUrl: string, accept?: string): Promise<{ text: 
   if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
   return { text: await res.text(), type: res.headers.get("content-type") ?? "" };
 }
+
+/** The samples of one scrape; `headers` for a server that wants an API key or the metrics token. */
+export async function scrapeSamples(
+  baseUrl: string,
+  headers: Record<string, string> = {},
+): Promise<Sample[]> {
+  const res = await fetch(`${baseUrl}/metrics`, { headers });
+  if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
+  return parseMetrics(await res.text());
+}
+
+/** `cors_rejected_total` of both kinds, from one scrape. */
+export async function corsRejections(
+  baseUrl: string,
+  headers: Record<string, string> = {},
+): Promise<{ preflight: number; request: number }> {
+  const samples = await scrapeSamples(baseUrl, headers);
+  const rejected = (kind: string) => sampleValue(samples, "cors_rejected_total", { kind });
+  return { preflight: rejected("preflight"), request: rejected("request") };
+}
