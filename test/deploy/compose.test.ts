@@ -4,7 +4,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { run, toolsFor } from "../ops/tools.js";
-import { ROOT, readRepoFile } from "./files.js";
+import { knownVariable, ROOT, readRepoFile } from "./files.js";
 
 interface Service {
   image?: string;
@@ -103,6 +103,12 @@ describe("deploy/compose.yaml", () => {
     const dashboards = mountedAt("grafana", `${provider.providers[0].options.path}/i3xd.json`);
     expect(dashboards).toBe(ops("grafana/dashboards/i3xd.json"));
     expect(statSync(dashboards).isFile()).toBe(true);
+  });
+
+  it("sets only variables the server reads (the configuration table)", () => {
+    for (const name of ["i3xd", "i3xd-sqlite"])
+      for (const variable of Object.keys(services[name].environment ?? {}))
+        expect(knownVariable(variable), `${name}: ${variable}`).toBe(true);
   });
 
   it("gives i3xd longer to stop than its shutdown timeout", () => {

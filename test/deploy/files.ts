@@ -20,3 +20,12 @@ export function configurationTableVariables(): Set<string> {
   }
   return names;
 }
+
+/**
+ * A variable the server reads: one of the configuration table, or a standard OpenTelemetry variable the
+ * README names (the SDK reads those itself), or NODE_ENV.
+ */
+export function knownVariable(name: string, table = configurationTableVariables()): boolean {
+  if (table.has(name) || name === "NODE_ENV") return true;
+  return name.startsWith("OTEL_") && readRepoFile("README.md").includes(`\`${name}`);
+}
