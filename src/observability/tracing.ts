@@ -14,8 +14,8 @@ import {
   TraceFlags,
   trace,
 } from "@opentelemetry/api";
+import { getNumberFromEnv } from "@opentelemetry/core";
 import type { NodeSDK } from "@opentelemetry/sdk-node";
-import type { BufferConfig } from "@opentelemetry/sdk-trace-base";
 import {
   ATTR_CLIENT_ADDRESS,
   ATTR_ERROR_TYPE,
@@ -76,7 +76,7 @@ function isSampled(span: Span | undefined): boolean {
  * Starts the OpenTelemetry SDK for traces only (metrics stay with Prometheus, logs with pino). Process-wide and
  * idempotent: a second server in the same process shares the first one's pipeline. The SDK reads the standard
  * variables itself: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (resource), OTEL_TRACES_SAMPLER(_ARG),
- * OTEL_PROPAGATORS, OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT/HEADERS/TIMEOUT/COMPRESSION, OTEL_BSP_*.
+ * OTEL_PROPAGATORS, OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT/HEADERS/TIMEOUT/COMPRESSION; OTEL_BSP_* are read here.
  */
 export async function startTracing(config: NonNullable<TelemetryConfig["tracing"]>): Promise<void> {
   if (sdk) return;
@@ -88,7 +88,7 @@ export async function startTracing(config: NonNullable<TelemetryConfig["tracing"
     { SharedScopeContextManager },
   ] = await Promise.all([
     import("@opentelemetry/sdk-node"),
-    import("@opentelemetry/sdk-trace-base"),
+    import("@opentelemetry/sdk-trace"),
     import("@opentelemetry/resources"),
     import("./trace-context.js"),
   ]);
@@ -99,10 +99,16 @@ export async function startTracing(config: NonNullable<TelemetryConfig["tracing"
       : new (await import("@opentelemetry/exporter-trace-otlp-proto")).OTLPTraceExporter();
   // The span queue is bounded (OTEL_BSP_MAX_QUEUE_SIZE, default 2048); the processor reports what it drops,
   // and what an export loses, through its self-observability meter, which feeds telemetry_dropped_total.
-  const bufferConfig: BufferConfig & { selfObsMeterProvider: MeterProvider } = {
+  // A processor made here reads no OTEL_BSP_* itself (only the SDK's own, made from OTEL_TRACES_EXPORTER,
+  // does), so they are passed on; an unset one keeps the processor's default.
+  const processor = new BatchSpanProcessor({
+    exporter,
     selfObsMeterProvider: droppedSpansMeterProvider(),
-  };
-  const processor = new BatchSpanProcessor(exporter, bufferConfig);
+    maxQueueSize: getNumberFromEnv("OTEL_BSP_MAX_QUEUE_SIZE"),
+    scheduledDelayMillis: getNumberFromEnv("OTEL_BSP_SCHEDULE_DELAY"),
+    exportTimeoutMillis: getNumberFromEnv("OTEL_BSP_EXPORT_TIMEOUT"),
+    maxExportBatchSize: getNumberFromEnv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+  });
   const started = new NodeSDK({
     // Lowest precedence: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override these (env detector).
     resource: defaultResource().merge(

@@ -1,0 +1,31 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+
+/** The repository root (test/deploy/ is two levels below it). */
+export const ROOT = path.resolve(import.meta.dirname, "../..");
+
+export function readRepoFile(relative: string): string {
+  return readFileSync(path.join(ROOT, relative), "utf8");
+}
+
+/** Every variable the server reads, as the README's configuration table lists them. */
+export function configurationTableVariables(): Set<string> {
+  const readme = readRepoFile("README.md");
+  const table = readme.slice(readme.indexOf("## Configuration"), readme.indexOf("## Command line"));
+  const names = new Set<string>();
+  for (const line of table.split("\n")) {
+    if (!line.startsWith("| `")) continue;
+    const firstCell = line.split("|")[1];
+    for (const m of firstCell.matchAll(/`([A-Z][A-Z0-9_]+)`/g)) names.add(m[1]);
+  }
+  return names;
+}
+
+/**
+ * A variable the server reads: one of the configuration table, or a standard OpenTelemetry variable the
+ * README names (the SDK reads those itself), or NODE_ENV.
+ */
+export function knownVariable(name: string, table = configurationTableVariables()): boolean {
+  if (table.has(name) || name === "NODE_ENV") return true;
+  return name.startsWith("OTEL_") && readRepoFile("README.md").includes(`\`${name}`);
+}
