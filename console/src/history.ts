@@ -9,6 +9,7 @@ const RANGES: [string, number][] = [
   ["24 h", 24 * 60 * 60_000],
 ];
 const SERIES_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"];
+const AXIS_NUMBER = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 2 });
 /** Rows shown in the table of non-numeric values; the CSV has them all. */
 const TABLE_ROWS = 200;
 
@@ -122,6 +123,7 @@ export class HistoryView {
       const opts: uPlot.Options = {
         ...this.size(),
         scales: { x: { time: true } },
+        axes: [{}, { size: 60, values: (_u, ticks) => ticks.map((t) => AXIS_NUMBER.format(t)) }],
         series: [
           {},
           ...series.map((s, i) => ({

@@ -146,6 +146,22 @@ describe("console, authentication off", () => {
     await page.keyboard.press("Enter");
     await expect.poll(() => page.locator(".object-head h2").textContent()).toBe("Riverside Site");
     expect(page.url()).toMatch(/#o\/site-1$/);
+
+    // The overview for the README (docs/console.png): the expanded tree, sensor-001 and its last hour.
+    await treeItem(page, "sensor-001").locator(":scope > .row").click();
+    const plot = page.locator(".history .plot");
+    await expect
+      .poll(async () => Number(await plot.getAttribute("data-points")), { timeout: 10_000 })
+      .toBeGreaterThan(10);
+    await expect
+      .poll(() => page.locator('#health [data-field="requests"] .chip-value').textContent(), {
+        timeout: 15_000,
+      })
+      .toMatch(/\/s$/);
+    await page.screenshot({
+      path: path.join(SHOTS, "overview.png"),
+      clip: { x: 0, y: 0, width: 1280, height: 745 },
+    });
     await finish(rec);
   });
 
