@@ -1,42 +1,19 @@
 /** The public i3X API as the console uses it: envelopes unwrapped, the session's key sent as a bearer token. */
 
-export type Quality = "Good" | "GoodNoData" | "Bad" | "Uncertain";
+import type { ObjectRecord, Vqt } from "../../src/domain/model.js";
 
-export interface Vqt {
-  value: unknown;
-  quality: Quality;
-  timestamp: string;
-}
+// The wire types are the server's own (src/domain/model.ts holds no server code).
+export type { Namespace, ObjectType, Quality, Vqt } from "../../src/domain/model.js";
 
 export interface CurrentValue extends Vqt {
   isComposition: boolean;
   components?: Record<string, Vqt>;
 }
 
-export interface I3xObject {
-  elementId: string;
-  displayName: string;
-  typeElementId: string;
-  parentId: string | null;
-  isComposition: boolean;
-  isExtended: boolean;
+/** An object as listed by the API: the record's fields, with `metadata` when asked for. */
+export type I3xObject = Omit<ObjectRecord, "description" | "system" | "schemaExtensions"> & {
   metadata?: Record<string, unknown>;
-}
-
-export interface ObjectType {
-  elementId: string;
-  displayName: string;
-  namespaceUri: string;
-  sourceTypeId?: string;
-  version?: string;
-  schema: unknown;
-  related?: unknown;
-}
-
-export interface Namespace {
-  uri: string;
-  displayName: string;
-}
+};
 
 export interface RelatedEntry {
   sourceRelationship: string;

@@ -37,12 +37,7 @@ export class ObjectDetail {
     this.history = new HistoryView(this.elementId);
 
     this.element.replaceChildren(
-      h(
-        "header",
-        { class: "object-head" },
-        h("h2", {}, object.displayName),
-        h("code", { class: "element-id" }, object.elementId),
-      ),
+      heading(object),
       h(
         "div",
         { class: "cards" },
@@ -107,12 +102,7 @@ export async function typeDetail(elementId: string): Promise<HTMLElement> {
   return h(
     "article",
     { class: "type" },
-    h(
-      "header",
-      { class: "object-head" },
-      h("h2", {}, type.displayName),
-      h("code", { class: "element-id" }, type.elementId),
-    ),
+    heading(type),
     h(
       "section",
       { class: "card" },
@@ -165,6 +155,15 @@ function relationshipSection(related: RelatedEntry[]): HTMLElement {
             ),
           ]),
         ),
+  );
+}
+
+function heading(element: { displayName: string; elementId: string }): HTMLElement {
+  return h(
+    "header",
+    { class: "object-head" },
+    h("h2", {}, element.displayName),
+    h("code", { class: "element-id" }, element.elementId),
   );
 }
 

@@ -29,6 +29,8 @@ const ownPolling = (labels: Record<string, string>) =>
 export class HealthStrip {
   private previous: Snapshot | undefined;
   private timer: number | undefined;
+  /** Off after a 401, 403 or 404: neither the key nor the server's setup change while the page lives. */
+  private metricsReadable = true;
 
   constructor(private readonly strip: HTMLElement) {}
 
@@ -53,7 +55,9 @@ export class HealthStrip {
         chip(`connector ${name}`, state, /^(up|connected|ok|running|ready)$/i.test(state) ? "good" : "bad"),
       );
     if (metrics === undefined) {
-      chips.push(chip("metrics", "not available", "muted", "GET /metrics needs its own token or port"));
+      chips.push(
+        chip("metrics", "not available", "muted", "GET /metrics has its own token or port, or is off"),
+      );
     } else {
       for (const [label, value, title] of summarize(metrics, this.previous))
         chips.push(chip(label, value, undefined, title));
@@ -65,8 +69,10 @@ export class HealthStrip {
 
   /** The scrape, or `undefined` when this key may not read it (its own token or port, or off). */
   private async readMetrics(): Promise<Snapshot | undefined> {
+    if (!this.metricsReadable) return undefined;
     try {
       const res = await fetch("/metrics", { headers: { accept: "text/plain", ...authHeaders() } });
+      if (res.status === 401 || res.status === 403 || res.status === 404) this.metricsReadable = false;
       if (!res.ok) return undefined;
       return { at: Date.now(), scrape: parsePrometheusText(await res.text()) };
     } catch {

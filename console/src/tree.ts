@@ -1,3 +1,4 @@
+import { HAS_CHILDREN, HAS_COMPONENT } from "../../src/domain/model.js";
 import { getResult, type I3xObject, relatedOf, type Vqt } from "./api.js";
 import { formatValue, h } from "./dom.js";
 
@@ -163,12 +164,12 @@ export class ObjectTree {
   private async readChildren(node: TreeNode): Promise<TreeNode[]> {
     const related = await relatedOf(node.object.elementId);
     const componentIds = new Set(
-      related.filter((r) => r.sourceRelationship === "HasComponent").map((r) => r.object.elementId),
+      related.filter((r) => r.sourceRelationship === HAS_COMPONENT).map((r) => r.object.elementId),
     );
     const children = new Map<string, I3xObject>();
     for (const r of related) {
       // Hierarchy children, and components that are not also hierarchy children.
-      if (r.sourceRelationship === "HasChildren" || r.sourceRelationship === "HasComponent")
+      if (r.sourceRelationship === HAS_CHILDREN || r.sourceRelationship === HAS_COMPONENT)
         children.set(r.object.elementId, r.object);
     }
     return [...children.values()].map((o) => this.createNode(o, node, componentIds.has(o.elementId)));

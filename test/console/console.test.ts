@@ -342,6 +342,23 @@ describe("console across a server restart", () => {
   });
 });
 
+describe("console with /metrics on its own port", () => {
+  const t = useTestServer({ I3XD_METRICS_PORT: "0" });
+
+  it("shows the metrics as not available and keeps the rest working", async () => {
+    const rec = await visit(`${t.url}/`);
+    const { page } = rec;
+    await expect
+      .poll(() => page.locator('#health [data-field="metrics"] .chip-value').textContent())
+      .toBe("not available");
+    expect(await page.locator('#health [data-field="server"] .chip-value').textContent()).toBe("ready");
+    expect(await page.locator('#health [data-field="requests"]').count()).toBe(0);
+    await expect.poll(() => treeItem(page, "site-1").isVisible()).toBe(true);
+    // The browser reports the one 404 of /metrics on the API port as a console error.
+    await finish(rec, [/Failed to load resource: the server responded with a status of 404/]);
+  });
+});
+
 describe("console with API keys required", () => {
   const keys: Record<string, { token: string; entry: unknown }> = {};
   const METRICS_TOKEN = "metrics-token-0123456789";
