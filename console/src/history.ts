@@ -26,6 +26,7 @@ export class HistoryView {
   private readonly from = h("input", { type: "datetime-local", "aria-label": "From" });
   private readonly to = h("input", { type: "datetime-local", "aria-label": "To" });
   private readonly download = h("button", { type: "button", disabled: true }, "Download CSV");
+  private readonly buttons: HTMLButtonElement[];
   private plot: uPlot | undefined;
   private values: Vqt[] = [];
   private readonly resize = new ResizeObserver(() => this.plot?.setSize(this.size()));
@@ -70,8 +71,6 @@ export class HistoryView {
     );
     this.resize.observe(this.plotArea);
   }
-
-  private readonly buttons: HTMLButtonElement[];
 
   /** Shows the last hour. */
   start(): void {

@@ -33,6 +33,13 @@ export class LiveValues {
 
   constructor(private readonly events: LiveEvents) {
     window.addEventListener("pagehide", () => this.stop());
+    // A page restored from the back/forward cache had its subscription deleted on the way out.
+    window.addEventListener("pageshow", (e) => {
+      if (!e.persisted || !this.stopped) return;
+      this.stopped = false;
+      this.subscriptionId = undefined;
+      this.start();
+    });
   }
 
   /** The objects whose values should stay current. */

@@ -124,7 +124,11 @@ async function route(): Promise<void> {
       const view = new ObjectDetail(id);
       detail = view;
       await view.load();
-      if (detail !== view) return;
+      if (detail !== view) {
+        // Another selection came first.
+        view.destroy();
+        return;
+      }
       detailPane.replaceChildren(view.element);
       watchVisible();
     } else if (kind === "t") {
