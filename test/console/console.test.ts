@@ -390,6 +390,16 @@ describe("console with API keys required", () => {
     await page.getByRole("button", { name: "Use key" }).click();
   }
 
+  it("serves the page and its assets without a key, and nothing else", async () => {
+    const page = await fetch(`${url}/`);
+    expect(page.status).toBe(200);
+    const script = /src="(\/console\/assets\/[^"]+\.js)"/.exec(await page.text())?.[1];
+    expect((await fetch(`${url}${script}`)).status).toBe(200);
+    expect((await fetch(`${url}/v1/objects`)).status).toBe(401);
+    expect((await fetch(`${url}/metrics`)).status).toBe(401);
+    expect((await fetch(`${url}/elsewhere`)).status).toBe(401);
+  });
+
   it("asks for a key, says when it is wrong, then works with a good one; /metrics shows not available", async () => {
     const rec = await visit(`${url}/`);
     const { page } = rec;
