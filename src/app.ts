@@ -2,6 +2,7 @@ import compress from "@fastify/compress";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from "fastify";
+import { consoleRoutes } from "./api/console.js";
 import { healthRoutes } from "./api/health.js";
 import { historyRoutes } from "./api/history.js";
 import { infoRoutes } from "./api/info.js";
@@ -123,6 +124,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // 3. Routes: probes and the scrape endpoint at the root (no auth), all i3X groups under /v1.
   await app.register(healthRoutes, deps);
+  // The console at / (src/api/console.ts) uses only the public API, /health/* and /metrics.
+  await app.register(consoleRoutes);
   // With I3XD_METRICS_PORT the scrape endpoint lives on its own listener (runtime.ts) instead.
   // I3XD_METRICS=false: no scrape endpoint at all (404), as no request metrics are recorded either.
   if (config.metrics && config.metricsPort === undefined) await app.register(metricsRoutes, deps);

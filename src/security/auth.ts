@@ -26,9 +26,9 @@ import {
  *   result is cached for a short while under a SHA-256 digest of the token, so the hot path pays a hash
  *   and a map look-up, never scrypt.
  * - Scopes: `read` for the Exploratory, Query and Subscribe methods, `write` for the Update methods.
- * - Open without a key: `GET /v1/info` (the guide requires it), `/health/*`, and the API description
- *   (`/docs`, `/v1/openapi.json`), which describes the interface and holds no data. `/metrics` has its own
- *   rule (its token, its port, or an API key).
+ * - Open without a key: `GET /v1/info` (the guide requires it), `/health/*`, the API description
+ *   (`/docs`, `/v1/openapi.json`), which describes the interface and holds no data, and the console's page
+ *   and assets (`/`, `/console/*`). `/metrics` has its own rule (its token, its port, or an API key).
  * - A key restricted to element-id prefixes gets a 403 item for every id outside them in bulk calls (the
  *   other items are answered normally, as the guide's bulk rules want for partial failures), and sees
  *   only matching objects in object listings. Components are part of their parent's value, so reading a
@@ -81,6 +81,8 @@ function classify(method: string, url: string | undefined): Access {
   if (url.startsWith("/health/")) return "open";
   if (url === "/metrics") return "metrics";
   if (url === "/docs" || url.startsWith("/docs/")) return "open";
+  // The console's page and assets hold no data; the page asks for a key and sends it with its API calls.
+  if (url === "/" || url.startsWith("/console/")) return "open";
   if (OPEN_V1.has(url) && (method === "GET" || method === "HEAD")) return "open";
   if (method === "PUT" && WRITE_ROUTES.has(url)) return "write";
   if (url.startsWith("/v1/")) return "read";
@@ -456,7 +458,7 @@ function announce(config: Config, enforced: boolean, keyring: Keyring): void {
         keys_file: keyring.file,
         reason: config.authRequiredReason ?? "API keys are configured",
       },
-      "API keys required on every endpoint except /v1/info, /health/* and /docs",
+      "API keys required on every endpoint except /v1/info, /health/*, /docs and the console's page",
     );
     if (config.tlsCert === undefined && config.authRequiredReason !== undefined) {
       log.warn(

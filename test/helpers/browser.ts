@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { type Browser, type BrowserContextOptions, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll } from "vitest";
 
 /** Debian's Chromium (installed by .ci/services.sh); playwright-core drives it, no browser is downloaded. */
@@ -25,31 +25,48 @@ export async function launchBrowser(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
 }
 
-export interface BrowserPage {
+export interface RecordedPage {
   page: Page;
-  /** Console errors and uncaught exceptions of the page, in order (a blocked CORS call logs one). */
+  /** Console errors, uncaught exceptions and CSP violations of the page, in order (a blocked CORS call logs one). */
   consoleErrors: string[];
+  /** Requests to any origin other than the one the page was first opened on. */
+  requestsLeavingOrigin: string[];
   /** Closes the page with its own browser context. */
   close(): Promise<void>;
 }
 
 /**
- * A page in a fresh browser context: no cache, cookies or cached CORS preflights shared with other
- * pages, so each page sees the server as a first visit does.
+ * A page in a fresh browser context (no cache, cookies or cached CORS preflights shared with other pages,
+ * so each page sees the server as a first visit does) that records console errors and every request
+ * leaving the origin of its first navigation (blob: and data: URLs the page makes itself do not leave the
+ * browser).
  */
-export async function newPage(browser: Browser): Promise<BrowserPage> {
-  const context: BrowserContext = await browser.newContext();
+export async function openPage(browser: Browser, options: BrowserContextOptions = {}): Promise<RecordedPage> {
+  const context = await browser.newContext(options);
+  // Chromium logs blocked content on its own, but a listener also catches what it reports only as an event.
+  await context.addInitScript({
+    content: `document.addEventListener("securitypolicyviolation", (e) =>
+      console.error("CSP violation: " + e.violatedDirective + " blocked " + (e.blockedURI || "inline content")));`,
+  });
   const page = await context.newPage();
   const consoleErrors: string[] = [];
+  const requestsLeavingOrigin: string[] = [];
+  let origin: string | undefined;
   page.on("console", (message) => {
     if (message.type() === "error") consoleErrors.push(message.text());
   });
-  page.on("pageerror", (error) => consoleErrors.push(error.message));
-  return { page, consoleErrors, close: () => context.close() };
+  page.on("pageerror", (err) => consoleErrors.push(`${err.name}: ${err.message}`));
+  page.on("request", (request) => {
+    const url = new URL(request.url());
+    if (url.protocol === "data:" || url.protocol === "blob:") return;
+    if (origin === undefined && request.isNavigationRequest()) origin = url.origin;
+    else if (url.origin !== origin) requestsLeavingOrigin.push(request.url());
+  });
+  return { page, consoleErrors, requestsLeavingOrigin, close: () => context.close() };
 }
 
 /** One browser shared by the tests of a file: launched before the first test, closed after the last. */
-export function useBrowser(): { readonly browser: Browser; newPage(): Promise<BrowserPage> } {
+export function useBrowser(): { readonly browser: Browser; newPage(): Promise<RecordedPage> } {
   let browser: Browser | undefined;
   beforeAll(async () => {
     browser = await launchBrowser();
@@ -65,6 +82,6 @@ export function useBrowser(): { readonly browser: Browser; newPage(): Promise<Br
     get browser() {
       return launched();
     },
-    newPage: () => newPage(launched()),
+    newPage: () => openPage(launched()),
   };
 }
