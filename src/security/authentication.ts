@@ -210,6 +210,7 @@ function authenticationHook(config: Config, enforced: boolean, authenticator: Au
       .header("www-authenticate", invalid ? `${REALM}, error="invalid_token"` : REALM)
       .send(failureBody(401, detail));
 
+  /** Accepts the verified key for this request when it has the scope the route needs. */
   const authorize = (
     request: FastifyRequest,
     p: Principal,
@@ -217,6 +218,11 @@ function authenticationHook(config: Config, enforced: boolean, authenticator: Au
     reply: FastifyReply,
     done: HookHandlerDoneFunction,
   ): void => {
+    if (request.principal !== p) {
+      request.principal = p;
+      const ctx = currentContext();
+      if (ctx !== undefined) ctx.userId = p.name;
+    }
     if ((scope === "read" || scope === "write") && !p.access.hasScope(scope)) {
       reply
         .code(403)
@@ -226,19 +232,6 @@ function authenticationHook(config: Config, enforced: boolean, authenticator: Au
     }
     request.access = p.access;
     done();
-  };
-
-  const accept = (
-    request: FastifyRequest,
-    p: Principal,
-    scope: RouteScope | undefined,
-    reply: FastifyReply,
-    done: HookHandlerDoneFunction,
-  ): void => {
-    request.principal = p;
-    const ctx = currentContext();
-    if (ctx !== undefined) ctx.userId = p.name;
-    authorize(request, p, scope, reply, done);
   };
 
   /** Checks the request's API key; `scope` says what the route needs. */
@@ -263,7 +256,7 @@ function authenticationHook(config: Config, enforced: boolean, authenticator: Au
     }
     const cached = authenticator.peek(token);
     if (cached !== undefined) {
-      accept(request, cached, scope, reply, done);
+      authorize(request, cached, scope, reply, done);
       return;
     }
     // Every uncached check costs a scrypt; an address that keeps failing has to wait.
@@ -284,7 +277,7 @@ function authenticationHook(config: Config, enforced: boolean, authenticator: Au
           unauthorized(reply, "Invalid API key", true);
           return;
         }
-        accept(request, p, scope, reply, done);
+        authorize(request, p, scope, reply, done);
       },
       (err: unknown) => done(err as Error),
     );

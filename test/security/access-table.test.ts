@@ -206,11 +206,11 @@ beforeAll(async () => {
     startTestServer(),
     startTestServer({ I3XD_KEYS_FILE: `${temp.dir}/keys.json` }),
   ]);
-  const doc = await (await fetch(`${openServer.url}/v1/openapi.json`)).json();
+  const doc: any = await (await fetch(`${openServer.url}/v1/openapi.json`)).json();
   routes = Object.entries<Record<string, unknown>>(doc.paths).flatMap(([path, ops]) =>
     Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`),
   );
-  const all = await (await fetch(`${openServer.url}/v1/objects`)).json();
+  const all: any = await (await fetch(`${openServer.url}/v1/objects`)).json();
   others = all.result.map((o: any) => o.elementId).filter((id: string) => !id.startsWith(PREFIX));
 }, 60_000);
 
