@@ -20,7 +20,7 @@ import { failureBody, I3xError } from "./domain/errors.js";
 import { registerObservability } from "./observability/http.js";
 import { getLogger } from "./observability/logger.js";
 import { registerTelemetry } from "./observability/telemetry.js";
-import { createSecurity } from "./security/auth.js";
+import { createSecurity } from "./security/authentication.js";
 import { registerCors } from "./security/cors.js";
 import type { Keyring } from "./security/keys.js";
 import { docsCsp, serverOptions } from "./security/transport.js";
@@ -116,10 +116,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       security: [{ apiKey: [] }],
     },
   });
-  await app.register(swaggerUi, {
-    routePrefix: "/docs",
-    staticCSP: true,
-    transformStaticCSP: docsCsp(config),
+  await app.register(async (docs) => {
+    // The API description holds no data and is open; Swagger UI sets its own Content-Security-Policy
+    // (with the hashes of its inline scripts). Its routes are made by the plugin, so they are declared here.
+    docs.addHook("onRoute", (route) => {
+      route.config = { ...route.config, scope: "open", ownContentSecurityPolicy: true };
+    });
+    await docs.register(swaggerUi, {
+      routePrefix: "/docs",
+      staticCSP: true,
+      transformStaticCSP: docsCsp(config),
+    });
   });
 
   // 3. Routes: probes and the scrape endpoint at the root (no auth), all i3X groups under /v1.
@@ -141,7 +148,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await v1.register(writeRoutes, deps);
       await v1.register(subscriptionRoutes, deps);
       if (config.testFaults) await v1.register(testFaultRoutes, deps);
-      v1.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+      v1.get("/openapi.json", { config: { scope: "open" }, schema: { hide: true } }, async () =>
+        app.swagger(),
+      );
     },
     { prefix: "/v1" },
   );

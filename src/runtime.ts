@@ -8,7 +8,7 @@ import { DEMO_VALUE_IDS } from "./ingest/plant-physics.js";
 import { Simulator } from "./ingest/simulator.js";
 import { configureLogging, flushLogs, getLogger } from "./observability/logger.js";
 import { startTelemetry } from "./observability/telemetry.js";
-import { openKeyring } from "./security/auth.js";
+import { openKeyring } from "./security/authentication.js";
 import { type MetricsListener, startMetricsListener } from "./security/metrics-listener.js";
 import { type ChangeFeed, LocalChangeFeed } from "./services/changes.js";
 import { createServices, type Services } from "./services/index.js";

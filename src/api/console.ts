@@ -38,6 +38,10 @@ export function findConsoleDir(): string | undefined {
  * the page asks for one and sends it with its own API calls.
  */
 export const consoleRoutes: FastifyPluginAsync = async (app) => {
+  // @fastify/static makes its own routes, so the scope is declared for every route of this plugin here.
+  app.addHook("onRoute", (route) => {
+    route.config = { ...route.config, scope: "open" };
+  });
   const root = findConsoleDir();
   if (root === undefined) {
     app.get("/", { schema: { hide: true } }, async (_request, reply) =>

@@ -30,13 +30,15 @@ export const healthRoutes: FastifyPluginAsync<AppDeps> = async (app, deps) => {
     done();
   });
 
-  app.get("/health/live", { schema: { hide: true, response: { 200: success(status) } } }, async () =>
-    successBody({ status: "live" }),
+  app.get(
+    "/health/live",
+    { config: { scope: "open" }, schema: { hide: true, response: { 200: success(status) } } },
+    async () => successBody({ status: "live" }),
   );
 
   app.get(
     "/health/ready",
-    { schema: { hide: true, response: { 200: success(status), 503: failure } } },
+    { config: { scope: "open" }, schema: { hide: true, response: { 200: success(status), 503: failure } } },
     async (_request, reply) => {
       if (closing) return reply.code(503).send(failureBody(503, "Shutting down"));
       try {

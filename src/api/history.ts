@@ -11,6 +11,7 @@ export const historyRoutes: FastifyPluginAsync<AppDeps> = async (app, { services
   app.post<{ Body: { elementIds: string[]; startTime: string; endTime: string; maxDepth?: number } }>(
     "/objects/history",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["Query"],
         summary: "Stored values in a time range, ascending",
@@ -23,7 +24,7 @@ export const historyRoutes: FastifyPluginAsync<AppDeps> = async (app, { services
       },
     },
     async (request, reply) => {
-      const outcome = await services.values.history(request.body);
+      const outcome = await services.values.history(request.access, request.body);
       // The response schema above still documents the body; this writes it with the series as stored text.
       reply.type(JSON_CONTENT_TYPE);
       return serializeHistoryBody(sendBulk(reply, "elementId", outcome));

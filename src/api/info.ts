@@ -52,6 +52,7 @@ export const infoRoutes: FastifyPluginAsync<AppDeps> = async (app) => {
   app.get(
     "/info",
     {
+      config: { scope: "open" },
       schema: {
         tags: ["Info"],
         summary: "Server version and capabilities (no authentication)",

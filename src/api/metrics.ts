@@ -23,7 +23,7 @@ export const metricsRoutes: FastifyPluginAsync<AppDeps> = async (app, deps) => {
   const { store } = deps;
   registerDefaultMetrics();
 
-  app.get("/metrics", { schema: { hide: true } }, async (request, reply) => {
+  app.get("/metrics", { config: { scope: "metrics" }, schema: { hide: true } }, async (request, reply) => {
     // Read at scrape time: the store knows its connections, nothing needs to keep a gauge in step.
     activeDatabaseConnections.set(store.connectionCount());
     if (prefersOpenMetrics(request.headers.accept)) {

@@ -7,6 +7,7 @@ export const namespaceRoutes: FastifyPluginAsync<AppDeps> = async (app, { servic
   app.get(
     "/namespaces",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["Exploratory"],
         summary: "All namespaces",

@@ -23,6 +23,7 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
   app.get<{ Querystring: { typeElementId?: string; includeMetadata?: string; root?: string } }>(
     "/objects",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["Exploratory"],
         summary: "Objects, optionally of one type and/or only the roots",
@@ -34,18 +35,17 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
       const { typeElementId, includeMetadata, root } = request.query;
       const filter = { typeElementId, includeMetadata: queryFlag(includeMetadata), root: queryFlag(root) };
       // Not an async handler: a listing the cache holds is sent without a promise, and as the bytes it
-      // was rendered to the first time, unless a key's prefixes narrow it.
-      const cached = services.model.listObjectsIfCached(filter);
-      if (cached !== undefined) {
-        return listings.send(reply, cached, successBody) ?? successBody(cached);
-      }
-      return services.model.listObjects(filter).then(successBody);
+      // was rendered to the first time.
+      const cached = services.model.listObjectsIfCached(request.access, filter);
+      if (cached !== undefined) return listings.send(reply, cached, successBody);
+      return services.model.listObjects(request.access, filter).then(successBody);
     },
   );
 
   app.post<{ Body: { elementIds: string[]; includeMetadata?: boolean } }>(
     "/objects/list",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["Exploratory"],
         summary: "Objects by elementId (no values)",
@@ -55,12 +55,12 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
     },
     (request, reply) => {
       const { elementIds, includeMetadata } = request.body;
-      const cached = services.model.listObjectsByIdIfCached(elementIds, includeMetadata);
+      const cached = services.model.listObjectsByIdIfCached(request.access, elementIds, includeMetadata);
       if (cached !== undefined) {
         return objects.send(reply, cached) ?? bulkBody("elementId", cached);
       }
       return services.model
-        .listObjectsById(elementIds, includeMetadata)
+        .listObjectsById(request.access, elementIds, includeMetadata)
         .then((items) => bulkBody("elementId", items));
     },
   );
@@ -68,6 +68,7 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
   app.post<{ Body: { elementIds: string[]; relationshipType?: string | null; includeMetadata?: boolean } }>(
     "/objects/related",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["Exploratory"],
         summary: "Objects related to each elementId, in both directions",
@@ -86,7 +87,7 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
       const { elementIds, relationshipType, includeMetadata } = request.body;
       return bulkBody(
         "elementId",
-        await services.model.related(elementIds, relationshipType, includeMetadata),
+        await services.model.related(request.access, elementIds, relationshipType, includeMetadata),
       );
     },
   );

@@ -7,6 +7,7 @@ export const objectTypeRoutes: FastifyPluginAsync<AppDeps> = async (app, { servi
   app.get<{ Querystring: { namespaceUri?: string } }>(
     "/objecttypes",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["Exploratory"],
         summary: "Object types, optionally of one namespace",
@@ -20,6 +21,7 @@ export const objectTypeRoutes: FastifyPluginAsync<AppDeps> = async (app, { servi
   app.post<{ Body: { elementIds: string[] } }>(
     "/objecttypes/query",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["Exploratory"],
         summary: "Object types by elementId",

@@ -7,6 +7,7 @@ export const relationshipTypeRoutes: FastifyPluginAsync<AppDeps> = async (app, {
   app.get<{ Querystring: { namespaceUri?: string } }>(
     "/relationshiptypes",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["Exploratory"],
         summary: "Relationship types, optionally of one namespace",
@@ -20,6 +21,7 @@ export const relationshipTypeRoutes: FastifyPluginAsync<AppDeps> = async (app, {
   app.post<{ Body: { elementIds: string[] } }>(
     "/relationshiptypes/query",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["Exploratory"],
         summary: "Relationship types by elementId",

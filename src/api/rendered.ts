@@ -1,6 +1,5 @@
 import type { FastifyReply } from "fastify";
 import { type BulkItem, bulkBody, type IdKey } from "../domain/errors.js";
-import { answeredAsMade } from "../security/auth.js";
 
 /** What Fastify sets for a body its serializer wrote; a rendered body must not differ in anything. */
 export const JSON_CONTENT_TYPE = "application/json; charset=utf-8";
@@ -14,13 +13,8 @@ export const JSON_CONTENT_TYPE = "application/json; charset=utf-8";
 export class RenderedBodies<Source extends object> {
   private readonly bodies = new WeakMap<Source, Buffer>();
 
-  /**
-   * The bytes of `body(source)` as the route's serializer writes them, for `reply` to send; `undefined`
-   * when the security hook would change this request's answer (a key restricted to id prefixes): rendered
-   * bytes never pass the `preSerialization` hooks, so such a request is answered as usual.
-   */
-  send(reply: FastifyReply, source: Source, body: (source: Source) => unknown): Buffer | undefined {
-    if (!answeredAsMade(reply.request)) return undefined;
+  /** The bytes of `body(source)` as the route's serializer writes them, for `reply` to send. */
+  send(reply: FastifyReply, source: Source, body: (source: Source) => unknown): Buffer {
     let bytes = this.bodies.get(source);
     if (bytes === undefined) {
       bytes = Buffer.from(serialized(reply, body(source)));
@@ -44,12 +38,8 @@ export class RenderedBulk {
 
   constructor(private readonly key: IdKey) {}
 
-  /**
-   * The body for `items`, or `undefined` when an item failed or the security hook would change this
-   * request's answer (as for `RenderedBodies`): the caller sends those as usual.
-   */
+  /** The body for `items`, or `undefined` when an item failed: the caller sends those as usual. */
   send(reply: FastifyReply, items: readonly BulkItem<object>[]): string | undefined {
-    if (!answeredAsMade(reply.request)) return undefined;
     if (this.envelope === undefined) this.envelope = this.cutEnvelope(reply);
     const envelope = this.envelope;
     let body = envelope.head;

@@ -136,6 +136,7 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
   app.post<{ Body: { clientId: string; displayName?: string | null } }>(
     "/subscriptions",
     {
+      config: { scope: "read" },
       schema: {
         tags,
         summary: "Create a subscription scoped to a client",
@@ -145,13 +146,14 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
     },
     async (request) => {
       const { clientId, displayName } = request.body;
-      return successBody(subscriptions.create(clientId, displayName));
+      return successBody(subscriptions.create(request.access, clientId, displayName));
     },
   );
 
   app.post<{ Body: { clientId: string; subscriptionIds: string[] } }>(
     "/subscriptions/list",
     {
+      config: { scope: "read" },
       schema: {
         tags,
         summary: "Subscriptions by id, with their monitored objects",
@@ -161,13 +163,16 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
     },
     async (request, reply) => {
       const { clientId, subscriptionIds } = request.body;
-      return sendBulk(reply, "subscriptionId", { items: subscriptions.list(clientId, subscriptionIds) });
+      return sendBulk(reply, "subscriptionId", {
+        items: subscriptions.list(request.access, clientId, subscriptionIds),
+      });
     },
   );
 
   app.post<{ Body: { clientId: string; subscriptionIds: string[] } }>(
     "/subscriptions/delete",
     {
+      config: { scope: "read" },
       schema: {
         tags,
         summary: "Delete subscriptions with their queues and streams",
@@ -177,13 +182,16 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
     },
     async (request, reply) => {
       const { clientId, subscriptionIds } = request.body;
-      return sendBulk(reply, "subscriptionId", { items: subscriptions.delete(clientId, subscriptionIds) });
+      return sendBulk(reply, "subscriptionId", {
+        items: subscriptions.delete(request.access, clientId, subscriptionIds),
+      });
     },
   );
 
   app.post<{ Body: { clientId: string; subscriptionId: string; elementIds: string[]; maxDepth?: number } }>(
     "/subscriptions/register",
     {
+      config: { scope: "read" },
       schema: {
         tags,
         summary: "Start monitoring objects (and their components up to maxDepth)",
@@ -199,7 +207,7 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
       return sendBulk(
         reply,
         "elementId",
-        await subscriptions.register(clientId, subscriptionId, elementIds, maxDepth),
+        await subscriptions.register(request.access, clientId, subscriptionId, elementIds, maxDepth),
       );
     },
   );
@@ -207,6 +215,7 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
   app.post<{ Body: { clientId: string; subscriptionId: string; elementIds: string[] } }>(
     "/subscriptions/unregister",
     {
+      config: { scope: "read" },
       schema: {
         tags,
         summary: "Stop monitoring objects; updates already queued stay",
@@ -220,7 +229,7 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
     async (request, reply) => {
       const { clientId, subscriptionId, elementIds } = request.body;
       return sendBulk(reply, "elementId", {
-        items: await subscriptions.unregister(clientId, subscriptionId, elementIds),
+        items: await subscriptions.unregister(request.access, clientId, subscriptionId, elementIds),
       });
     },
   );
@@ -228,6 +237,7 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
   app.post<{ Body: { clientId: string; subscriptionId: string; lastSequenceNumber?: number | null } }>(
     "/subscriptions/sync",
     {
+      config: { scope: "read" },
       schema: {
         tags,
         summary: "Acknowledge batches up to lastSequenceNumber and return every unacknowledged batch",
@@ -247,7 +257,7 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
     },
     async (request, reply) => {
       const { clientId, subscriptionId, lastSequenceNumber } = request.body;
-      const outcome = subscriptions.sync(clientId, subscriptionId, lastSequenceNumber);
+      const outcome = subscriptions.sync(request.access, clientId, subscriptionId, lastSequenceNumber);
       if (outcome.loss) reply.code(206);
       return successBody(outcome.batches, outcome.loss);
     },
@@ -256,6 +266,7 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
   app.post<{ Body: { clientId: string; subscriptionId: string } }>(
     "/subscriptions/stream",
     {
+      config: { scope: "read" },
       schema: {
         tags,
         summary: "Server-Sent Events: queued updates first, then changes as they happen",
@@ -277,7 +288,7 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
     async (request, reply) => {
       const { clientId, subscriptionId } = request.body;
       const sink = new SseSink(reply);
-      const handle = subscriptions.openStream(clientId, subscriptionId, sink);
+      const handle = subscriptions.openStream(request.access, clientId, subscriptionId, sink);
       sink.open();
       sink.attach(handle);
       // The client may have gone while the queued updates were written.

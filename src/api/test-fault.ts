@@ -7,7 +7,7 @@ import type { AppDeps } from "../app.js";
  * refuses in production.
  */
 export const testFaultRoutes: FastifyPluginAsync<AppDeps> = async (app) => {
-  app.post("/_test/fault", { schema: { hide: true } }, async () => {
+  app.post("/_test/fault", { config: { scope: "read" }, schema: { hide: true } }, async () => {
     throw new Error("Fault injected by POST /v1/_test/fault");
   });
 };

@@ -10,6 +10,7 @@ export const valueRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, 
   app.post<{ Body: { elementIds: string[]; maxDepth?: number } }>(
     "/objects/value",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["Query"],
         summary: "Last known values, with components up to maxDepth",
@@ -20,7 +21,7 @@ export const valueRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, 
     (request, reply) => {
       const { elementIds, maxDepth } = request.body;
       // Not an async handler: an answer the cache holds whole is sent without a promise.
-      const cached = services.values.currentIfCached(elementIds, maxDepth);
+      const cached = services.values.currentIfCached(request.access, elementIds, maxDepth);
       if (cached !== undefined) {
         return (
           (cached.partial === undefined ? values.send(reply, cached.items) : undefined) ??
@@ -28,7 +29,7 @@ export const valueRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, 
         );
       }
       return services.values
-        .current(elementIds, maxDepth)
+        .current(request.access, elementIds, maxDepth)
         .then((outcome) => sendBulk(reply, "elementId", outcome));
     },
   );

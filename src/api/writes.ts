@@ -55,6 +55,7 @@ export const writeRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, 
   app.put<{ Body: { updates: WriteUpdate[] } }>(
     "/objects/value",
     {
+      config: { scope: "write" },
       schema: {
         tags: ["Update"],
         summary: "Replace the current value of objects",
@@ -63,12 +64,15 @@ export const writeRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, 
       },
     },
     async (request, reply) =>
-      sendBulk(reply, "elementId", { items: await services.writes.writeCurrent(request.body.updates) }),
+      sendBulk(reply, "elementId", {
+        items: await services.writes.writeCurrent(request.access, request.body.updates),
+      }),
   );
 
   app.put<{ Body: { updates: WriteUpdate[] } }>(
     "/objects/history",
     {
+      config: { scope: "write" },
       schema: {
         tags: ["Update"],
         summary: "Create or replace history records of objects",
@@ -77,6 +81,8 @@ export const writeRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, 
       },
     },
     async (request, reply) =>
-      sendBulk(reply, "elementId", { items: await services.writes.writeHistory(request.body.updates) }),
+      sendBulk(reply, "elementId", {
+        items: await services.writes.writeHistory(request.access, request.body.updates),
+      }),
   );
 };

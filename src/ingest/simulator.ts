@@ -1,3 +1,4 @@
+import { Access } from "../domain/access.js";
 import { formatTimestampUs, nowUs } from "../domain/time.js";
 import { getLogger } from "../observability/logger.js";
 import type { WriteService, WriteUpdate } from "../services/writes.js";
@@ -85,7 +86,7 @@ export class Simulator {
       for (const [elementId, value] of plantValues(state, this.random)) {
         updates.push({ elementId, value: { value, quality: "Good", timestamp } });
       }
-      const results = await this.writes.writeCurrent(updates);
+      const results = await this.writes.writeCurrent(Access.everything, updates);
       this.report(results.filter((r) => !r.success).map((r) => `${r.id}: ${describe(r)}`));
     } catch (err) {
       this.report([err instanceof Error ? err.message : String(err)], err);

@@ -9,6 +9,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import path from "node:path";
+import { SCOPES, type Scope } from "../domain/access.js";
 import { getLogger } from "../observability/logger.js";
 
 /**
@@ -17,8 +18,7 @@ import { getLogger } from "../observability/logger.js";
  * file (`I3XD_KEYS_FILE`) and/or in `I3XD_API_KEYS`; a key is shown once, when it is created.
  */
 
-export type Scope = "read" | "write";
-export const SCOPES: readonly Scope[] = ["read", "write"];
+export { SCOPES, type Scope };
 
 /** One stored key: never the key itself, only its hash. */
 export interface KeyEntry {

@@ -4,7 +4,7 @@ import Fastify, { type FastifyError } from "fastify";
 import { metricsRoutes } from "../api/metrics.js";
 import type { AppDeps } from "../app.js";
 import { failureBody } from "../domain/errors.js";
-import { bearerToken, safeEqual } from "./auth.js";
+import { bearerToken, safeEqual } from "./authentication.js";
 import { serverOptions } from "./transport.js";
 
 export interface MetricsListener {

@@ -1,3 +1,4 @@
+import type { Access } from "../domain/access.js";
 import { HAS_COMPONENT } from "../domain/model.js";
 import type { Store } from "../store/store.js";
 
@@ -28,9 +29,11 @@ export interface CompositionWalk<T> {
 /**
  * Gathers the composition trees of many roots at once, level by level: one edge look-up and one data
  * fetch per level for all roots together, never one per element. Only `HasComponent` is followed
- * (hierarchical children are independent objects and never part of a value).
+ * (hierarchical children are independent objects and never part of a value). A component `access` denies
+ * is not part of the tree: it is neither fetched nor followed.
  */
 export async function walkComposition<T>(
+  access: Access,
   store: Store,
   roots: readonly { elementId: string; isComposition: boolean }[],
   plan: DepthPlan,
@@ -51,6 +54,7 @@ export async function walkComposition<T>(
     if (need.length === 0) return;
     for (const id of need) children.set(id, []);
     for (const edge of await store.getRelationships(need, HAS_COMPONENT)) {
+      if (!access.allows(edge.targetId)) continue;
       const list = children.get(edge.sourceId);
       if (list && !list.includes(edge.targetId)) list.push(edge.targetId);
     }

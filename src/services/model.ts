@@ -1,3 +1,4 @@
+import { Access, forbiddenItem } from "../domain/access.js";
 import { type BulkItem, I3xError, itemError, itemOk } from "../domain/errors.js";
 import {
   COMPONENT_OF,
@@ -58,12 +59,26 @@ export function unique(ids: readonly string[]): string[] {
   return ids.length < 2 ? [...ids] : [...new Set(ids)];
 }
 
-/** The Exploratory methods: namespaces, types, objects and their relationships. */
+/**
+ * The Exploratory methods: namespaces, types, objects and their relationships. Every object method takes
+ * the request's access first: a denied id is answered with a 403 item and never read, and a denied element
+ * is left out of listings, relationships (`related`, `metadata.relationships`) and `parentId`, so a
+ * restricted key sees the permitted part of the model as if it were all there is. Types, namespaces and
+ * relationship types are shared vocabulary and not restricted.
+ */
 export class ModelService {
   /** The cache this request's reads may be answered from synchronously, if any. */
   private readonly cache: () => CachedStore | undefined;
   /** Views of cached listings: a listing stays the same array until the model changes. */
   private readonly listingViews = new WeakMap<readonly ObjectRecord[], ObjectView[]>();
+  private readonly restrictedListings = new WeakMap<
+    readonly ObjectRecord[],
+    WeakMap<Access, readonly ObjectView[]>
+  >();
+  private readonly restrictedRoots = new WeakMap<
+    readonly ObjectRecord[],
+    WeakMap<Access, readonly ObjectView[]>
+  >();
   /**
    * Views of cached records, one per record (a cached record never changes), so that a response built
    * from them can reuse what was rendered for the same view before (src/api/rendered.ts).
@@ -78,14 +93,12 @@ export class ModelService {
    * `listObjects`' answer, synchronously, when the cache holds the listing and no metadata is asked for;
    * `undefined` otherwise. The views are shared between responses and never changed.
    */
-  listObjectsIfCached(filter: ObjectFilter = {}): ObjectView[] | undefined {
+  listObjectsIfCached(access: Access, filter: ObjectFilter = {}): readonly ObjectView[] | undefined {
     const cache = this.cache();
     if (cache === undefined || filter.includeMetadata === true) return undefined;
-    const records = cache.cachedListing({
-      typeElementId: filter.typeElementId,
-      root: filter.root === true ? true : undefined,
-    });
+    const records = cache.cachedListing(storeFilter(access, filter));
     if (records === undefined) return undefined;
+    if (access.restricted) return this.restrictedListing(access, records, filter.root === true);
     let views = this.listingViews.get(records);
     if (views === undefined) {
       views = records.map((r) => this.cachedView(r));
@@ -95,29 +108,66 @@ export class ModelService {
   }
 
   /**
+   * A cached listing as a restricted key sees it, kept per listing and access (both stay the same objects
+   * while the model and the key do), so a repeated read is the same array and its rendered body is reused.
+   */
+  private restrictedListing(
+    access: Access,
+    records: readonly ObjectRecord[],
+    rootsOnly: boolean,
+  ): readonly ObjectView[] {
+    let byAccess = (rootsOnly ? this.restrictedRoots : this.restrictedListings).get(records);
+    if (byAccess === undefined) {
+      byAccess = new WeakMap();
+      (rootsOnly ? this.restrictedRoots : this.restrictedListings).set(records, byAccess);
+    }
+    let views = byAccess.get(access);
+    if (views === undefined) {
+      views = visibleRecords(access, records, rootsOnly).map((r) => this.visibleView(access, r));
+      byAccess.set(access, views);
+    }
+    return views;
+  }
+
+  /**
    * `listObjectsById`'s answer, synchronously, when every id is cached and no metadata is asked for;
    * `undefined` otherwise (a 404 or metadata needs the full read).
    */
   listObjectsByIdIfCached(
+    access: Access,
     ids: readonly string[],
     includeMetadata = false,
   ): BulkItem<ObjectView>[] | undefined {
     const cache = this.cache();
     if (cache === undefined || includeMetadata) return undefined;
     const items: BulkItem<ObjectView>[] = [];
+    let denied = 0;
     for (const id of ids) {
+      if (!access.allows(id)) {
+        items.push(forbiddenItem(id));
+        denied++;
+        continue;
+      }
       const record = cache.cachedObject(id);
       if (record === undefined) return undefined;
-      items.push(itemOk(id, this.cachedView(record)));
+      items.push(itemOk(id, this.visibleView(access, record)));
     }
-    cache.countCachedReads(ids.length < 2 ? ids.length : new Set(ids).size, 0);
+    const read = denied === 0 ? ids : ids.filter((id) => access.allows(id));
+    cache.countCachedReads(read.length < 2 ? read.length : new Set(read).size, 0);
     return items;
+  }
+
+  /** The shared view of a cached record, without a parent the access denies. */
+  private visibleView(access: Access, record: ObjectRecord): ObjectView {
+    const view = this.cachedView(record);
+    if (view.parentId === null || access.allows(view.parentId)) return view;
+    return Object.freeze({ ...view, parentId: null });
   }
 
   private cachedView(record: ObjectRecord): ObjectView {
     let view = this.cachedViews.get(record);
     if (view === undefined) {
-      view = Object.freeze(baseView(record));
+      view = Object.freeze(baseView(Access.everything, record));
       this.cachedViews.set(record, view);
     }
     return view;
@@ -151,19 +201,21 @@ export class ModelService {
     });
   }
 
-  async listObjects(filter: ObjectFilter = {}): Promise<ObjectView[]> {
-    const records = await this.store.listObjects({
-      typeElementId: filter.typeElementId,
-      // `root=false` is "no restriction", not "only non-roots" (ADR 002).
-      root: filter.root === true ? true : undefined,
-    });
-    return this.toViews(records, filter.includeMetadata === true);
+  async listObjects(access: Access, filter: ObjectFilter = {}): Promise<ObjectView[]> {
+    const all = await this.store.listObjects(storeFilter(access, filter));
+    const records = access.restricted ? visibleRecords(access, all, filter.root === true) : all;
+    return this.toViews(access, records, filter.includeMetadata === true);
   }
 
-  async listObjectsById(ids: readonly string[], includeMetadata = false): Promise<BulkItem<ObjectView>[]> {
-    const found = await this.store.getObjects(unique(ids));
-    const views = await this.viewMap([...found.values()], includeMetadata);
+  async listObjectsById(
+    access: Access,
+    ids: readonly string[],
+    includeMetadata = false,
+  ): Promise<BulkItem<ObjectView>[]> {
+    const found = await this.store.getObjects(permitted(access, ids));
+    const views = await this.viewMap(access, [...found.values()], includeMetadata);
     return ids.map((id) => {
+      if (!access.allows(id)) return forbiddenItem(id);
       const view = views.get(id);
       return view ? itemOk(id, view) : itemError(id, 404, elementNotFound(id));
     });
@@ -175,6 +227,7 @@ export class ModelService {
    * `sourceRelationship` is the registered relationship type as seen from the requested object.
    */
   async related(
+    access: Access,
     ids: readonly string[],
     relationshipType: string | null | undefined,
     includeMetadata = false,
@@ -183,15 +236,16 @@ export class ModelService {
       const known = await this.store.getRelationshipTypes([relationshipType]);
       if (!known.has(relationshipType)) throw new I3xError(404, relationshipTypeNotFound(relationshipType));
     }
-    const found = await this.store.getObjects(unique(ids));
-    const edgesBySource = await this.edgesOf([...found.values()], relationshipType ?? undefined);
+    const found = await this.store.getObjects(permitted(access, ids));
+    const edgesBySource = await this.edgesOf(access, [...found.values()], relationshipType ?? undefined);
 
     const targetIds = new Set<string>();
     for (const edges of edgesBySource.values()) for (const e of edges) targetIds.add(e.targetId);
     const targets = await this.store.getObjects([...targetIds]);
-    const views = await this.viewMap([...targets.values()], includeMetadata);
+    const views = await this.viewMap(access, [...targets.values()], includeMetadata);
 
     return ids.map((id) => {
+      if (!access.allows(id)) return forbiddenItem(id);
       if (!found.has(id)) return itemError(id, 404, elementNotFound(id));
       const entries: RelatedEntry[] = [];
       for (const edge of edgesBySource.get(id) ?? []) {
@@ -203,26 +257,31 @@ export class ModelService {
     });
   }
 
-  /** Wire views for records, in the same order. */
-  async toViews(records: readonly ObjectRecord[], includeMetadata: boolean): Promise<ObjectView[]> {
-    if (!includeMetadata) return records.map((r) => baseView(r));
-    const views = await this.viewMap(records, true);
-    return records.map((r) => views.get(r.elementId) ?? baseView(r));
+  /** Wire views for records the access permits, in the same order. */
+  private async toViews(
+    access: Access,
+    records: readonly ObjectRecord[],
+    includeMetadata: boolean,
+  ): Promise<ObjectView[]> {
+    if (!includeMetadata) return records.map((r) => baseView(access, r));
+    const views = await this.viewMap(access, records, true);
+    return records.map((r) => views.get(r.elementId) ?? baseView(access, r));
   }
 
   private async viewMap(
+    access: Access,
     records: readonly ObjectRecord[],
     includeMetadata: boolean,
   ): Promise<Map<string, ObjectView>> {
     const out = new Map<string, ObjectView>();
     if (!includeMetadata) {
-      for (const r of records) out.set(r.elementId, baseView(r));
+      for (const r of records) out.set(r.elementId, baseView(access, r));
       return out;
     }
     const typeIds = unique(records.map((r) => r.typeElementId));
     const [types, edgesBySource] = await Promise.all([
       this.store.getObjectTypes(typeIds),
-      this.edgesOf(records),
+      this.edgesOf(access, records),
     ]);
     for (const r of records) {
       const type = types.get(r.typeElementId);
@@ -236,7 +295,7 @@ export class ModelService {
       if (r.isExtended && r.schemaExtensions) metadata.schemaExtensions = r.schemaExtensions;
       if (r.system) metadata.system = r.system;
       else if (r.isExtended) metadata.system = {};
-      const view = baseView(r);
+      const view = baseView(access, r);
       view.metadata = metadata;
       out.set(r.elementId, view);
     }
@@ -245,9 +304,11 @@ export class ModelService {
 
   /**
    * Stored edges grouped by source, with the hierarchy edge implied by `parentId` added when the store has
-   * no explicit record of it (the guide requires hierarchy to be reachable through relationships).
+   * no explicit record of it (the guide requires hierarchy to be reachable through relationships). An edge
+   * to an element the access denies is not there for this request.
    */
   private async edgesOf(
+    access: Access,
     records: readonly ObjectRecord[],
     relationshipType?: string,
   ): Promise<Map<string, Relationship[]>> {
@@ -259,6 +320,7 @@ export class ModelService {
     );
     const seen = new Set<string>();
     for (const e of edges) {
+      if (!access.allows(e.targetId)) continue;
       const key = `${e.sourceId}\u0000${e.relationshipType}\u0000${e.targetId}`;
       if (seen.has(key)) continue;
       seen.add(key);
@@ -268,7 +330,7 @@ export class ModelService {
     }
     if (relationshipType === undefined || relationshipType === HAS_PARENT) {
       for (const r of records) {
-        if (r.parentId === null) continue;
+        if (r.parentId === null || !access.allows(r.parentId)) continue;
         const key = `${r.elementId}\u0000${HAS_PARENT}\u0000${r.parentId}`;
         if (seen.has(key)) continue;
         seen.add(key);
@@ -282,12 +344,39 @@ export class ModelService {
   }
 }
 
-function baseView(r: ObjectRecord): ObjectView {
+/**
+ * The listing to ask the store for. `root=false` is "no restriction", not "only non-roots" (ADR 002). For a
+ * restricted key, an object whose parent it may not see is one of its roots, which the store cannot tell.
+ */
+function storeFilter(access: Access, filter: ObjectFilter): { typeElementId?: string; root?: true } {
+  const root = filter.root === true && !access.restricted ? true : undefined;
+  return { typeElementId: filter.typeElementId, root };
+}
+
+/** The records of a listing the access permits; with `rootsOnly`, those without a visible parent. */
+function visibleRecords(
+  access: Access,
+  records: readonly ObjectRecord[],
+  rootsOnly: boolean,
+): ObjectRecord[] {
+  return records.filter(
+    (r) => access.allows(r.elementId) && (!rootsOnly || r.parentId === null || !access.allows(r.parentId)),
+  );
+}
+
+/** Ids in first-seen order without repeats, leaving out those the access denies (they are never read). */
+export function permitted(access: Access, ids: readonly string[]): string[] {
+  return unique(access.restricted ? ids.filter((id) => access.allows(id)) : ids);
+}
+
+/** A parent the access denies is not shown: the object is a root of the part of the model the key sees. */
+function baseView(access: Access, r: ObjectRecord): ObjectView {
+  const parentId = r.parentId ?? null;
   return {
     elementId: r.elementId,
     displayName: r.displayName,
     typeElementId: r.typeElementId,
-    parentId: r.parentId ?? null,
+    parentId: parentId !== null && access.allows(parentId) ? parentId : null,
     isComposition: r.isComposition,
     isExtended: r.isExtended,
   };

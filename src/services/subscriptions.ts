@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Config } from "../config.js";
+import { type Access, forbiddenItem } from "../domain/access.js";
 import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from "../domain/errors.js";
 import type { Quality } from "../domain/model.js";
 import { getLogger } from "../observability/logger.js";
@@ -13,7 +14,7 @@ import { traceDelivery } from "../observability/tracing.js";
 import type { Store } from "../store/store.js";
 import type { ChangeFeed, ValueChange } from "./changes.js";
 import { planDepth, walkComposition } from "./composition.js";
-import { elementNotFound, unique } from "./model.js";
+import { elementNotFound, permitted } from "./model.js";
 
 /** One queued value change, in the wire shape of sync batches and stream events. */
 export interface SubscriptionUpdate {
@@ -176,6 +177,8 @@ class Subscription {
     readonly clientId: string,
     readonly displayName: string,
     public lastActivityMs: number,
+    /** The owner's access as of its latest call: what may be registered and delivered. */
+    public access: Access,
   ) {}
 
   get queued(): number {
@@ -227,8 +230,9 @@ export class SubscriptionService {
     };
   }
 
-  create(clientId: unknown, displayName?: string | null): CreatedSubscription {
-    const client = requireClientId(clientId);
+  create(access: Access, clientId: unknown, displayName?: string | null): CreatedSubscription {
+    const requested = requireClientId(clientId);
+    const client = ownedClientId(access, requested);
     this.assertOpen();
     if (this.subs.size >= this.config.maxSubscriptions) {
       throw new I3xError(
@@ -246,29 +250,34 @@ export class SubscriptionService {
     let id = randomBytes(SUBSCRIPTION_ID_BYTES).toString("base64url");
     while (this.subs.has(id)) id = randomBytes(SUBSCRIPTION_ID_BYTES).toString("base64url");
     const name = typeof displayName === "string" && displayName !== "" ? displayName : id;
-    const sub = new Subscription(id, client, name, this.now());
+    const sub = new Subscription(id, client, name, this.now(), access);
     this.subs.set(id, sub);
     this.perClient.set(client, held + 1);
     subscriptionsActive.inc();
     log.debug({ subscription: shortId(id) }, "Subscription created");
-    return { clientId: client, subscriptionId: id, displayName: name };
+    return { clientId: requested, subscriptionId: id, displayName: name };
   }
 
-  list(clientId: unknown, subscriptionIds: readonly string[]): BulkItem<SubscriptionDetail>[] {
-    const client = requireClientId(clientId);
+  list(
+    access: Access,
+    clientId: unknown,
+    subscriptionIds: readonly string[],
+  ): BulkItem<SubscriptionDetail>[] {
+    const client = ownedClientId(access, requireClientId(clientId));
     return subscriptionIds.map((id) => {
       const sub = this.lookup(client, id);
       if (!sub) return itemError(id, 404, subscriptionNotFound(id));
-      const monitoredObjects = [...sub.registrations].map(([elementId, r]) => ({
-        elementId,
-        maxDepth: r.maxDepth,
-      }));
+      const monitoredObjects: MonitoredObject[] = [];
+      for (const [elementId, r] of sub.registrations) {
+        // A key narrowed since it registered the element does not see it any more.
+        if (access.allows(elementId)) monitoredObjects.push({ elementId, maxDepth: r.maxDepth });
+      }
       return itemOk(id, { subscriptionId: sub.id, displayName: sub.displayName, monitoredObjects });
     });
   }
 
-  delete(clientId: unknown, subscriptionIds: readonly string[]): BulkItem<null>[] {
-    const client = requireClientId(clientId);
+  delete(access: Access, clientId: unknown, subscriptionIds: readonly string[]): BulkItem<null>[] {
+    const client = ownedClientId(access, requireClientId(clientId));
     return subscriptionIds.map((id) => {
       const sub = this.lookup(client, id);
       if (!sub) return itemError(id, 404, subscriptionNotFound(id));
@@ -277,17 +286,22 @@ export class SubscriptionService {
     });
   }
 
+  /**
+   * Monitors each element and the components `maxDepth` reaches, as far as the access permits: a denied id
+   * is a 403 item, and a denied component is neither monitored nor delivered.
+   */
   async register(
+    access: Access,
     clientId: unknown,
     subscriptionId: string,
     elementIds: readonly string[],
     maxDepth = 1,
   ): Promise<RegisterOutcome> {
-    const sub = this.owned(clientId, subscriptionId);
-    const fresh = unique(elementIds).filter((id) => !sub.registrations.has(id));
+    const sub = this.owned(access, clientId, subscriptionId);
+    const fresh = permitted(access, elementIds).filter((id) => !sub.registrations.has(id));
     const found = fresh.length > 0 ? await this.store.getObjects(fresh) : new Map();
     const plan = planDepth(maxDepth, this.config.maxCompositionDepth);
-    const walk = await walkComposition(this.store, [...found.values()], plan, async () => new Map());
+    const walk = await walkComposition(access, this.store, [...found.values()], plan, async () => new Map());
     // The subscription may have been deleted or expired while the store answered.
     if (sub.deleted) throw new I3xError(404, subscriptionNotFound(subscriptionId));
 
@@ -313,6 +327,7 @@ export class SubscriptionService {
     };
 
     const items = elementIds.map((id): BulkItem<null> => {
+      if (!access.allows(id)) return forbiddenItem(id);
       // A repeated registration succeeds and is ignored, whatever its maxDepth (ADR 004, A15).
       if (sub.registrations.has(id)) return itemOk(id, null);
       if (!found.has(id)) return itemError(id, 404, elementNotFound(id));
@@ -332,16 +347,18 @@ export class SubscriptionService {
   }
 
   async unregister(
+    access: Access,
     clientId: unknown,
     subscriptionId: string,
     elementIds: readonly string[],
   ): Promise<BulkItem<null>[]> {
-    const sub = this.owned(clientId, subscriptionId);
-    const unregistered = unique(elementIds).filter((id) => !sub.registrations.has(id));
+    const sub = this.owned(access, clientId, subscriptionId);
+    const unregistered = permitted(access, elementIds).filter((id) => !sub.registrations.has(id));
     const known = unregistered.length > 0 ? await this.store.getObjects(unregistered) : new Map();
     if (sub.deleted) throw new I3xError(404, subscriptionNotFound(subscriptionId));
     const removedNow = new Set<string>();
     return elementIds.map((id): BulkItem<null> => {
+      if (!access.allows(id)) return forbiddenItem(id);
       const registration = sub.registrations.get(id);
       if (registration) {
         // Already queued values stay: the guide wants only new queuing to stop.
@@ -360,8 +377,13 @@ export class SubscriptionService {
    * `lastSequenceNumber`: undefined/null → acknowledge nothing; -1 → clear everything; an integer within
    * 0…highest issued → drop batches up to it; anything else is invalid and clears nothing (ADR 004, A13).
    */
-  sync(clientId: unknown, subscriptionId: string, lastSequenceNumber?: number | null): SyncOutcome {
-    const sub = this.owned(clientId, subscriptionId);
+  sync(
+    access: Access,
+    clientId: unknown,
+    subscriptionId: string,
+    lastSequenceNumber?: number | null,
+  ): SyncOutcome {
+    const sub = this.owned(access, clientId, subscriptionId);
     if (sub.stream) {
       throw new I3xError(409, "The subscription has an open stream; close the stream before calling sync");
     }
@@ -422,8 +444,8 @@ export class SubscriptionService {
    * Attaches a stream to the subscription, ending any stream already open on it (the old client sees a
    * normal end). Queued updates are written at once, then changes as they happen.
    */
-  openStream(clientId: unknown, subscriptionId: string, sink: UpdateSink): StreamHandle {
-    const sub = this.owned(clientId, subscriptionId);
+  openStream(access: Access, clientId: unknown, subscriptionId: string, sink: UpdateSink): StreamHandle {
+    const sub = this.owned(access, clientId, subscriptionId);
     if (sub.stream) this.detachStream(sub, sub.stream, true);
     const stream: ActiveStream = { sink, blocked: false, flushScheduled: false };
     sub.stream = stream;
@@ -481,6 +503,7 @@ export class SubscriptionService {
         timestamp: change.vqt.timestamp,
       };
       for (const sub of targets) {
+        if (!sub.access.allows(change.elementId)) continue;
         const lost = this.enqueue(sub, update);
         dropped += lost;
         delta += 1 - lost;
@@ -619,10 +642,11 @@ export class SubscriptionService {
     return sub;
   }
 
-  private owned(clientId: unknown, subscriptionId: unknown): Subscription {
-    const client = requireClientId(clientId);
+  private owned(access: Access, clientId: unknown, subscriptionId: unknown): Subscription {
+    const client = ownedClientId(access, requireClientId(clientId));
     const sub = this.lookup(client, subscriptionId);
     if (!sub) throw new I3xError(404, subscriptionNotFound(String(subscriptionId)));
+    sub.access = access;
     return sub;
   }
 
@@ -664,6 +688,15 @@ function requireClientId(clientId: unknown): string {
     throw new I3xError(400, "clientId is required: a non-empty string identifying the client");
   }
   return clientId;
+}
+
+/**
+ * The client a subscription belongs to: with a key, `<key id>~<clientId>`, so clients of different keys
+ * never meet and a subscription id is useless with another key (the guide's "another clientId behaves as
+ * if the subscription did not exist", extended to keys).
+ */
+function ownedClientId(access: Access, clientId: string): string {
+  return access.owner === undefined ? clientId : `${access.owner}~${clientId}`;
 }
 
 /** Logs carry a prefix only: the full id is half of what grants access to a subscription. */

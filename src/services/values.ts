@@ -1,4 +1,5 @@
 import type { Config } from "../config.js";
+import { type Access, forbiddenItem } from "../domain/access.js";
 import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from "../domain/errors.js";
 import type { ObjectRecord, Vqt } from "../domain/model.js";
 import { RawJson } from "../domain/raw-json.js";
@@ -7,7 +8,7 @@ import type { CachedStore } from "../store/cached.js";
 import type { HistoryJson, Store } from "../store/store.js";
 import { directCache } from "../store/traced.js";
 import { assembleComponents, planDepth, walkComposition } from "./composition.js";
-import { elementNotFound, unique } from "./model.js";
+import { elementNotFound, permitted } from "./model.js";
 
 /** A component's value inside a composition read; nests further when the component is a composition. */
 export interface ComponentValue extends Vqt {
@@ -41,7 +42,10 @@ export interface HistoryQuery {
   maxDepth?: number;
 }
 
-/** The Query methods: current values and history, with `maxDepth` composition assembly. */
+/**
+ * The Query methods: current values and history, with `maxDepth` composition assembly. The request's access
+ * comes first: a denied id is a 403 item and never read, and a component it denies is not part of a value.
+ */
 export class ValueService {
   /** The cache this request's reads may be answered from synchronously, if any. */
   private readonly cache: () => CachedStore | undefined;
@@ -64,13 +68,23 @@ export class ValueService {
    * requested element and its value: the common read then costs no promise, no map and no set.
    * `undefined` when that does not hold (a 404, GoodNoData or a component needs the full read).
    */
-  currentIfCached(ids: readonly string[], maxDepth = 1): BulkOutcome<CurrentValueResult> | undefined {
+  currentIfCached(
+    access: Access,
+    ids: readonly string[],
+    maxDepth = 1,
+  ): BulkOutcome<CurrentValueResult> | undefined {
     const cache = this.cache();
     if (cache === undefined) return undefined;
     const plan = planDepth(maxDepth, this.config.maxCompositionDepth);
     if (plan.levels !== 0 || plan.serverLimited) return undefined;
     const items: BulkItem<CurrentValueResult>[] = [];
+    let denied = 0;
     for (const id of ids) {
+      if (!access.allows(id)) {
+        items.push(forbiddenItem(id));
+        denied++;
+        continue;
+      }
       const record = cache.cachedObject(id);
       if (record === undefined) return undefined;
       const v = cache.cachedValue(id);
@@ -88,15 +102,20 @@ export class ValueService {
       }
       items.push(itemOk(id, cached.result));
     }
-    const distinct = ids.length < 2 ? ids.length : new Set(ids).size;
+    const read = denied === 0 ? ids : ids.filter((id) => access.allows(id));
+    const distinct = read.length < 2 ? read.length : new Set(read).size;
     cache.countCachedReads(distinct, distinct);
     return { items };
   }
 
-  async current(ids: readonly string[], maxDepth = 1): Promise<BulkOutcome<CurrentValueResult>> {
-    const found = await this.store.getObjects(unique(ids));
+  async current(
+    access: Access,
+    ids: readonly string[],
+    maxDepth = 1,
+  ): Promise<BulkOutcome<CurrentValueResult>> {
+    const found = await this.store.getObjects(permitted(access, ids));
     const plan = planDepth(maxDepth, this.config.maxCompositionDepth);
-    const walk = await walkComposition(this.store, [...found.values()], plan, (batch) =>
+    const walk = await walkComposition(access, this.store, [...found.values()], plan, (batch) =>
       this.store.getCurrentValues(batch),
     );
     // One "now" per response: every element without a stored value reports the same read time.
@@ -109,6 +128,7 @@ export class ValueService {
     };
     const cut = new Set<string>();
     const items = ids.map((id): BulkItem<CurrentValueResult> => {
+      if (!access.allows(id)) return forbiddenItem(id);
       const record = found.get(id);
       if (!record) return itemError(id, 404, elementNotFound(id));
       const result: CurrentValueResult = { isComposition: record.isComposition, ...vqtOf(id) };
@@ -119,7 +139,7 @@ export class ValueService {
     return { items, partial: depthDetail(cut, this.config.maxCompositionDepth) };
   }
 
-  async history(query: HistoryQuery): Promise<BulkOutcome<HistoryResult>> {
+  async history(access: Access, query: HistoryQuery): Promise<BulkOutcome<HistoryResult>> {
     const startUs = parseTimestampUs(query.startTime);
     if (startUs === null) throw new I3xError(400, timeDetail("startTime", query.startTime));
     const endUs = parseTimestampUs(query.endTime);
@@ -127,10 +147,10 @@ export class ValueService {
     if (startUs > endUs) throw new I3xError(400, "startTime must not be later than endTime");
 
     const ids = query.elementIds;
-    const found = await this.store.getObjects(unique(ids));
+    const found = await this.store.getObjects(permitted(access, ids));
     const plan = planDepth(query.maxDepth ?? 1, this.config.maxCompositionDepth);
     const limit = this.config.maxHistoryPoints;
-    const walk = await walkComposition(this.store, [...found.values()], plan, (batch) =>
+    const walk = await walkComposition(access, this.store, [...found.values()], plan, (batch) =>
       this.store.getHistoryJson(batch, { startUs, endUs, limitPerElement: limit }),
     );
     // No point in the range is GoodNoData (the guide's quality table); the entry sits at the range start.
@@ -147,6 +167,7 @@ export class ValueService {
     };
     const cut = new Set<string>();
     const items = ids.map((id): BulkItem<HistoryResult> => {
+      if (!access.allows(id)) return forbiddenItem(id);
       const record = found.get(id);
       if (!record) return itemError(id, 404, elementNotFound(id));
       const result: HistoryResult = { isComposition: record.isComposition, ...seriesOf(id) };

@@ -1,10 +1,11 @@
+import { type Access, forbiddenItem } from "../domain/access.js";
 import { type BulkItem, I3xError, itemError, itemOk } from "../domain/errors.js";
 import { type ObjectRecord, QUALITIES, type Quality, type Vqt } from "../domain/model.js";
 import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
 import { dataPointsWritten } from "../observability/metrics.js";
 import type { PointWrite, Store, WriteMode } from "../store/store.js";
 import type { ChangeFeed, ValueChange } from "./changes.js";
-import { elementNotFound } from "./model.js";
+import { elementNotFound, permitted } from "./model.js";
 import { SchemaRegistry } from "./schemas.js";
 
 /** One requested write, as the PUT bodies carry it. `quality` and `timestamp` are checked, not trusted. */
@@ -36,13 +37,13 @@ export class WriteService {
   }
 
   /** PUT /objects/value: quality defaults to Good and timestamp to the server's clock. */
-  writeCurrent(updates: readonly WriteUpdate[]): Promise<WriteResult[]> {
-    return this.write(updates, "current");
+  writeCurrent(access: Access, updates: readonly WriteUpdate[]): Promise<WriteResult[]> {
+    return this.write(access, updates, "current");
   }
 
   /** PUT /objects/history: quality and timestamp are required; the timestamp picks the record to replace. */
-  writeHistory(updates: readonly WriteUpdate[]): Promise<WriteResult[]> {
-    return this.write(updates, "history");
+  writeHistory(access: Access, updates: readonly WriteUpdate[]): Promise<WriteResult[]> {
+    return this.write(access, updates, "history");
   }
 
   /** Current values of the given elements: where a writer that carries state (the simulator) resumes from. */
@@ -50,10 +51,15 @@ export class WriteService {
     return this.store.getCurrentValues(elementIds);
   }
 
-  /** Results come back in request order, one per update. */
-  async write(updates: readonly WriteUpdate[], mode: WriteMode): Promise<WriteResult[]> {
+  /** Results come back in request order, one per update; an element the access denies is a 403 item. */
+  async write(access: Access, updates: readonly WriteUpdate[], mode: WriteMode): Promise<WriteResult[]> {
     if (updates.length === 0) return [];
-    const objects = await this.store.getObjects(unique(updates.map((u) => u.elementId)));
+    const objects = await this.store.getObjects(
+      permitted(
+        access,
+        updates.map((u) => u.elementId),
+      ),
+    );
     const types = await this.store.getObjectTypes(unique([...objects.values()].map((o) => o.typeElementId)));
     this.schemas.register(types.values());
 
@@ -63,6 +69,10 @@ export class WriteService {
     const perType = new Map<string, number>();
     for (let i = 0; i < updates.length; i++) {
       const update = updates[i];
+      if (!access.allows(update.elementId)) {
+        results[i] = forbiddenItem(update.elementId);
+        continue;
+      }
       const object = objects.get(update.elementId);
       if (!object) {
         results[i] = itemError(update.elementId, 404, elementNotFound(update.elementId));

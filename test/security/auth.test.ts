@@ -259,6 +259,25 @@ describe("element-id prefixes", () => {
     ]);
   });
 
+  it("answers history per item: the denied id is a 403 item, not dropped", async () => {
+    const res = await postJson(
+      url,
+      "/v1/objects/history",
+      {
+        elementIds: ["pump-101", "tank-201"],
+        startTime: "2020-01-01T00:00:00Z",
+        endTime: "2100-01-01T00:00:00Z",
+      },
+      { headers: bearer(keys.pumps) },
+    );
+    expect(res.status).toBe(200);
+    expect(res.body.success).toBe(false);
+    expect(res.body.results.map((r: any) => [r.elementId, r.success, r.responseDetail?.status])).toEqual([
+      ["pump-101", true, undefined],
+      ["tank-201", false, 403],
+    ]);
+  });
+
   it("lists only permitted objects, and only permitted related objects", async () => {
     // An unrestricted key's listing first, twice: the one a restricted key gets must still be narrowed.
     for (let i = 0; i < 2; i++) {

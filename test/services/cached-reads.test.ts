@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { Access } from "../../src/domain/access.js";
 import { HAS_COMPONENT, type ObjectRecord, type Relationship, type Vqt } from "../../src/domain/model.js";
 import { setRootLogger } from "../../src/observability/logger.js";
 import { cacheLookupsOf } from "../../src/observability/metrics.js";
@@ -6,6 +7,8 @@ import { ModelService } from "../../src/services/model.js";
 import { ValueService } from "../../src/services/values.js";
 import { CachedStore } from "../../src/store/cached.js";
 import type { Store } from "../../src/store/store.js";
+
+const everything = Access.everything;
 
 setRootLogger("silent");
 
@@ -87,13 +90,13 @@ describe("reads answered from the cache alone", () => {
     const plain = new ValueService(memory, config);
     let answered = 0;
     for (const ids of requests) {
-      const expected = await plain.current(ids);
-      await fast.current(ids); // warms the cache
+      const expected = await plain.current(everything, ids);
+      await fast.current(everything, ids); // warms the cache
       const before = counts();
-      const viaFull = await fast.current(ids);
+      const viaFull = await fast.current(everything, ids);
       const fullCounts = delta(counts(), before);
       const at = counts();
-      const cached = fast.currentIfCached(ids);
+      const cached = fast.currentIfCached(everything, ids);
       const cachedCounts = delta(counts(), at);
       expect(viaFull.items).toEqual(expected.items);
       if (ids.includes("missing") || ids.includes("quiet")) {
@@ -114,11 +117,11 @@ describe("reads answered from the cache alone", () => {
   it("current values: any maxDepth other than 1 takes the full read", async () => {
     const cache = new CachedStore(memory, 100);
     const fast = new ValueService(cache, config);
-    await fast.current(["pump"], 0);
-    await fast.current(["pump"], 2);
-    expect(fast.currentIfCached(["pump"], 0)).toBeUndefined();
-    expect(fast.currentIfCached(["pump"], 2)).toBeUndefined();
-    expect(fast.currentIfCached(["pump"], 1)).toBeDefined();
+    await fast.current(everything, ["pump"], 0);
+    await fast.current(everything, ["pump"], 2);
+    expect(fast.currentIfCached(everything, ["pump"], 0)).toBeUndefined();
+    expect(fast.currentIfCached(everything, ["pump"], 2)).toBeUndefined();
+    expect(fast.currentIfCached(everything, ["pump"], 1)).toBeDefined();
   });
 
   it("objects by id and listings: same answers and cache counts as the full read, or no answer", async () => {
@@ -126,13 +129,13 @@ describe("reads answered from the cache alone", () => {
     const fast = new ModelService(cache);
     const plain = new ModelService(memory);
     for (const ids of requests) {
-      const expected = await plain.listObjectsById(ids);
-      await fast.listObjectsById(ids);
+      const expected = await plain.listObjectsById(everything, ids);
+      await fast.listObjectsById(everything, ids);
       const before = counts();
-      await fast.listObjectsById(ids);
+      await fast.listObjectsById(everything, ids);
       const fullCounts = delta(counts(), before);
       const at = counts();
-      const cached = fast.listObjectsByIdIfCached(ids);
+      const cached = fast.listObjectsByIdIfCached(everything, ids);
       const cachedCounts = delta(counts(), at);
       if (ids.includes("missing")) {
         expect(cached).toBeUndefined();
@@ -140,11 +143,13 @@ describe("reads answered from the cache alone", () => {
       }
       expect(JSON.stringify(cached)).toBe(JSON.stringify(expected));
       expect(cachedCounts).toEqual(fullCounts);
-      expect(fast.listObjectsByIdIfCached(ids, true)).toBeUndefined();
+      expect(fast.listObjectsByIdIfCached(everything, ids, true)).toBeUndefined();
     }
-    expect(fast.listObjectsIfCached({ root: true })).toBeUndefined();
-    await fast.listObjects({ root: true });
-    expect(fast.listObjectsIfCached({ root: true })).toEqual(await plain.listObjects({ root: true }));
-    expect(fast.listObjectsIfCached({ root: true, includeMetadata: true })).toBeUndefined();
+    expect(fast.listObjectsIfCached(everything, { root: true })).toBeUndefined();
+    await fast.listObjects(everything, { root: true });
+    expect(fast.listObjectsIfCached(everything, { root: true })).toEqual(
+      await plain.listObjects(everything, { root: true }),
+    );
+    expect(fast.listObjectsIfCached(everything, { root: true, includeMetadata: true })).toBeUndefined();
   });
 });

@@ -1,10 +1,13 @@
 import { beforeEach, describe, expect, it } from "vitest";
+import { Access } from "../../src/domain/access.js";
 import type { ObjectRecord, ObjectType, Vqt } from "../../src/domain/model.js";
 import { parseTimestampUs } from "../../src/domain/time.js";
 import { setRootLogger } from "../../src/observability/logger.js";
 import { LocalChangeFeed, type ValueChange } from "../../src/services/changes.js";
 import { WriteService } from "../../src/services/writes.js";
 import type { PointWrite, Store, WriteMode } from "../../src/store/store.js";
+
+const everything = Access.everything;
 
 setRootLogger("silent");
 
@@ -80,7 +83,7 @@ beforeEach(() => {
 
 describe("WriteService", () => {
   it("reads objects and types once per request and stores all good items in one call", async () => {
-    const results = await service.writeCurrent([
+    const results = await service.writeCurrent(everything, [
       { elementId: "a", value: { value: 1 } },
       { elementId: "b", value: { value: 2 } },
       { elementId: "a", value: { value: 3 } },
@@ -100,14 +103,14 @@ describe("WriteService", () => {
   });
 
   it("does not touch the store when every item fails", async () => {
-    const results = await service.writeCurrent([{ elementId: "x", value: { value: 1 } }]);
+    const results = await service.writeCurrent(everything, [{ elementId: "x", value: { value: 1 } }]);
     expect(results[0].success).toBe(false);
     expect(store.calls).toEqual(["getObjects:x", "getObjectTypes:"]);
     expect(published).toEqual([]);
   });
 
   it("fails only the items whose type schema cannot be compiled", async () => {
-    const results = await service.writeCurrent([
+    const results = await service.writeCurrent(everything, [
       { elementId: "odd", value: { value: 1 } },
       { elementId: "a", value: { value: 1 } },
     ]);
@@ -117,7 +120,7 @@ describe("WriteService", () => {
 
   it("publishes a history write only where it became the current value", async () => {
     store.current.set("a", { value: 5, quality: "Good", timestamp: "2025-01-01T00:00:10.000Z" });
-    await service.writeHistory([
+    await service.writeHistory(everything, [
       { elementId: "a", value: { value: 1, quality: "Good", timestamp: "2025-01-01T00:00:01Z" } },
       { elementId: "b", value: { value: 2, quality: "Good", timestamp: "2025-01-01T00:00:02Z" } },
       { elementId: "b", value: { value: 3, quality: "Good", timestamp: "2025-01-01T00:00:03Z" } },
@@ -131,14 +134,14 @@ describe("WriteService", () => {
 
   it("lets a store failure fail the request without publishing anything", async () => {
     store.fail = true;
-    await expect(service.writeCurrent([{ elementId: "a", value: { value: 1 } }])).rejects.toThrow(
+    await expect(service.writeCurrent(everything, [{ elementId: "a", value: { value: 1 } }])).rejects.toThrow(
       "disk full",
     );
     expect(published).toEqual([]);
   });
 
   it("answers an empty request without touching the store", async () => {
-    expect(await service.writeHistory([])).toEqual([]);
+    expect(await service.writeHistory(everything, [])).toEqual([]);
     expect(store.calls).toEqual([]);
   });
 });
