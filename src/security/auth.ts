@@ -9,6 +9,7 @@ import { currentContext } from "../observability/context.js";
 import { getLogger } from "../observability/logger.js";
 import { limitJsonDepth } from "./json.js";
 import {
+  checkToken,
   KeyConfigError,
   type KeyEntry,
   Keyring,
@@ -16,8 +17,8 @@ import {
   type Scope,
   tokenDigest,
   tokenId,
-  verifyToken,
 } from "./keys.js";
+import { StreamShares } from "./quotas.js";
 
 /**
  * Authentication and authorization for the HTTP API, plus the limits that need to know who is asking.
@@ -165,7 +166,7 @@ export class Authenticator {
     if (cached) return cached;
     const id = tokenId(token);
     const entry = id === undefined ? undefined : this.keyring.get(id);
-    if (entry === undefined || !(await verifyToken(token, entry))) return undefined;
+    if (!(await checkToken(token, entry)) || entry === undefined) return undefined;
     const principal = toPrincipal(entry);
     this.verified.set(tokenDigest(token), principal);
     return principal;
@@ -176,6 +177,12 @@ export class Authenticator {
     const f = this.failures.get(address);
     if (f === undefined || f.count < FAILURES_MAX || now >= f.resetAt) return 0;
     return Math.max(1, Math.ceil((f.resetAt - now) / 1000));
+  }
+
+  /** Takes back an attempt counted before its check, once the check succeeded. */
+  forgive(address: string): void {
+    const f = this.failures.get(address);
+    if (f !== undefined && f.count > 0) f.count--;
   }
 
   recordFailure(address: string, now = Date.now()): void {
@@ -320,14 +327,16 @@ export function createSecurity(config: Config, keyring: Keyring = openKeyring(co
           .send(failureBody(429, `Too many failed authentication attempts; retry in ${wait} s`));
         return;
       }
+      // Counted before the check: a burst of concurrent attempts must not all reach scrypt first.
+      authenticator.recordFailure(address);
       authenticator.verify(token).then(
         (p) => {
           if (p === undefined) {
-            authenticator.recordFailure(address);
             log.info({ ip: address }, "Invalid API key");
             unauthorized(reply, "Invalid API key", true);
             return;
           }
+          authenticator.forgive(address);
           accept(request, p, access, reply, done);
         },
         (err: unknown) => done(err as Error),
@@ -372,33 +381,13 @@ export function createSecurity(config: Config, keyring: Keyring = openKeyring(co
       authenticate(request, reply, done, access);
     });
 
-    const streams = new Map<string, number>();
+    const streamShares = new StreamShares(config);
     app.addHook("preHandler", (request, reply, done) => {
       const url = request.routeOptions.url;
       if (url === undefined || !url.startsWith("/v1/")) return done();
       const route = `${request.method} ${url}`;
       const p = request.principal;
-      if (route === STREAM_ROUTE) {
-        const who = p ? `key:${p.id}` : `ip:${request.ip}`;
-        const open = streams.get(who) ?? 0;
-        if (open >= config.maxStreamsPerKey) {
-          reply
-            .code(429)
-            .send(
-              failureBody(
-                429,
-                `At most ${config.maxStreamsPerKey} streams may be open at once per ${p ? "API key" : "client address"}; close one first`,
-              ),
-            );
-          return;
-        }
-        streams.set(who, open + 1);
-        reply.raw.once("close", () => {
-          const n = (streams.get(who) ?? 1) - 1;
-          if (n > 0) streams.set(who, n);
-          else streams.delete(who);
-        });
-      }
+      if (route === STREAM_ROUTE && !streamShares.admit(request, reply)) return;
       if (p === null) return done();
       if (url.startsWith("/v1/subscriptions")) scopeClientId(request.body, p);
       if (p.prefixes !== undefined) {

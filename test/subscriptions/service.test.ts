@@ -1,4 +1,5 @@
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config.js";
 import { I3xError } from "../../src/domain/errors.js";
 import type { ObjectRecord, Relationship } from "../../src/domain/model.js";
 import { setRootLogger } from "../../src/observability/logger.js";
@@ -62,6 +63,7 @@ const SETTINGS: SubscriptionSettings = {
   maxSubscriptions: 10_000,
   sseHeartbeatSeconds: 15,
   maxCompositionDepth: 32,
+  limits: loadConfig({}).limits,
 };
 
 const open: SubscriptionService[] = [];
@@ -112,6 +114,10 @@ class FakeSink implements UpdateSink {
   }
   end() {
     this.ended = true;
+  }
+  aborted = false;
+  abort() {
+    this.aborted = true;
   }
   get values() {
     return this.events.flat().map((u) => u.value);
