@@ -377,3 +377,97 @@ describe("with API keys (limits per key and per address, key verification)", () 
     expect((await fetch(`${server.url}/v1/namespaces`, { headers: bearer(keys.bob) })).status).toBe(200);
   }, 60_000);
 });
+
+describe("subscription queues bounded in bytes, stalled streams closed", () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({
+      I3XD_SUBSCRIPTION_QUEUE_MAX_BYTES: "64k",
+      I3XD_SUBSCRIPTION_QUEUES_MAX_BYTES: "100k",
+      I3XD_SSE_STALL_TIMEOUT: "1s",
+    });
+  });
+  afterAll(async () => server?.close());
+
+  // Of the demo plant's UnknownType (any object), so values may be as large as a test needs.
+  const ELEMENT = "plc-01";
+  let written = 0;
+  /** Writes `count` string values of `size` characters in one request. */
+  async function writeLarge(count: number, size: number) {
+    const updates = Array.from({ length: count }, () => {
+      written++;
+      const ts = new Date(Date.UTC(2031, 0, 1) + written * 1000).toISOString();
+      return {
+        elementId: ELEMENT,
+        value: { value: { seq: written, blob: "x".repeat(size) }, quality: "Good", timestamp: ts },
+      };
+    });
+    const res = await postJson(server.url, "/v1/objects/value", { updates }, { method: "PUT" });
+    expect(res.status).toBe(200);
+    expect(res.body.success).toBe(true);
+  }
+
+  async function subscribe(clientId: string) {
+    const created = await postJson(server.url, "/v1/subscriptions", { clientId });
+    const { subscriptionId } = created.body.result;
+    const reg = await postJson(server.url, "/v1/subscriptions/register", {
+      clientId,
+      subscriptionId,
+      elementIds: [ELEMENT],
+    });
+    expect(reg.status).toBe(200);
+    return subscriptionId as string;
+  }
+
+  const queuedBytes = (batches: any[]) =>
+    batches.flatMap((b) => b.updates).reduce((n: number, u: any) => n + JSON.stringify(u).length, 0);
+
+  it("drops the oldest updates beyond a subscription's byte bound and the process's, and says so", async () => {
+    const a = await subscribe("bytes-a");
+    const b = await subscribe("bytes-b");
+    // 10 updates of ~20 KB each: 200 KB offered to each queue, which may hold 64 KiB, and 100 KiB together.
+    await writeLarge(10, 20_000);
+    const syncA = await postJson(server.url, "/v1/subscriptions/sync", {
+      clientId: "bytes-a",
+      subscriptionId: a,
+    });
+    const syncB = await postJson(server.url, "/v1/subscriptions/sync", {
+      clientId: "bytes-b",
+      subscriptionId: b,
+    });
+    expect(syncA.status).toBe(206);
+    expect(syncA.body.responseDetail.title).toBe("Updates dropped due to queue overflow");
+    const bytesA = queuedBytes(syncA.body.result);
+    const bytesB = queuedBytes(syncB.body.result);
+    expect(bytesA).toBeLessThanOrEqual(64 * 1024);
+    expect(bytesA + bytesB).toBeLessThanOrEqual(100 * 1024);
+    // The newest survive: the last value written is the last one queued.
+    const last = syncA.body.result.at(-1).updates.at(-1);
+    expect(last.value.seq).toBe(written);
+    expect(await metric(server.url, "subscription_queued_bytes")).toBeLessThanOrEqual(100 * 1024);
+    await postJson(server.url, "/v1/subscriptions/delete", { clientId: "bytes-a", subscriptionIds: [a] });
+    await postJson(server.url, "/v1/subscriptions/delete", { clientId: "bytes-b", subscriptionIds: [b] });
+  });
+
+  it("closes a stream whose client stopped reading and counts it", async () => {
+    const stalledBefore = await metric(server.url, "sse_streams_closed_total", { reason: "stalled" });
+    const id = await subscribe("stalled");
+    const payload = JSON.stringify({ clientId: "stalled", subscriptionId: id });
+    const conn = rawConnection(server.url);
+    conn.write(
+      "POST /v1/subscriptions/stream HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" +
+        `Content-Length: ${Buffer.byteLength(payload)}\r\n\r\n${payload}`,
+    );
+    // Read nothing from now on: the kernel's buffers fill, then the server's writes stop draining.
+    conn.socket.pause();
+    const deadline = Date.now() + 30_000;
+    let closed = stalledBefore;
+    while (closed === stalledBefore && Date.now() < deadline) {
+      await writeLarge(20, 50_000);
+      closed = await metric(server.url, "sse_streams_closed_total", { reason: "stalled" });
+    }
+    expect(closed).toBe(stalledBefore + 1);
+    expect(await metric(server.url, "sse_streams_open")).toBe(0);
+    conn.close();
+  }, 60_000);
+});
