@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import http from "node:http";
 import net from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseMetrics, sampleValue } from "../helpers/metrics.js";
@@ -42,6 +43,21 @@ async function slowClients(port: number, localAddress: string, count: number): P
   return opened;
 }
 
+function getFresh(target: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(target, { agent: false, localAddress: "127.0.0.1" }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => {
+        text += c;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error("no answer within 10 s")));
+    req.on("error", reject);
+  });
+}
+
 describe("connection caps under a small file descriptor limit", () => {
   it("keeps serving others while slow clients flood it, refuses and counts the excess, and frees slow connections", async () => {
     const port = await freePort();
@@ -71,8 +87,9 @@ describe("connection caps under a small file descriptor limit", () => {
       async () => ((await fetch(`${url}/health/live`)).status === 200 ? true : undefined),
       60_000,
     );
-    const info = async () => (await fetch(`${url}/v1/info`)).status;
-    const metrics = async () => parseMetrics(await (await fetch(`${url}/metrics`)).text());
+    // Each on a new connection from 127.0.0.1: a client arriving during the flood, not one already in.
+    const info = async () => (await getFresh(`${url}/v1/info`)).status;
+    const metrics = async () => parseMetrics((await getFresh(`${url}/metrics`)).text);
 
     // One address opens more slow connections than the process has descriptors.
     await slowClients(port, "127.0.0.2", 300);
