@@ -679,7 +679,7 @@ export class SubscriptionService {
     // The TTL runs from the moment the last stream went away, or, for a stream that stalled, from the last
     // moment its client read: a client that stops reading does not keep its subscription alive.
     if (reason !== "stalled") sub.lastActivityMs = this.now();
-    if (reason === "stalled") stream.sink.abort();
+    if (reason === "stalled" || reason === "expired") stream.sink.abort();
     else if (reason !== "client") stream.sink.end();
   }
 

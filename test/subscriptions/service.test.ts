@@ -414,6 +414,46 @@ describe("SubscriptionService", () => {
     expect(service.stats().subscriptions).toBe(1);
   });
 
+  it("closes a stream whose client stopped reading, and counts the stalled time toward the TTL", async () => {
+    const { service, write } = setup({
+      subscriptionTtlSeconds: 60,
+      limits: { ...SETTINGS.limits, sseStallTimeoutMs: 5000 },
+    });
+    const stalled = service.create("c1").subscriptionId;
+    await service.register("c1", stalled, ["s1"]);
+    const sink = new FakeSink();
+    service.openStream("c1", stalled, sink);
+    sink.accepting = false;
+    write("s1", 1);
+    await nextTurn();
+    clock += 4000;
+    service.closeStalled();
+    expect(sink.aborted).toBe(false);
+    clock += 2000;
+    service.closeStalled();
+    expect(sink.aborted).toBe(true);
+    expect(service.stats().streams).toBe(0);
+    // 61 s after its client last read: expired, though its stream closed only 55 s ago.
+    clock += 55_000;
+    service.sweep();
+    expect(service.stats().subscriptions).toBe(0);
+  });
+
+  it("expires a subscription whose open stream stopped reading, and drops that stream", async () => {
+    const { service, write } = setup({ subscriptionTtlSeconds: 60 });
+    const { subscriptionId } = service.create("c1");
+    await service.register("c1", subscriptionId, ["s1"]);
+    const sink = new FakeSink();
+    service.openStream("c1", subscriptionId, sink);
+    sink.accepting = false;
+    write("s1", 1);
+    await nextTurn();
+    clock += 61_000;
+    service.sweep();
+    expect(service.stats().subscriptions).toBe(0);
+    expect(sink.aborted).toBe(true);
+  });
+
   it("limits subscriptions per client and in total with 429", () => {
     const { service } = setup({ maxSubscriptionsPerClient: 2, maxSubscriptions: 3 });
     service.create("a");
