@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { type ChildServer, startChildServer } from "./child.js";
-import { startBlackholeTcp, startHangingHttp } from "./receivers.js";
+import { startStuckBackends } from "./receivers.js";
 
 // Shutdown with every telemetry back-end stuck (accepting connections, never answering or reading): the
 // sinks are flushed side by side under the one documented deadline, TELEMETRY_FLUSH_TIMEOUT_MS, instead
@@ -15,25 +15,10 @@ const FLUSH_TIMEOUT_MS = 2000;
 
 describe("telemetry shutdown deadline", () => {
   it("flushes four stuck sinks in parallel within one TELEMETRY_FLUSH_TIMEOUT_MS", async () => {
-    const [otlp, sentry, loki, logstash] = await Promise.all([
-      startHangingHttp(),
-      startHangingHttp(),
-      startHangingHttp(),
-      startBlackholeTcp(),
-    ]);
-    cleanups.push(
-      () => otlp.close(),
-      () => sentry.close(),
-      () => loki.close(),
-      () => logstash.close(),
-    );
+    const stuck = await startStuckBackends();
+    cleanups.push(() => stuck.close());
     const server: ChildServer = await startChildServer({
-      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
-      OTEL_BSP_SCHEDULE_DELAY: "200",
-      SENTRY_DSN: `${sentry.url.replace("http://", "http://publickey@")}/1`,
-      LOKI_URL: loki.url,
-      LOGSTASH_HOST: logstash.host,
-      LOGSTASH_PORT: String(logstash.port),
+      ...stuck.env,
       TELEMETRY_FLUSH_TIMEOUT_MS: String(FLUSH_TIMEOUT_MS),
       I3XD_TEST_FAULTS: "1",
     });
