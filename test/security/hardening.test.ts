@@ -460,14 +460,15 @@ describe("subscription queues bounded in bytes, stalled streams closed", () => {
     );
     // Read nothing from now on: the kernel's buffers fill, then the server's writes stop draining.
     conn.socket.pause();
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 90_000;
     let closed = stalledBefore;
     while (closed === stalledBefore && Date.now() < deadline) {
-      await writeLarge(20, 50_000);
+      // 3 MB a round, each update under the queue's 64 KiB bound (a larger one would be dropped unqueued).
+      await writeLarge(50, 60_000);
       closed = await metric(server.url, "sse_streams_closed_total", { reason: "stalled" });
     }
     expect(closed).toBe(stalledBefore + 1);
     expect(await metric(server.url, "sse_streams_open")).toBe(0);
     conn.close();
-  }, 60_000);
+  }, 120_000);
 });
