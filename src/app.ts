@@ -18,9 +18,12 @@ import { writeRoutes } from "./api/writes.js";
 import type { Config } from "./config.js";
 import { failureBody, I3xError } from "./domain/errors.js";
 import { registerObservability } from "./observability/http.js";
+import { LogBursts } from "./observability/log-bursts.js";
 import { getLogger } from "./observability/logger.js";
+import { redactText } from "./observability/redact.js";
 import { registerTelemetry } from "./observability/telemetry.js";
 import { createSecurity } from "./security/authentication.js";
+import { drainUnreadBodies, guardConnections } from "./security/connections.js";
 import { registerCors } from "./security/cors.js";
 import type { Keyring } from "./security/keys.js";
 import { docsCsp, serverOptions } from "./security/transport.js";
@@ -58,13 +61,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...serverOptions(config),
   });
 
+  const failureBursts = new LogBursts(log, 10_000);
+  guardConnections(app.server, config.limits);
+  drainUnreadBodies(app, config.bodyLimit);
+
   app.setErrorHandler((err: FastifyError | I3xError, request, reply) => {
     if (err instanceof I3xError) {
       return reply.code(err.status).send(failureBody(err.status, err.message, err.title));
     }
     const status = typeof err.statusCode === "number" && err.statusCode >= 400 ? err.statusCode : 500;
     if (status >= 500) {
-      log.error({ exception: err, method: request.method, path: request.url }, "Request failed");
+      // During an outage every request fails the same way: the first of a burst carries the stack, then
+      // one summary per window.
+      failureBursts.write(
+        `${err.name} ${err.code ?? ""}`,
+        "error",
+        { exception: err, method: request.method, path: request.url },
+        "Request failed",
+        { error_type: err.name, error_code: err.code, detail: redactText(err.message) },
+      );
       return reply.code(status).send(failureBody(status, "The server could not complete the request"));
     }
     return reply.code(status).send(failureBody(status, describeClientError(err)));

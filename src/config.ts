@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { loadTelemetryConfig, type TelemetryConfig } from "./observability/telemetry-config.js";
@@ -102,6 +103,34 @@ export interface Config {
    * `"*"`: every origin (refused while authentication is on); unset: none.
    */
   corsOrigins: readonly string[] | "*" | undefined;
+  /** Shares of the process-wide limits held by one key or address (src/security/quotas.ts, connections.ts). */
+  limits: LimitsConfig;
+}
+
+/** Per-key and per-address shares, byte bounds and connection limits (docs/security.md lists them all). */
+export interface LimitsConfig {
+  /** Estimated bytes one subscription's queue holds (pending plus unacknowledged); the oldest go first. */
+  subscriptionQueueMaxBytes: number;
+  /** Estimated bytes every subscription queue together holds. */
+  subscriptionQueuesMaxBytes: number;
+  /** A stream whose client has read nothing for this long is closed, ms. */
+  sseStallTimeoutMs: number;
+  /** Most subscriptions one API key (or client address when running open) holds at once. */
+  maxSubscriptionsPerKey: number;
+  /** Most SSE streams open at once from one client address, whatever the key. */
+  maxStreamsPerAddress: number;
+  /** Most SSE streams open at once in the process. */
+  maxStreams: number;
+  /** Most open connections; beyond it new ones are closed at once. */
+  maxConnections: number;
+  /** Most open connections from one client address. */
+  maxConnectionsPerAddress: number;
+  /** The process's file descriptor limit the connection defaults were derived from. */
+  fdLimit: number;
+  /** Longest time a client may take to send the request headers, ms. */
+  headersTimeoutMs: number;
+  /** How long an idle keep-alive connection stays open, ms. */
+  keepAliveTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -310,6 +339,64 @@ export function loadConfig(env: Env = process.env): Config {
     sseHeartbeatSeconds: intVar(env, "I3XD_SSE_HEARTBEAT_SECONDS", 15, 1, 3600),
     telemetry: loadTelemetryConfig(env),
     ...loadSecurityConfig(env, host),
+    limits: loadLimitsConfig(env),
+  };
+}
+
+/** The soft limit on open files (Linux `/proc/self/limits`); 1024, the usual default, where unknown. */
+export function openFileLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    if (m) return m[1] === "unlimited" ? 1_048_576 : Number(m[1]);
+  } catch {
+    // Not Linux: fall through to the common default.
+  }
+  return 1024;
+}
+
+/** Descriptors kept free of connections: the store's files and pool, log files, telemetry sockets, workers. */
+const FD_RESERVE = 128;
+
+function loadLimitsConfig(env: Env, fdLimit = openFileLimit()): LimitsConfig {
+  const maxConnections = intVar(
+    env,
+    "I3XD_MAX_CONNECTIONS",
+    Math.max(32, Math.min(Math.floor(fdLimit * 0.8), fdLimit - FD_RESERVE)),
+    1,
+    10_000_000,
+  );
+  const queuesMaxBytes = byteSizeVar(
+    env,
+    "I3XD_SUBSCRIPTION_QUEUES_MAX_BYTES",
+    256 * 1024 ** 2,
+    1024,
+    1024 ** 4,
+  );
+  return {
+    // A sixteenth of the process budget: a handful of stalled subscriptions cannot take it all.
+    subscriptionQueueMaxBytes: byteSizeVar(
+      env,
+      "I3XD_SUBSCRIPTION_QUEUE_MAX_BYTES",
+      Math.max(1024, Math.floor(queuesMaxBytes / 16)),
+      1024,
+      1024 ** 4,
+    ),
+    subscriptionQueuesMaxBytes: queuesMaxBytes,
+    sseStallTimeoutMs: durationMsVar(env, "I3XD_SSE_STALL_TIMEOUT", 60_000, 100, 86_400_000),
+    maxSubscriptionsPerKey: intVar(env, "I3XD_MAX_SUBSCRIPTIONS_PER_KEY", 1000, 1, 10_000_000),
+    maxStreamsPerAddress: intVar(env, "I3XD_MAX_STREAMS_PER_ADDRESS", 100, 1, 1_000_000),
+    maxStreams: intVar(env, "I3XD_MAX_STREAMS", 5000, 1, 10_000_000),
+    maxConnections,
+    maxConnectionsPerAddress: intVar(
+      env,
+      "I3XD_MAX_CONNECTIONS_PER_ADDRESS",
+      Math.max(8, Math.floor(maxConnections / 4)),
+      1,
+      10_000_000,
+    ),
+    fdLimit,
+    headersTimeoutMs: durationMsVar(env, "I3XD_HEADERS_TIMEOUT", 10_000, 100, 3_600_000),
+    keepAliveTimeoutMs: durationMsVar(env, "I3XD_KEEP_ALIVE_TIMEOUT", 5000, 100, 3_600_000),
   };
 }
 

@@ -105,9 +105,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
       await feed?.close();
       await store.close();
       log.info({ reason }, "Stopped");
-      await flushLogs();
-      // Spans, error reports and shipped lines still queued, each within TELEMETRY_FLUSH_TIMEOUT_MS.
-      await telemetry.close();
+      // Spans, error reports and shipped lines still queued, all side by side within one
+      // TELEMETRY_FLUSH_TIMEOUT_MS. Telemetry first: closing the shipping stream delivers its lines itself,
+      // so the log flush does not wait a deadline of its own on a stuck shipping back-end.
+      await Promise.all([telemetry.close(), flushLogs()]);
     };
     return running;
   } catch (err) {

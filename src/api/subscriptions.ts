@@ -2,6 +2,7 @@ import type { ServerResponse } from "node:http";
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
 import type { AppDeps } from "../app.js";
 import { successBody } from "../domain/errors.js";
+import { ownerOf } from "../security/quotas.js";
 import type { StreamHandle, SubscriptionUpdate, UpdateSink } from "../services/subscriptions.js";
 import { sendBulk } from "./reply.js";
 import { bulk, elementIds, failure, maxDepth, responses, success } from "./schemas.js";
@@ -122,6 +123,11 @@ class SseSink implements UpdateSink {
     this.open();
     if (!this.res.writableEnded) this.res.end();
   }
+
+  abort(): void {
+    // What is buffered for a client that stopped reading would never be delivered: free it with the socket.
+    this.res.destroy();
+  }
 }
 
 /** The Subscribe methods: create, list, delete, register, unregister, sync and the SSE stream. */
@@ -146,7 +152,7 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
     },
     async (request) => {
       const { clientId, displayName } = request.body;
-      return successBody(subscriptions.create(request.access, clientId, displayName));
+      return successBody(subscriptions.create(request.access, clientId, displayName, ownerOf(request)));
     },
   );
 

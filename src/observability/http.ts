@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import { currentContext, type RequestContext, runInRequest } from "./context.js";
 import { getLogger, writeFlatLine } from "./logger.js";
 import { entityRequests, requestDuration } from "./metrics.js";
-import { redactUrl } from "./redact.js";
+import { holdsKey, redactUrl } from "./redact.js";
 import { requestTraceIds } from "./tracing.js";
 
 const log = getLogger("i3xd.http");
@@ -54,8 +54,11 @@ export function registerObservability(app: FastifyInstance, opts: ObservabilityO
   app.addHook("onRequest", (request, reply, done) => {
     const raw = request.raw;
     const incoming = raw.headers["x-request-id"];
+    // An id shaped like an API key is a key sent in the wrong header: it must not be echoed or logged.
     const requestId =
-      typeof incoming === "string" && SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+      typeof incoming === "string" && SAFE_REQUEST_ID.test(incoming) && !holdsKey(incoming)
+        ? incoming
+        : randomUUID();
     request.id = requestId;
     // On the raw response, so the header survives errors, 404s and hijacked (streamed) replies alike.
     reply.raw.setHeader(REQUEST_ID_HEADER, requestId);

@@ -3,7 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from "pino";
 import { currentContext } from "./context.js";
-import { redactObject, redactText } from "./redact.js";
+import { redactKeys, redactObject, redactText } from "./redact.js";
 
 /** pino's numeric levels mapped to the names of the observability contract (§1). */
 const LEVEL_NAMES: Record<number, string> = {
@@ -202,7 +202,7 @@ export function writeFlatLine(
   for (const key in fields) {
     const value = fields[key];
     if (value === undefined) continue;
-    line += `,"${key}":${typeof value === "string" ? JSON.stringify(value) : Number.isFinite(value) ? value : "null"}`;
+    line += `,"${key}":${typeof value === "string" ? JSON.stringify(redactKeys(value)) : Number.isFinite(value) ? value : "null"}`;
   }
   line += `,"message":${JSON.stringify(message)}}\n`;
   const stream = internals[streamSym] as DestinationStream & Record<PropertyKey, unknown>;

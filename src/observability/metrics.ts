@@ -162,3 +162,43 @@ export const telemetryShippingHeap = new Gauge({
   help: "Heap used by the log shipping worker thread (not part of the process heap metrics)",
   registers: [registry],
 });
+
+export const subscriptionQueuedBytes = new Gauge({
+  name: "subscription_queued_bytes",
+  help: "Estimated bytes of the updates waiting in subscription queues (their JSON size)",
+  registers: [registry],
+});
+
+export const sseStreamsClosed = new Counter({
+  name: "sse_streams_closed_total",
+  help: "SSE streams the server closed, by reason (stalled: the client read nothing for I3XD_SSE_STALL_TIMEOUT)",
+  labelNames: ["reason"] as const,
+  registers: [registry],
+});
+
+export const limitRejections = new Counter({
+  name: "limit_rejections_total",
+  help: "Requests refused with 429 because a per-key, per-address or process-wide share was used up, by limit",
+  labelNames: ["limit"] as const,
+  registers: [registry],
+});
+
+export const httpConnectionsOpen = new Gauge({
+  name: "http_connections_open",
+  help: "Open client connections to the API listener",
+  registers: [registry],
+});
+
+export const httpConnectionsRejected = new Counter({
+  name: "http_connections_rejected_total",
+  help: "Connections closed on arrival, by reason (max_connections, per_address)",
+  labelNames: ["reason"] as const,
+  registers: [registry],
+});
+
+export const httpParserErrors = new Counter({
+  name: "http_parser_errors_total",
+  help: "Requests Node's HTTP parser rejected before routing (400 malformed, 408 timeout, 431 headers too large)",
+  labelNames: ["code"] as const,
+  registers: [registry],
+});

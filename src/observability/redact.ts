@@ -18,6 +18,25 @@ const URL_KEYS = new Set(["path", "url", "href", "location", "referer", "referre
 
 const MAX_DEPTH = 8;
 
+/**
+ * An i3xd API key (`i3xd_<12 hex id>_<secret>`, src/security/keys.ts) wherever it turns up: a key sent in
+ * the wrong place (a query parameter of any name, the path, X-Request-ID, User-Agent) must not reach a log
+ * line or a span. The id is public and stays, so the line still says whose key leaked.
+ */
+const KEY_SHAPED = /i3xd_([0-9a-f]{12})_[A-Za-z0-9_-]{4,}/g;
+const KEY_PREFIX = "i3xd_";
+
+/** Masks the secret of every key-shaped substring: `i3xd_0123456789ab_[REDACTED]`. */
+export function redactKeys(text: string): string {
+  if (!text.includes(KEY_PREFIX)) return text;
+  return text.replace(KEY_SHAPED, `${KEY_PREFIX}$1_${REDACTED}`);
+}
+
+/** True when the text holds something shaped like an API key. */
+export function holdsKey(text: string): boolean {
+  return redactKeys(text) !== text;
+}
+
 export function isSensitiveKey(key: string): boolean {
   return SENSITIVE_KEY.test(key);
 }
@@ -40,6 +59,7 @@ function redactRecord(obj: Record<string, unknown>, depth: number): Record<strin
       masked = REDACTED;
     } else if (typeof value === "string") {
       if (URL_KEYS.has(key) && value.includes("?")) masked = redactUrl(value);
+      else masked = redactKeys(value);
     } else if (value !== null && typeof value === "object" && depth < MAX_DEPTH) {
       masked = redactNested(value, depth + 1);
     }
@@ -56,8 +76,8 @@ function redactNested(value: object, depth: number): unknown {
     let out: unknown[] = value;
     for (let i = 0; i < value.length; i++) {
       const item: unknown = value[i];
-      if (item === null || typeof item !== "object") continue;
-      const masked = redactNested(item, depth + 1);
+      if (item === null || (typeof item !== "object" && typeof item !== "string")) continue;
+      const masked = typeof item === "string" ? redactKeys(item) : redactNested(item, depth + 1);
       if (masked !== item) {
         if (out === value) out = value.slice();
         out[i] = masked;
@@ -75,9 +95,11 @@ const QUERY_SECRET = /([?&;])([^=&;#]*)=([^&;#]*)/g;
 
 /** Masks the values of sensitive query parameters: `/x?token=abc&a=1` → `/x?token=[REDACTED]&a=1`. */
 export function redactUrl(url: string): string {
-  if (!url.includes("?")) return url;
-  return url.replace(QUERY_SECRET, (whole, sep: string, name: string) =>
-    SENSITIVE_KEY.test(safeDecode(name)) ? `${sep}${name}=${REDACTED}` : whole,
+  if (!url.includes("?")) return redactKeys(url);
+  return redactKeys(
+    url.replace(QUERY_SECRET, (whole, sep: string, name: string) =>
+      SENSITIVE_KEY.test(safeDecode(name)) ? `${sep}${name}=${REDACTED}` : whole,
+    ),
   );
 }
 
@@ -103,5 +125,5 @@ const TEXT_SECRETS: readonly [RegExp, string][] = [
 export function redactText(text: string): string {
   let out = text;
   for (const [pattern, replacement] of TEXT_SECRETS) out = out.replace(pattern, replacement);
-  return out;
+  return redactKeys(out);
 }

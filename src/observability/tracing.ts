@@ -37,6 +37,7 @@ import { SERVER_NAME, SERVER_VERSION } from "../version.js";
 import { activeTraceContext, currentContext } from "./context.js";
 import { getLogger } from "./logger.js";
 import { telemetryDropped } from "./metrics.js";
+import { redactKeys, redactText, redactUrl } from "./redact.js";
 import type { TelemetryConfig } from "./telemetry-config.js";
 
 const log = getLogger("i3xd.telemetry");
@@ -299,13 +300,18 @@ export function traceDelivery<T>(subscriptionId: string, updates: number, delive
 
 export function recordError(span: Span, err: unknown): void {
   const error = err instanceof Error ? err : new Error(String(err));
-  span.recordException(error);
-  span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+  span.recordException({
+    name: error.name,
+    message: redactText(error.message),
+    stack: error.stack === undefined ? undefined : redactText(error.stack),
+  });
+  span.setStatus({ code: SpanStatusCode.ERROR, message: redactText(error.message) });
 }
 
 /** HTTP semantic-convention attributes of the server span. */
 function annotateServerSpan(span: Span, request: FastifyRequest, route: string | undefined): void {
-  const url = request.url;
+  // Query secrets and key-shaped values are masked, as in log lines.
+  const url = redactUrl(request.url);
   const q = url.indexOf("?");
   const attributes: Attributes = {
     [ATTR_HTTP_REQUEST_METHOD]: request.method,
@@ -319,7 +325,7 @@ function annotateServerSpan(span: Span, request: FastifyRequest, route: string |
   if (q >= 0) attributes[ATTR_URL_QUERY] = url.slice(q + 1);
   if (request.port) attributes[ATTR_SERVER_PORT] = request.port;
   const agent = request.headers["user-agent"];
-  if (agent) attributes[ATTR_USER_AGENT_ORIGINAL] = agent;
+  if (agent) attributes[ATTR_USER_AGENT_ORIGINAL] = redactKeys(agent);
   span.setAttributes(attributes);
 }
 

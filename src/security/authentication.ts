@@ -10,15 +10,15 @@ import { getLogger } from "../observability/logger.js";
 import { addResponseHeaders } from "./headers.js";
 import { limitJsonDepth } from "./json.js";
 import {
+  checkToken,
   KeyConfigError,
   type KeyEntry,
   Keyring,
   MAX_TOKEN_LENGTH,
   tokenDigest,
   tokenId,
-  verifyToken,
 } from "./keys.js";
-import { limitRate, limitStreamsPerKey, requireHostHeader } from "./limits.js";
+import { limitRate, limitStreams, requireHostHeader } from "./limits.js";
 
 /**
  * Who is asking and what they may do, decided once per request in the `onRequest` hook.
@@ -125,7 +125,7 @@ export class Authenticator {
     if (cached) return cached;
     const id = tokenId(token);
     const entry = id === undefined ? undefined : this.keyring.get(id);
-    if (entry === undefined || !(await verifyToken(token, entry))) return undefined;
+    if (!(await checkToken(token, entry)) || entry === undefined) return undefined;
     const principal = toPrincipal(entry);
     this.verified.set(tokenDigest(token), principal);
     return principal;
@@ -136,6 +136,12 @@ export class Authenticator {
     const f = this.failures.get(address);
     if (f === undefined || f.count < FAILURES_MAX || now >= f.resetAt) return 0;
     return Math.max(1, Math.ceil((f.resetAt - now) / 1000));
+  }
+
+  /** Takes back an attempt counted before its check, once the check succeeded. */
+  forgive(address: string): void {
+    const f = this.failures.get(address);
+    if (f !== undefined && f.count > 0) f.count--;
   }
 
   recordFailure(address: string, now = Date.now()): void {
@@ -193,7 +199,7 @@ export function createSecurity(config: Config, keyring: Keyring = openKeyring(co
     addResponseHeaders(app, config);
     requireHostHeader(app);
     app.addHook("onRequest", authenticationHook(config, enforced, authenticator));
-    limitStreamsPerKey(app, config);
+    limitStreams(app, config);
     await limitRate(app, config, enforced);
   };
   // Hooks and decorators apply to the whole server, not only inside this plugin.
@@ -269,14 +275,16 @@ function authenticationHook(config: Config, enforced: boolean, authenticator: Au
         .send(failureBody(429, `Too many failed authentication attempts; retry in ${wait} s`));
       return;
     }
+    // Counted before the check: a burst of concurrent attempts must not all reach scrypt first.
+    authenticator.recordFailure(address);
     authenticator.verify(token).then(
       (p) => {
         if (p === undefined) {
-          authenticator.recordFailure(address);
           log.info({ ip: address }, "Invalid API key");
           unauthorized(reply, "Invalid API key", true);
           return;
         }
+        authenticator.forgive(address);
         authorize(request, p, scope, reply, done);
       },
       (err: unknown) => done(err as Error),

@@ -131,6 +131,51 @@ export function tokenId(token: string): string | undefined {
   return ID_PATTERN.test(id) && cut + 1 < token.length ? id : undefined;
 }
 
+/**
+ * Concurrent scrypt checks at most: they run on libuv's thread pool, which gzip, file system calls and DNS
+ * share. A flood of bad keys then waits here instead of queueing ahead of everyone else's work there.
+ */
+const SCRYPT_SLOTS = Math.max(1, Number(process.env.UV_THREADPOOL_SIZE ?? 4) - 2);
+let scryptRunning = 0;
+const scryptWaiting: (() => void)[] = [];
+
+async function inScryptSlot<T>(work: () => Promise<T>): Promise<T> {
+  if (scryptRunning >= SCRYPT_SLOTS) await new Promise<void>((resolve) => scryptWaiting.push(resolve));
+  else scryptRunning++;
+  try {
+    return await work();
+  } finally {
+    const next = scryptWaiting.shift();
+    if (next) next();
+    else scryptRunning--;
+  }
+}
+
+/** Stands in for a key that does not exist, so a wrong id costs what a wrong secret costs. */
+let unknownKey: Promise<KeyEntry> | undefined;
+
+function unknownKeyEntry(): Promise<KeyEntry> {
+  unknownKey ??= hashToken(randomBytes(32).toString("base64url")).then((hash) => ({
+    id: "000000000000",
+    name: "unknown",
+    scopes: ["read"],
+    hash,
+  }));
+  return unknownKey;
+}
+
+/**
+ * Checks a presented token against its entry, or against a stand-in when its id is unknown (or it is not
+ * shaped like a key): every failure takes one scrypt, so the response time does not tell whether an id
+ * exists. The check waits for a free scrypt slot.
+ */
+export async function checkToken(token: string, entry: KeyEntry | undefined): Promise<boolean> {
+  if (entry !== undefined) return inScryptSlot(() => verifyToken(token, entry));
+  const standIn = await unknownKeyEntry();
+  await inScryptSlot(() => verifyToken(token.slice(0, MAX_TOKEN_LENGTH), standIn));
+  return false;
+}
+
 /** Recomputes the hash of `token` with the entry's salt and compares in constant time. */
 export async function verifyToken(token: string, entry: KeyEntry): Promise<boolean> {
   const h = parseHash(entry.hash);

@@ -2,10 +2,11 @@ import rateLimit from "@fastify/rate-limit";
 import type { FastifyInstance } from "fastify";
 import type { Config } from "../config.js";
 import { failureBody, I3xError } from "../domain/errors.js";
+import { StreamShares } from "./quotas.js";
 
 /**
- * The limits that need to know who is asking: concurrent streams and the request rate, per API key (or per
- * client address when running open), and the Host rule for HTTP/1.1 (JSON depth: `json.ts`). The per-key
+ * The limits that need to know who is asking: concurrent streams (per key, per address and for the process) and the
+ * request rate per API key (or per client address when running open), and the Host rule for HTTP/1.1 (JSON depth: `json.ts`). The per-key
  * limits are registered after authentication, so the key is known.
  */
 
@@ -22,35 +23,16 @@ export function requireHostHeader(app: FastifyInstance): void {
   });
 }
 
-export function limitStreamsPerKey(app: FastifyInstance, config: Pick<Config, "maxStreamsPerKey">): void {
-  const streams = new Map<string, number>();
+/** Open SSE streams, counted per key (or address when open), per address and for the process (quotas.ts). */
+export function limitStreams(
+  app: FastifyInstance,
+  config: Pick<Config, "maxStreamsPerKey" | "limits">,
+): void {
+  const streamShares = new StreamShares(config);
   app.addHook("preHandler", (request, reply, done) => {
     const url = request.routeOptions.url;
-    if (url === undefined || !url.startsWith("/v1/")) return done();
-    const route = `${request.method} ${url}`;
-    const p = request.principal;
-    if (route === STREAM_ROUTE) {
-      const who = p ? `key:${p.id}` : `ip:${request.ip}`;
-      const open = streams.get(who) ?? 0;
-      if (open >= config.maxStreamsPerKey) {
-        reply
-          .code(429)
-          .send(
-            failureBody(
-              429,
-              `At most ${config.maxStreamsPerKey} streams may be open at once per ${p ? "API key" : "client address"}; close one first`,
-            ),
-          );
-        return;
-      }
-      streams.set(who, open + 1);
-      reply.raw.once("close", () => {
-        const n = (streams.get(who) ?? 1) - 1;
-        if (n > 0) streams.set(who, n);
-        else streams.delete(who);
-      });
-    }
-    done();
+    if (url === undefined || `${request.method} ${url}` !== STREAM_ROUTE) return done();
+    if (streamShares.admit(request, reply)) done();
   });
 }
 

@@ -1,11 +1,18 @@
 import { readFileSync } from "node:fs";
 import { type Server, STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { createSecureContext, type SecureVersion } from "node:tls";
 import type { FastifyError, FastifyHttpOptions, FastifyReply, FastifyRequest } from "fastify";
 import type { Config } from "../config.js";
 import { failureBody } from "../domain/errors.js";
+import { LogBursts } from "../observability/log-bursts.js";
+import { getLogger } from "../observability/logger.js";
+import { httpParserErrors } from "../observability/metrics.js";
 import { KeyConfigError } from "./keys.js";
+
+/** A scanner sending garbage gets one line per status and address every 10 s, not one per request. */
+const parserBursts = new LogBursts(getLogger("i3xd.http"), 10_000);
 
 const MIN_TLS: SecureVersion = "TLSv1.2";
 
@@ -19,12 +26,18 @@ export function serverOptions(config: Config): FastifyHttpOptions<Server> {
   const common = {
     maxHeaderSize: config.maxHeaderSize,
     requireHostHeader: false,
-    // Slow senders are cut off after the request timeout; Node only looks every so often (30 s by default).
-    headersTimeout: Math.min(60_000, config.requestTimeoutMs),
-    connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(config.requestTimeoutMs / 4))),
+    // Slow senders are cut off: headers within I3XD_HEADERS_TIMEOUT, the whole request within the request
+    // timeout. Node only looks every so often (30 s by default), so it looks at a quarter of the shorter.
+    headersTimeout: Math.min(config.limits.headersTimeoutMs, config.requestTimeoutMs),
+    connectionsCheckingInterval: Math.min(
+      30_000,
+      Math.max(100, Math.floor(Math.min(config.limits.headersTimeoutMs, config.requestTimeoutMs) / 4)),
+    ),
   };
   const options: Record<string, unknown> = {
     requestTimeout: config.requestTimeoutMs,
+    // Fastify's default (72 s) lets idle connections hold descriptors far longer than a client needs.
+    keepAliveTimeout: config.limits.keepAliveTimeoutMs,
     clientErrorHandler,
     // Errors Fastify raises before routing (a URL that does not decode) get the envelope as well.
     frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
@@ -79,7 +92,7 @@ export function docsCsp(config: Config): (header: string) => string {
  * Answers what Node's HTTP parser rejects before Fastify sees a request (oversized headers, garbage
  * request lines, request timeouts) with the failure envelope, then closes the connection.
  */
-export function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
+export function clientErrorHandler(err: Error & { code?: string; rawPacket?: Buffer }, socket: Duplex): void {
   if (err.code === "ECONNRESET" || socket.destroyed) return;
   let status = 400;
   let detail = "Malformed HTTP request";
@@ -90,12 +103,25 @@ export function clientErrorHandler(err: Error & { code?: string }, socket: Duple
     status = 408;
     detail = "The request was not received in time";
   }
-  const body = JSON.stringify(failureBody(status, detail, status === 408 ? "Request Timeout" : undefined));
+  httpParserErrors.inc({ code: status });
+  const address = (socket as Partial<Socket>).remoteAddress;
+  parserBursts.write(
+    `${status} ${address}`,
+    "info",
+    { status_code: status, reason: err.code, ip: address },
+    "HTTP request rejected before routing",
+    { status_code: status, ip: address },
+  );
+  // A response to HEAD has no body; a client reading one would take it for the start of the next response.
+  const head = err.rawPacket !== undefined && err.rawPacket.subarray(0, 5).toString("latin1") === "HEAD ";
+  const body = head
+    ? ""
+    : JSON.stringify(failureBody(status, detail, status === 408 ? "Request Timeout" : undefined));
   if (socket.writable) {
     socket.end(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
         "Content-Type: application/json; charset=utf-8\r\n" +
-        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Content-Length: ${head ? 0 : Buffer.byteLength(body)}\r\n` +
         "X-Content-Type-Options: nosniff\r\n" +
         "Cache-Control: no-store\r\n" +
         "Connection: close\r\n\r\n" +

@@ -5,8 +5,11 @@ import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from 
 import type { Quality } from "../domain/model.js";
 import { getLogger } from "../observability/logger.js";
 import {
+  limitRejections,
+  sseStreamsClosed,
   sseStreamsOpen,
   subscriptionDroppedUpdates,
+  subscriptionQueuedBytes,
   subscriptionQueuedUpdates,
   subscriptionsActive,
 } from "../observability/metrics.js";
@@ -68,6 +71,8 @@ export interface UpdateSink {
   comment(text: string): boolean;
   /** Ends the transport normally (take-over, delete, expiry, shutdown). Must not call back synchronously. */
   end(): void;
+  /** Drops the transport at once: its client stopped reading, so a normal end would never be delivered. */
+  abort(): void;
 }
 
 /** What the transport calls back on: it drained, or it went away (client disconnect, end). */
@@ -84,6 +89,7 @@ export type SubscriptionSettings = Pick<
   | "maxSubscriptions"
   | "sseHeartbeatSeconds"
   | "maxCompositionDepth"
+  | "limits"
 >;
 
 export interface SubscriptionServiceOptions {
@@ -118,13 +124,16 @@ class UpdateQueue {
     this.items.push(update);
   }
 
-  dropOldest(): void {
+  /** Removes the oldest update and returns it. */
+  dropOldest(): SubscriptionUpdate {
+    const oldest = this.items[this.head] as SubscriptionUpdate;
     this.items[this.head++] = undefined;
     if (this.head === this.items.length) this.clear();
     else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
       this.items = this.items.slice(this.head);
       this.head = 0;
     }
+    return oldest;
   }
 
   /** Removes and returns up to `n` of the oldest updates. */
@@ -155,7 +164,24 @@ interface ActiveStream {
   sink: UpdateSink;
   /** The transport reported it is not draining; nothing more is taken from the queue until it resumes. */
   blocked: boolean;
+  /** When the transport last stopped draining, ms; a stream blocked longer than the stall timeout is closed. */
+  blockedSinceMs: number;
   flushScheduled: boolean;
+}
+
+/** Why a stream ended, the `reason` of `sse_streams_closed_total`. */
+type StreamEnd = "client" | "replaced" | "deleted" | "expired" | "shutdown" | "stalled";
+
+/** Estimated bytes of each queued update (its JSON size), shared by every queue holding it. */
+const updateBytes = new WeakMap<SubscriptionUpdate, number>();
+
+/** Field names, quotes and separators of an update's JSON, besides its values. */
+const UPDATE_FRAMING_BYTES = 64;
+
+function bytesOf(updates: readonly SubscriptionUpdate[]): number {
+  let n = 0;
+  for (const u of updates) n += updateBytes.get(u) ?? 0;
+  return n;
 }
 
 class Subscription {
@@ -171,6 +197,8 @@ class Subscription {
   droppedSinceReport = 0;
   stream: ActiveStream | null = null;
   deleted = false;
+  /** Estimated bytes of `pending` plus `batches`. */
+  queuedBytes = 0;
 
   constructor(
     readonly id: string,
@@ -179,6 +207,8 @@ class Subscription {
     public lastActivityMs: number,
     /** The owner's access as of its latest call: what may be registered and delivered. */
     public access: Access,
+    /** Who holds it for the per-key share (`key:<id>` or `ip:<address>`); unset: no share applies. */
+    readonly owner: string | undefined,
   ) {}
 
   get queued(): number {
@@ -197,12 +227,15 @@ export class SubscriptionService {
   private readonly now: () => number;
   private readonly subs = new Map<string, Subscription>();
   private readonly perClient = new Map<string, number>();
+  private readonly perOwner = new Map<string, number>();
   private readonly index = new Map<string, Set<Subscription>>();
   private readonly streaming = new Set<Subscription>();
   private readonly stopFeed: () => void;
   private readonly sweepTimer: NodeJS.Timeout;
   private readonly heartbeatTimer: NodeJS.Timeout;
   private queuedTotal = 0;
+  private queuedBytesTotal = 0;
+  private readonly stallTimer: NodeJS.Timeout;
   private droppedTotal = 0;
   private closed = false;
 
@@ -218,41 +251,66 @@ export class SubscriptionService {
     this.sweepTimer.unref();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.sseHeartbeatSeconds * 1000);
     this.heartbeatTimer.unref();
+    const stallMs = this.config.limits.sseStallTimeoutMs;
+    this.stallTimer = setInterval(() => this.closeStalled(), Math.max(100, Math.min(stallMs / 4, 5000)));
+    this.stallTimer.unref();
   }
 
   /** Counters for tests and diagnostics; the same numbers the gauges export. */
-  stats(): { subscriptions: number; streams: number; queued: number; dropped: number } {
+  stats(): { subscriptions: number; streams: number; queued: number; queuedBytes: number; dropped: number } {
     return {
       subscriptions: this.subs.size,
       streams: this.streaming.size,
       queued: this.queuedTotal,
+      queuedBytes: this.queuedBytesTotal,
       dropped: this.droppedTotal,
     };
   }
 
-  create(access: Access, clientId: unknown, displayName?: string | null): CreatedSubscription {
+  /**
+   * `owner` names the API key (or client address when running open) the subscription counts against, so
+   * one client cannot take every slot by inventing clientIds; the process-wide limit is the last guard.
+   */
+  create(
+    access: Access,
+    clientId: unknown,
+    displayName?: string | null,
+    owner?: string,
+  ): CreatedSubscription {
     const requested = requireClientId(clientId);
     const client = ownedClientId(access, requested);
     this.assertOpen();
-    if (this.subs.size >= this.config.maxSubscriptions) {
+    const ownerHeld = owner === undefined ? 0 : (this.perOwner.get(owner) ?? 0);
+    const perKey = this.config.limits.maxSubscriptionsPerKey;
+    if (owner !== undefined && ownerHeld >= perKey) {
+      limitRejections.inc({ limit: "subscriptions_per_key" });
       throw new I3xError(
         429,
-        `The server holds its maximum of ${this.config.maxSubscriptions} subscriptions; delete unused ones or retry later`,
+        `Subscription limit per ${owner.startsWith("key:") ? "API key" : "client address"} reached: at most ${perKey} (I3XD_MAX_SUBSCRIPTIONS_PER_KEY); delete one first`,
+      );
+    }
+    if (this.subs.size >= this.config.maxSubscriptions) {
+      limitRejections.inc({ limit: "subscriptions" });
+      throw new I3xError(
+        429,
+        `The server holds its maximum of ${this.config.maxSubscriptions} subscriptions (I3XD_MAX_SUBSCRIPTIONS); delete unused ones or retry later`,
       );
     }
     const held = this.perClient.get(client) ?? 0;
     if (held >= this.config.maxSubscriptionsPerClient) {
+      limitRejections.inc({ limit: "subscriptions_per_client" });
       throw new I3xError(
         429,
-        `This clientId already holds the maximum of ${this.config.maxSubscriptionsPerClient} subscriptions; delete one first`,
+        `This clientId already holds the maximum of ${this.config.maxSubscriptionsPerClient} subscriptions (I3XD_MAX_SUBSCRIPTIONS_PER_CLIENT); delete one first`,
       );
     }
     let id = randomBytes(SUBSCRIPTION_ID_BYTES).toString("base64url");
     while (this.subs.has(id)) id = randomBytes(SUBSCRIPTION_ID_BYTES).toString("base64url");
     const name = typeof displayName === "string" && displayName !== "" ? displayName : id;
-    const sub = new Subscription(id, client, name, this.now(), access);
+    const sub = new Subscription(id, client, name, this.now(), access, owner);
     this.subs.set(id, sub);
     this.perClient.set(client, held + 1);
+    if (owner !== undefined) this.perOwner.set(owner, ownerHeld + 1);
     subscriptionsActive.inc();
     log.debug({ subscription: shortId(id) }, "Subscription created");
     return { clientId: requested, subscriptionId: id, displayName: name };
@@ -391,6 +449,7 @@ export class SubscriptionService {
     let delta = 0;
     if (lastSequenceNumber === -1) {
       delta -= sub.queued;
+      this.countBytes(sub, -sub.queuedBytes);
       sub.batches = [];
       sub.batchedCount = 0;
       sub.pending.clear();
@@ -408,6 +467,7 @@ export class SubscriptionService {
       let acked = 0;
       while (acked < sub.batches.length && sub.batches[acked].sequenceNumber <= lastSequenceNumber) {
         delta -= sub.batches[acked].updates.length;
+        this.countBytes(sub, -bytesOf(sub.batches[acked].updates));
         acked++;
       }
       if (acked > 0) {
@@ -446,8 +506,8 @@ export class SubscriptionService {
    */
   openStream(access: Access, clientId: unknown, subscriptionId: string, sink: UpdateSink): StreamHandle {
     const sub = this.owned(access, clientId, subscriptionId);
-    if (sub.stream) this.detachStream(sub, sub.stream, true);
-    const stream: ActiveStream = { sink, blocked: false, flushScheduled: false };
+    if (sub.stream) this.detachStream(sub, sub.stream, "replaced");
+    const stream: ActiveStream = { sink, blocked: false, blockedSinceMs: 0, flushScheduled: false };
     sub.stream = stream;
     sub.lastActivityMs = this.now();
     this.streaming.add(sub);
@@ -457,25 +517,46 @@ export class SubscriptionService {
       resume: () => {
         if (sub.stream !== stream || !stream.blocked) return;
         stream.blocked = false;
+        sub.lastActivityMs = this.now();
         this.flush(sub, stream);
       },
       close: () => {
-        if (sub.stream === stream) this.detachStream(sub, stream, false);
+        if (sub.stream === stream) this.detachStream(sub, stream, "client");
       },
     };
   }
 
   /** Ends every open stream normally; the subscriptions and their queues stay. */
   endStreams(): void {
-    for (const sub of [...this.streaming]) if (sub.stream) this.detachStream(sub, sub.stream, true);
+    for (const sub of [...this.streaming]) if (sub.stream) this.detachStream(sub, sub.stream, "shutdown");
   }
 
-  /** Deletes subscriptions idle for longer than the TTL. Runs on a timer; public for tests. */
+  /**
+   * Deletes subscriptions idle for longer than the TTL: no stream, or one whose client has not read since.
+   * Runs on a timer; public for tests.
+   */
   sweep(): void {
-    const cutoff = this.now() - this.config.subscriptionTtlSeconds * 1000;
-    for (const sub of [...this.subs.values()]) {
-      if (!sub.stream && sub.lastActivityMs <= cutoff) this.remove(sub, "expired");
+    for (const sub of [...this.subs.values()]) if (this.expired(sub)) this.remove(sub, "expired");
+  }
+
+  /** Closes streams whose client has read nothing for the stall timeout. Runs on a timer; public for tests. */
+  closeStalled(): void {
+    const cutoff = this.now() - this.config.limits.sseStallTimeoutMs;
+    for (const sub of [...this.streaming]) {
+      const stream = sub.stream;
+      if (stream?.blocked && stream.blockedSinceMs <= cutoff) {
+        log.info(
+          { subscription: shortId(sub.id), stalled_ms: this.now() - stream.blockedSinceMs },
+          "Closing a stream whose client stopped reading",
+        );
+        this.detachStream(sub, stream, "stalled");
+      }
     }
+  }
+
+  private expired(sub: Subscription): boolean {
+    const idle = !sub.stream || sub.stream.blocked;
+    return idle && sub.lastActivityMs <= this.now() - this.config.subscriptionTtlSeconds * 1000;
   }
 
   /** Stops listening, ends every stream and frees every subscription (process shutdown). */
@@ -484,6 +565,7 @@ export class SubscriptionService {
     this.closed = true;
     clearInterval(this.sweepTimer);
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.stallTimer);
     this.stopFeed();
     for (const sub of [...this.subs.values()]) this.remove(sub, "shutdown");
   }
@@ -502,6 +584,13 @@ export class SubscriptionService {
         quality: change.vqt.quality,
         timestamp: change.vqt.timestamp,
       };
+      updateBytes.set(
+        update,
+        UPDATE_FRAMING_BYTES +
+          change.elementId.length +
+          change.vqt.timestamp.length +
+          (JSON.stringify(change.vqt.value)?.length ?? 4),
+      );
       for (const sub of targets) {
         if (!sub.access.allows(change.elementId)) continue;
         const lost = this.enqueue(sub, update);
@@ -517,24 +606,42 @@ export class SubscriptionService {
     this.adjustQueued(delta);
   }
 
-  /** Appends one update, dropping the oldest first when the queue is full. Returns how many were dropped. */
+  /**
+   * Appends one update, dropping the oldest first while the queue is full by count or bytes, or the
+   * queues together hold the process's byte budget. Returns how many were dropped (the update itself when
+   * it alone does not fit).
+   */
   private enqueue(sub: Subscription, update: SubscriptionUpdate): number {
+    const size = updateBytes.get(update) ?? 0;
+    const { subscriptionQueueMaxBytes, subscriptionQueuesMaxBytes } = this.config.limits;
+    const full = () =>
+      sub.queued >= this.config.subscriptionQueueMax ||
+      sub.queuedBytes + size > subscriptionQueueMaxBytes ||
+      this.queuedBytesTotal + size > subscriptionQueuesMaxBytes;
     let dropped = 0;
-    while (sub.queued >= this.config.subscriptionQueueMax) {
+    while (sub.queued > 0 && full()) {
       const oldest = sub.batches[0];
       if (oldest) {
         // A batch goes as a whole: an issued sequence number either carries everything it carried or is
         // gone, which keeps the client's gap arithmetic true.
         sub.batches.shift();
         sub.batchedCount -= oldest.updates.length;
+        this.countBytes(sub, -bytesOf(oldest.updates));
         dropped += oldest.updates.length;
       } else {
-        sub.pending.dropOldest();
+        this.countBytes(sub, -(updateBytes.get(sub.pending.dropOldest()) ?? 0));
         sub.pendingLost = true;
         dropped++;
       }
     }
+    if (full()) {
+      // Larger than the whole queue may hold, or other queues hold the process budget.
+      sub.pendingLost = true;
+      sub.droppedSinceReport += dropped + 1;
+      return dropped + 1;
+    }
     sub.pending.push(update);
+    this.countBytes(sub, size);
     sub.droppedSinceReport += dropped;
     return dropped;
   }
@@ -555,7 +662,7 @@ export class SubscriptionService {
     if (sub.droppedSinceReport > 0) {
       const note = `dropped ${sub.droppedSinceReport} updates: the subscription queue holds at most ${this.config.subscriptionQueueMax}`;
       sub.droppedSinceReport = 0;
-      if (!stream.sink.comment(note)) stream.blocked = true;
+      if (!stream.sink.comment(note)) this.block(stream);
     }
     let delta = 0;
     while (!stream.blocked && sub.queued > 0) {
@@ -577,26 +684,37 @@ export class SubscriptionService {
         chunk = sub.pending.take(EVENT_MAX_UPDATES);
       }
       delta -= chunk.length;
-      if (!traceDelivery(shortId(sub.id), chunk.length, () => stream.sink.deliver(chunk)))
-        stream.blocked = true;
+      this.countBytes(sub, -bytesOf(chunk));
+      if (traceDelivery(shortId(sub.id), chunk.length, () => stream.sink.deliver(chunk)))
+        sub.lastActivityMs = this.now();
+      else this.block(stream);
     }
     if (sub.pending.length === 0) sub.pendingLost = false;
     this.adjustQueued(delta);
   }
 
-  private detachStream(sub: Subscription, stream: ActiveStream, end: boolean): void {
+  private block(stream: ActiveStream): void {
+    if (stream.blocked) return;
+    stream.blocked = true;
+    stream.blockedSinceMs = this.now();
+  }
+
+  private detachStream(sub: Subscription, stream: ActiveStream, reason: StreamEnd): void {
     sub.stream = null;
     this.streaming.delete(sub);
     sseStreamsOpen.dec();
-    // The TTL runs from the moment the last stream went away.
-    sub.lastActivityMs = this.now();
-    if (end) stream.sink.end();
+    sseStreamsClosed.inc({ reason });
+    // The TTL runs from the moment the last stream went away, or, for a stream that stalled, from the last
+    // moment its client read: a client that stops reading does not keep its subscription alive.
+    if (reason !== "stalled") sub.lastActivityMs = this.now();
+    if (reason === "stalled" || reason === "expired") stream.sink.abort();
+    else if (reason !== "client") stream.sink.end();
   }
 
   private heartbeat(): void {
     for (const sub of this.streaming) {
       const stream = sub.stream;
-      if (stream && !stream.blocked && !stream.sink.comment("keep-alive")) stream.blocked = true;
+      if (stream && !stream.blocked && !stream.sink.comment("keep-alive")) this.block(stream);
     }
   }
 
@@ -635,7 +753,7 @@ export class SubscriptionService {
     const sub = this.subs.get(subscriptionId);
     // Another client's subscription answers exactly like a missing one.
     if (!sub || sub.clientId !== clientId) return undefined;
-    if (!sub.stream && sub.lastActivityMs <= this.now() - this.config.subscriptionTtlSeconds * 1000) {
+    if (this.expired(sub)) {
       this.remove(sub, "expired");
       return undefined;
     }
@@ -653,11 +771,12 @@ export class SubscriptionService {
   private remove(sub: Subscription, reason: "deleted" | "expired" | "shutdown"): void {
     if (sub.deleted) return;
     sub.deleted = true;
-    if (sub.stream) this.detachStream(sub, sub.stream, true);
+    if (sub.stream) this.detachStream(sub, sub.stream, reason);
     for (const elementId of sub.interest.keys()) this.unindex(sub, elementId);
     sub.interest.clear();
     sub.registrations.clear();
     this.adjustQueued(-sub.queued);
+    this.countBytes(sub, -sub.queuedBytes);
     sub.pending.clear();
     sub.batches = [];
     sub.batchedCount = 0;
@@ -665,6 +784,11 @@ export class SubscriptionService {
     const held = (this.perClient.get(sub.clientId) ?? 1) - 1;
     if (held > 0) this.perClient.set(sub.clientId, held);
     else this.perClient.delete(sub.clientId);
+    if (sub.owner !== undefined) {
+      const owned = (this.perOwner.get(sub.owner) ?? 1) - 1;
+      if (owned > 0) this.perOwner.set(sub.owner, owned);
+      else this.perOwner.delete(sub.owner);
+    }
     subscriptionsActive.dec();
     if (reason === "expired") log.info({ subscription: shortId(sub.id) }, "Subscription expired");
     else log.debug({ subscription: shortId(sub.id), reason }, "Subscription removed");
@@ -675,6 +799,13 @@ export class SubscriptionService {
     this.queuedTotal += delta;
     if (delta > 0) subscriptionQueuedUpdates.inc(delta);
     else subscriptionQueuedUpdates.dec(-delta);
+  }
+
+  private countBytes(sub: Subscription, delta: number): void {
+    if (delta === 0) return;
+    sub.queuedBytes += delta;
+    this.queuedBytesTotal += delta;
+    subscriptionQueuedBytes.set(this.queuedBytesTotal);
   }
 
   private assertOpen(): void {

@@ -1,4 +1,5 @@
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config.js";
 import { Access } from "../../src/domain/access.js";
 import { I3xError } from "../../src/domain/errors.js";
 import type { ObjectRecord, Relationship } from "../../src/domain/model.js";
@@ -65,6 +66,7 @@ const SETTINGS: SubscriptionSettings = {
   maxSubscriptions: 10_000,
   sseHeartbeatSeconds: 15,
   maxCompositionDepth: 32,
+  limits: loadConfig({}).limits,
 };
 
 const open: SubscriptionService[] = [];
@@ -115,6 +117,10 @@ class FakeSink implements UpdateSink {
   }
   end() {
     this.ended = true;
+  }
+  aborted = false;
+  abort() {
+    this.aborted = true;
   }
   get values() {
     return this.events.flat().map((u) => u.value);
@@ -438,6 +444,46 @@ describe("SubscriptionService", () => {
     // Expired but not yet swept: access alone already treats it as gone.
     expect(status(() => service.sync(everything, "c1", synced))).toBe(404);
     expect(service.stats().subscriptions).toBe(1);
+  });
+
+  it("closes a stream whose client stopped reading, and counts the stalled time toward the TTL", async () => {
+    const { service, write } = setup({
+      subscriptionTtlSeconds: 60,
+      limits: { ...SETTINGS.limits, sseStallTimeoutMs: 5000 },
+    });
+    const stalled = service.create(everything, "c1").subscriptionId;
+    await service.register(everything, "c1", stalled, ["s1"]);
+    const sink = new FakeSink();
+    service.openStream(everything, "c1", stalled, sink);
+    sink.accepting = false;
+    write("s1", 1);
+    await nextTurn();
+    clock += 4000;
+    service.closeStalled();
+    expect(sink.aborted).toBe(false);
+    clock += 2000;
+    service.closeStalled();
+    expect(sink.aborted).toBe(true);
+    expect(service.stats().streams).toBe(0);
+    // 61 s after its client last read: expired, though its stream closed only 55 s ago.
+    clock += 55_000;
+    service.sweep();
+    expect(service.stats().subscriptions).toBe(0);
+  });
+
+  it("expires a subscription whose open stream stopped reading, and drops that stream", async () => {
+    const { service, write } = setup({ subscriptionTtlSeconds: 60 });
+    const { subscriptionId } = service.create(everything, "c1");
+    await service.register(everything, "c1", subscriptionId, ["s1"]);
+    const sink = new FakeSink();
+    service.openStream(everything, "c1", subscriptionId, sink);
+    sink.accepting = false;
+    write("s1", 1);
+    await nextTurn();
+    clock += 61_000;
+    service.sweep();
+    expect(service.stats().subscriptions).toBe(0);
+    expect(sink.aborted).toBe(true);
   });
 
   it("limits subscriptions per client and in total with 429", () => {

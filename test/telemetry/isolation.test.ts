@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { type Sample, sampleValue } from "../helpers/metrics.js";
 import { type ChildServer, inParallel, startChildServer } from "./child.js";
-import { closedPort, startBlackholeTcp, startHangingHttp, waitFor } from "./receivers.js";
+import { closedPort, startStuckBackends, waitFor } from "./receivers.js";
 
 const SINKS = ["otlp", "sentry", "loki", "logstash"] as const;
 
@@ -82,25 +82,11 @@ describe("telemetry back-ends cannot hurt requests", () => {
   }, 120_000);
 
   it("with sinks that accept but never read or answer, memory stays bounded and the excess is dropped", async () => {
-    const [otlp, sentry, loki, logstash] = await Promise.all([
-      startHangingHttp(),
-      startHangingHttp(),
-      startHangingHttp(),
-      startBlackholeTcp(),
-    ]);
-    cleanups.push(
-      () => otlp.close(),
-      () => sentry.close(),
-      () => loki.close(),
-      () => logstash.close(),
-    );
+    const stuck = await startStuckBackends();
+    const { loki, logstash } = stuck;
+    cleanups.push(() => stuck.close());
     const server: ChildServer = await startChildServer({
-      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
-      OTEL_BSP_SCHEDULE_DELAY: "200",
-      SENTRY_DSN: `${sentry.url.replace("http://", "http://publickey@")}/1`,
-      LOKI_URL: loki.url,
-      LOGSTASH_HOST: logstash.host,
-      LOGSTASH_PORT: String(logstash.port),
+      ...stuck.env,
       TELEMETRY_BUFFER_MAX: "200",
       TELEMETRY_FLUSH_TIMEOUT_MS: "1000",
       I3XD_TEST_FAULTS: "1",

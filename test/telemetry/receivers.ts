@@ -388,3 +388,31 @@ export async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+/**
+ * Every telemetry back-end stuck: OTLP, Sentry and Loki accept requests and never answer, Logstash accepts
+ * connections and never reads. `env` points i3xd at all four.
+ */
+export async function startStuckBackends() {
+  const [otlp, sentry, loki, logstash] = await Promise.all([
+    startHangingHttp(),
+    startHangingHttp(),
+    startHangingHttp(),
+    startBlackholeTcp(),
+  ]);
+  return {
+    otlp,
+    sentry,
+    loki,
+    logstash,
+    env: {
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+      OTEL_BSP_SCHEDULE_DELAY: "200",
+      SENTRY_DSN: `${sentry.url.replace("http://", "http://publickey@")}/1`,
+      LOKI_URL: loki.url,
+      LOGSTASH_HOST: logstash.host,
+      LOGSTASH_PORT: String(logstash.port),
+    },
+    close: () => Promise.all([otlp.close(), sentry.close(), loki.close(), logstash.close()]),
+  };
+}

@@ -281,6 +281,23 @@ describe("tracing over OTLP/HTTP (JSON)", () => {
     expect(badSpan.attributes["error.type"]).toBeUndefined();
   });
 
+  it("masks key-shaped values in the server span's url and user agent attributes", async () => {
+    const secret = randomBytes(32).toString("base64url");
+    const key = `i3xd_0123456789ab_${secret}`;
+    const tp = newTraceparent();
+    const res = await fetch(`${server.url}/v1/objects/${key}?k=${key}`, {
+      headers: { traceparent: tp.header, "user-agent": `probe/${key}` },
+    });
+    expect(res.status).toBe(404);
+    const span = await waitFor("the server span", () =>
+      otlp.spans().find((s) => s.traceId === tp.traceId && s.kind === SERVER),
+    );
+    expect(JSON.stringify(span.attributes)).not.toContain(secret);
+    expect(span.attributes["url.path"]).toBe("/v1/objects/i3xd_0123456789ab_[REDACTED]");
+    expect(span.attributes["url.query"]).toBe("k=i3xd_0123456789ab_[REDACTED]");
+    expect(span.attributes["user_agent.original"]).toBe("probe/i3xd_0123456789ab_[REDACTED]");
+  });
+
   it("does not trace health probes and scrapes", async () => {
     const before = otlp.spans().length;
     const res = await fetch(`${server.url}/health/live`);
