@@ -7,17 +7,6 @@ import type { TelemetryConfig } from "./telemetry-config.js";
 
 const log = getLogger("i3xd.telemetry");
 
-/** Default integrations left out. */
-const EXCLUDED_INTEGRATIONS = new Set([
-  // It would add its own request hooks and error capture; 5xx are reported by our own hooks instead, once.
-  "Fastify",
-  // Drops an event that looks like the previous one: the same fault hit by many requests would be reported
-  // once, and the other requests' ids would be nowhere in Sentry. Our hooks capture each 5xx exactly once.
-  "Dedupe",
-  // Replaced below by a configured instance (process exits on an unhandled rejection, as without Sentry).
-  "OnUnhandledRejection",
-]);
-
 const kError = Symbol("i3xd.reportedError");
 
 /** The SDK, loaded when reporting starts (importing it costs a quarter of a second of start-up). */
@@ -30,8 +19,12 @@ export function errorReportingEnabled(): boolean {
 /**
  * Starts Sentry error reporting. Unhandled exceptions and rejections are reported by Sentry's process
  * handlers (which then end the process, as Node does without them); 5xx responses by `registerErrorReports`.
- * Sentry keeps out of OpenTelemetry: it neither registers a tracer provider (`enableOpenTelemetrySetup:
- * false`) nor instruments Fastify, so our own tracing pipeline stays the only one.
+ *
+ * Only integrations that work when an event is sent are on, so a request that does not fail costs nothing.
+ * Sentry's defaults would hook every request: its HTTP server integration clones an isolation scope,
+ * continues a trace and records a span of its own per request (a second tracing pipeline; bench/README.md
+ * has the profile), and console, fetch and child-process capture add breadcrumbs our logs already hold. Sentry keeps out of OpenTelemetry too: no tracer provider
+ * (`enableOpenTelemetrySetup: false`), no Fastify instrumentation.
  */
 export async function startErrorReporting(config: NonNullable<TelemetryConfig["sentry"]>): Promise<void> {
   if (Sentry) return;
@@ -45,9 +38,21 @@ export async function startErrorReporting(config: NonNullable<TelemetryConfig["s
     enableOpenTelemetrySetup: false,
     // Load-time module rewriting is only needed for frameworks we do not use.
     enableRuntimeChannelInjection: false,
-    integrations: (defaults) => [
-      ...defaults.filter((i) => !EXCLUDED_INTEGRATIONS.has(i.name)),
+    defaultIntegrations: false,
+    integrations: [
+      // Reports unhandled exceptions, then ends the process as Node would.
+      sdk.onUncaughtExceptionIntegration(),
+      // Ends the process on an unhandled rejection, as Node does without Sentry.
       sdk.onUnhandledRejectionIntegration({ mode: "strict" }),
+      // The `cause` chain of an error, as our log lines' `exception` shows it.
+      sdk.linkedErrorsIntegration(),
+      // Source lines around each stack frame, read when an event is sent.
+      sdk.contextLinesIntegration(),
+      // Runtime, OS and process context on each event.
+      sdk.nodeContextIntegration(),
+      // Left out on purpose: Dedupe (it drops an event that looks like the previous one, so the same fault
+      // hit by many requests would be reported once and the other requests' ids would be nowhere in
+      // Sentry) and Fastify (our own hooks report each 5xx exactly once).
     ],
     transport: (options) =>
       sdk.makeNodeTransport({
