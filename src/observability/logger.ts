@@ -1,6 +1,8 @@
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { findSourceMap } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { getCallSites } from "node:util";
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from "pino";
 import { currentContext } from "./context.js";
 import { redactObject, redactText } from "./redact.js";
@@ -27,7 +29,7 @@ export interface LoggingConfig {
   logFileMaxSize: number;
   /** Most log files that exist at any moment, the one being written included (at least 2). */
   logFileCount: number;
-  /** Adds `module`, `function` and `line` to every line (costs a stack capture per line). */
+  /** Adds `module`, `function` and `line` to every line (a capture of a few stack frames per line). */
   logCaller: boolean;
 }
 
@@ -111,39 +113,66 @@ function safeString(value: unknown): string {
   }
 }
 
-const SELF = fileURLToPath(import.meta.url);
+const SELF = import.meta.url;
 const CWD = process.cwd();
+/**
+ * Frames captured per line: this module's two (the caller lookup and the mixin), pino's two (its write and
+ * level method), the request log's `writeFlatLine` when it hands a line to pino, then the caller.
+ */
+const CALLER_FRAMES = 6;
+/** Resolved call sites kept; call sites are a property of the code, so this is reached only by odd code. */
+const CALLER_CACHE_MAX = 10_000;
+const PINO_FILE = /[\\/]node_modules[\\/]pino[\\/]/;
 
-const FRAME = /^\s*at (?:(.+?) \()?(.+?):(\d+):\d+\)?$/;
+interface Caller {
+  module: string;
+  function: string;
+  line: number;
+}
+
+/** Call site (`file:line:column` of the running code) → where the logging call is, in the source. */
+const callers = new Map<string, Caller>();
 
 /**
- * `module` (file relative to the working directory), `function` and `line` of the logging call. Parsed
- * from the formatted stack because only that one is source-mapped (TypeScript lines, not compiled ones).
+ * `module` (file relative to the working directory), `function` and `line` of the logging call. Only a few
+ * frames are captured, as structured call sites (no stack text to format and parse), and each call site is
+ * resolved once: through its source map when Node has one (TypeScript lines under tsx or
+ * `--enable-source-maps`), otherwise as the running file's own line.
  */
 function addCaller(out: Record<string, unknown>): void {
-  const holder: { stack?: string } = {};
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 16;
-  Error.captureStackTrace(holder, mixin);
-  Error.stackTraceLimit = limit;
-  const lines = (holder.stack ?? "").split("\n");
-  for (let i = 1; i < lines.length; i++) {
-    const m = FRAME.exec(lines[i]);
-    if (m === null) continue;
-    let file = m[2];
-    if (file.startsWith("file://")) file = fileURLToPath(file);
-    if (
-      file === SELF ||
-      file.startsWith("node:") ||
-      file.includes(`${path.sep}node_modules${path.sep}pino`)
-    ) {
-      continue;
+  const sites = getCallSites(CALLER_FRAMES, { sourceMap: false });
+  for (let i = 0; i < sites.length; i++) {
+    const site = sites[i];
+    const file = site.scriptName;
+    if (file === SELF || file.startsWith("node:") || PINO_FILE.test(file)) continue;
+    const key = `${file}:${site.lineNumber}:${site.columnNumber}`;
+    let caller = callers.get(key);
+    if (caller === undefined) {
+      caller = resolveCaller(file, site.functionName, site.lineNumber, site.columnNumber);
+      if (callers.size >= CALLER_CACHE_MAX) callers.clear();
+      callers.set(key, caller);
     }
-    out.module = path.relative(CWD, file) || file;
-    out.function = m[1] ? m[1].replace(/^async /, "") : "<anonymous>";
-    out.line = Number(m[3]);
+    out.module = caller.module;
+    out.function = caller.function;
+    out.line = caller.line;
     return;
   }
+}
+
+function resolveCaller(file: string, functionName: string, line: number, column: number): Caller {
+  let source = file;
+  let sourceLine = line;
+  const origin = findSourceMap(file)?.findOrigin(line, column);
+  if (origin !== undefined && "fileName" in origin) {
+    source = origin.fileName;
+    sourceLine = origin.lineNumber;
+  }
+  const filePath = source.startsWith("file://") ? fileURLToPath(source) : source;
+  return {
+    module: path.relative(CWD, filePath) || filePath,
+    function: functionName || "<anonymous>",
+    line: sourceLine,
+  };
 }
 
 let stampMs = 0;
