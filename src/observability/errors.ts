@@ -9,6 +9,9 @@ const log = getLogger("i3xd.telemetry");
 
 const kError = Symbol("i3xd.reportedError");
 
+/** Share of our recorded request spans that go to Sentry as transactions (`SENTRY_TRACES_SAMPLE_RATE`). */
+let transactionRate = 0;
+
 /** The SDK, loaded when reporting starts (importing it costs a quarter of a second of start-up). */
 let Sentry: typeof SentrySdk | undefined;
 
@@ -76,7 +79,59 @@ export async function startErrorReporting(config: NonNullable<TelemetryConfig["s
     return event;
   });
   Sentry = sdk;
+  transactionRate = config.tracesSampleRate;
   log.info({ environment: config.environment, release: config.release }, "Error reports go to Sentry");
+}
+
+/** A finished request span of our own tracing, as Sentry's transaction is made from it. */
+export interface FinishedRequestSpan {
+  name: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  /** Seconds since the epoch. */
+  start: number;
+  end: number;
+  failed: boolean;
+  requestId?: string;
+  data: Record<string, unknown>;
+}
+
+/**
+ * Sends a request span that our own tracing recorded to Sentry as a transaction, for the share of traces
+ * `SENTRY_TRACES_SAMPLE_RATE` asks for. The share is decided by the trace id, so every process of a trace
+ * decides alike. Sentry never traces by itself: without our tracing (an OTLP endpoint) it gets no
+ * transactions, and it gets no second span per request either way.
+ */
+export function reportTransaction(span: FinishedRequestSpan): void {
+  const sdk = Sentry;
+  if (!sdk || !sampledForSentry(span.traceId)) return;
+  sdk.captureEvent({
+    type: "transaction",
+    transaction: span.name,
+    start_timestamp: span.start,
+    timestamp: span.end,
+    contexts: {
+      trace: {
+        trace_id: span.traceId,
+        span_id: span.spanId,
+        parent_span_id: span.parentSpanId,
+        op: "http.server",
+        origin: "manual",
+        status: span.failed ? "internal_error" : "ok",
+        data: span.data,
+      },
+    },
+    tags: span.requestId === undefined ? undefined : { request_id: span.requestId },
+    spans: [],
+  });
+}
+
+function sampledForSentry(traceId: string): boolean {
+  if (transactionRate <= 0) return false;
+  if (transactionRate >= 1) return true;
+  // The trace id's last 8 hex digits are random (W3C trace context, level 2), uniform over [0, 1).
+  return Number.parseInt(traceId.slice(-8), 16) / 0x1_0000_0000 < transactionRate;
 }
 
 /** Sends what is queued (bounded by `deadlineMs`) and stops reporting. */

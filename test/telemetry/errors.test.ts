@@ -135,6 +135,32 @@ describe("Sentry error reports, next to our own OpenTelemetry tracing", () => {
     expect(serverSpan?.attributes["request.id"]).toBe("fault-request-1");
     expect(serverSpan?.attributes["enduser.id"]).toBe("line-7-gateway");
   });
+  it("makes Sentry transactions from our own recorded server spans, one per request, same trace ids", async () => {
+    const transactions = sentry
+      .envelopes()
+      .flat()
+      .filter((i) => i.type === "transaction")
+      .map((i) => i.payload);
+    const list = transactions.filter((t) => t.transaction === "POST /v1/objects/list");
+    expect(list).toHaveLength(1);
+    const trace = list[0].contexts.trace;
+    expect(trace.op).toBe("http.server");
+    expect(trace.status).toBe("ok");
+    const serverSpan = await waitFor("the list request's server span", () =>
+      otlp.spans().find((s) => s.kind === SERVER && s.name === "POST /v1/objects/list"),
+    );
+    expect(trace.trace_id).toBe(serverSpan.traceId);
+    expect(trace.span_id).toBe(serverSpan.spanId);
+    const faults = transactions.filter((t) => t.transaction === "POST /v1/_test/fault");
+    expect(faults.map((t) => t.contexts.trace.status)).toEqual([
+      "internal_error",
+      "internal_error",
+      "internal_error",
+    ]);
+    // Sentry records no span of its own: every transaction is one of our server spans.
+    const ourSpanIds = new Set(otlp.spans().map((s) => s.spanId));
+    for (const t of transactions) expect(ourSpanIds.has(t.contexts.trace.span_id)).toBe(true);
+  });
 });
 
 describe("Sentry alone, at its default traces sample rate", () => {
