@@ -65,6 +65,7 @@ export function startLogShipping(config: TelemetryConfig): LogShipping | undefin
 
   let closed = false;
   let closing: Promise<void> | undefined;
+  // The logger owns this stream from now on: it writes, flushes and, when logging is reconfigured, ends it.
   // Lines reach the worker in batches, as the primary destination's do: a hand-over per line woke the
   // worker for every line (bench/README.md, telemetry case).
   const stream: BatchedStream = new BatchedStream({
@@ -106,7 +107,6 @@ export function startLogShipping(config: TelemetryConfig): LogShipping | undefin
     return closing;
   };
 
-  // The logger owns this stream from now on: it writes, flushes and, when logging is reconfigured, ends it.
   log.info({ sinks }, "Shipping logs");
   return { sink: { name: "shipping", stream }, close };
 }
