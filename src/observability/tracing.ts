@@ -35,7 +35,7 @@ import {
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { SERVER_NAME, SERVER_VERSION } from "../version.js";
 import { activeTraceContext, currentContext } from "./context.js";
-import { reportTransaction } from "./errors.js";
+import { errorReportingEnabled, reportTransaction } from "./errors.js";
 import { getLogger } from "./logger.js";
 import { telemetryDropped } from "./metrics.js";
 import type { TelemetryConfig } from "./telemetry-config.js";
@@ -128,7 +128,7 @@ export async function startTracing(config: NonNullable<TelemetryConfig["tracing"
 const sentryTransactions: SpanProcessor = {
   onStart() {},
   onEnd(span: ReadableSpan) {
-    if (span.kind !== SpanKind.SERVER) return;
+    if (span.kind !== SpanKind.SERVER || !errorReportingEnabled()) return;
     const sc = span.spanContext();
     const requestId = span.attributes["request.id"];
     reportTransaction({
