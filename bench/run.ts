@@ -10,7 +10,7 @@
  *   BENCH_ROUNDS       a throughput case and the floor alternate in this many slices (2), so that the
  *                      ratio compares numbers taken side by side even when the machine is busy
  *   BENCH_CASES        comma list of: objects,list,value,composition,write,ingest,history,sse,observability,
- *                      floor,ceiling
+ *                      floor,ceiling,telemetry (shipping: its none and all-four pair only)
  *   BENCH_STORES       comma list of sqlite,postgres (sqlite)
  *   BENCH_PG_URL       admin URL for the PostgreSQL column (postgres://postgres@127.0.0.1:5432/postgres)
  *   BENCH_SSE_SUBSCRIBERS (100), BENCH_SSE_WRITES (300), BENCH_INGEST_WRITERS (4)
@@ -27,6 +27,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
+import { telemetryCost } from "./telemetry.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const num = (name: string, fallback: number) => {
@@ -1073,6 +1074,15 @@ async function main(): Promise<void> {
   if (wanted("observability")) await observabilityCost(logDir);
   if (wanted("floor")) await frameworkFloor(logDir);
   if (wanted("ceiling")) await nodeCeiling();
+  if (wanted("telemetry") || ONLY?.has("shipping")) {
+    const harness = { valueCase, startNodeHelper, startI3xd, discover, request, alternate, throughputRow };
+    const addTarget = (t: Target) => targets.push(t);
+    await telemetryCost(
+      { ...harness, figureRow, add, addTarget, tracedAtTenPercent },
+      logDir,
+      !wanted("telemetry"),
+    );
+  }
 
   const all = merge(
     floorRuns.length > 0

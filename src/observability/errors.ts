@@ -7,18 +7,10 @@ import type { TelemetryConfig } from "./telemetry-config.js";
 
 const log = getLogger("i3xd.telemetry");
 
-/** Default integrations left out. */
-const EXCLUDED_INTEGRATIONS = new Set([
-  // It would add its own request hooks and error capture; 5xx are reported by our own hooks instead, once.
-  "Fastify",
-  // Drops an event that looks like the previous one: the same fault hit by many requests would be reported
-  // once, and the other requests' ids would be nowhere in Sentry. Our hooks capture each 5xx exactly once.
-  "Dedupe",
-  // Replaced below by a configured instance (process exits on an unhandled rejection, as without Sentry).
-  "OnUnhandledRejection",
-]);
-
 const kError = Symbol("i3xd.reportedError");
+
+/** Share of our recorded request spans that go to Sentry as transactions (`SENTRY_TRACES_SAMPLE_RATE`). */
+let transactionRate = 0;
 
 /** The SDK, loaded when reporting starts (importing it costs a quarter of a second of start-up). */
 let Sentry: typeof SentrySdk | undefined;
@@ -30,8 +22,13 @@ export function errorReportingEnabled(): boolean {
 /**
  * Starts Sentry error reporting. Unhandled exceptions and rejections are reported by Sentry's process
  * handlers (which then end the process, as Node does without them); 5xx responses by `registerErrorReports`.
- * Sentry keeps out of OpenTelemetry: it neither registers a tracer provider (`enableOpenTelemetrySetup:
- * false`) nor instruments Fastify, so our own tracing pipeline stays the only one.
+ *
+ * Only integrations that work when an event is sent are on, so a request that does not fail costs nothing.
+ * Sentry's defaults would hook every request: its HTTP server integration clones an isolation scope,
+ * continues a trace and records a span of its own per request (a second tracing pipeline; bench/README.md
+ * has the profile), and console, fetch and child-process capture add breadcrumbs our logs already hold.
+ * Sentry keeps out of OpenTelemetry too: no tracer provider (`enableOpenTelemetrySetup: false`), no Fastify
+ * instrumentation. Its transactions are made from our own spans (`reportTransaction`).
  */
 export async function startErrorReporting(config: NonNullable<TelemetryConfig["sentry"]>): Promise<void> {
   if (Sentry) return;
@@ -45,9 +42,21 @@ export async function startErrorReporting(config: NonNullable<TelemetryConfig["s
     enableOpenTelemetrySetup: false,
     // Load-time module rewriting is only needed for frameworks we do not use.
     enableRuntimeChannelInjection: false,
-    integrations: (defaults) => [
-      ...defaults.filter((i) => !EXCLUDED_INTEGRATIONS.has(i.name)),
+    defaultIntegrations: false,
+    integrations: [
+      // Reports unhandled exceptions, then ends the process as Node would.
+      sdk.onUncaughtExceptionIntegration(),
+      // Ends the process on an unhandled rejection, as Node does without Sentry.
       sdk.onUnhandledRejectionIntegration({ mode: "strict" }),
+      // The `cause` chain of an error, as our log lines' `exception` shows it.
+      sdk.linkedErrorsIntegration(),
+      // Source lines around each stack frame, read when an event is sent.
+      sdk.contextLinesIntegration(),
+      // Runtime, OS and process context on each event.
+      sdk.nodeContextIntegration(),
+      // Left out on purpose: Dedupe (it drops an event that looks like the previous one, so the same fault
+      // hit by many requests would be reported once and the other requests' ids would be nowhere in
+      // Sentry) and Fastify (our own hooks report each 5xx exactly once).
     ],
     transport: (options) =>
       sdk.makeNodeTransport({
@@ -71,7 +80,59 @@ export async function startErrorReporting(config: NonNullable<TelemetryConfig["s
     return event;
   });
   Sentry = sdk;
+  transactionRate = config.tracesSampleRate;
   log.info({ environment: config.environment, release: config.release }, "Error reports go to Sentry");
+}
+
+/** A finished request span of our own tracing, as Sentry's transaction is made from it. */
+export interface FinishedRequestSpan {
+  name: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  /** Seconds since the epoch. */
+  start: number;
+  end: number;
+  failed: boolean;
+  requestId?: string;
+  data: Record<string, unknown>;
+}
+
+/**
+ * Sends a request span that our own tracing recorded to Sentry as a transaction, for the share of traces
+ * `SENTRY_TRACES_SAMPLE_RATE` asks for. The share is decided by the trace id, so every process of a trace
+ * decides alike. Sentry never traces by itself: without our tracing (an OTLP endpoint) it gets no
+ * transactions, and it gets no second span per request either way.
+ */
+export function reportTransaction(span: FinishedRequestSpan): void {
+  const sdk = Sentry;
+  if (!sdk || !sampledForSentry(span.traceId)) return;
+  sdk.captureEvent({
+    type: "transaction",
+    transaction: span.name,
+    start_timestamp: span.start,
+    timestamp: span.end,
+    contexts: {
+      trace: {
+        trace_id: span.traceId,
+        span_id: span.spanId,
+        parent_span_id: span.parentSpanId,
+        op: "http.server",
+        origin: "manual",
+        status: span.failed ? "internal_error" : "ok",
+        data: span.data,
+      },
+    },
+    tags: span.requestId === undefined ? undefined : { request_id: span.requestId },
+    spans: [],
+  });
+}
+
+function sampledForSentry(traceId: string): boolean {
+  if (transactionRate <= 0) return false;
+  if (transactionRate >= 1) return true;
+  // The trace id's last 8 hex digits are random (W3C trace context, level 2), uniform over [0, 1).
+  return Number.parseInt(traceId.slice(-8), 16) / 0x1_0000_0000 < transactionRate;
 }
 
 /** Sends what is queued (bounded by `deadlineMs`) and stops reporting. */

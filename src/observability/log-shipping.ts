@@ -1,7 +1,6 @@
 import pino from "pino";
 import { workerEntry } from "../worker-entry.js";
-import type { LogSink } from "./logger.js";
-import { getLogger } from "./logger.js";
+import { BatchedStream, getLogger, type LogSink } from "./logger.js";
 import { telemetryBuffered, telemetryDropped, telemetryShippingHeap } from "./metrics.js";
 import type { ShippingOptions, ShippingReport } from "./sinks/worker.js";
 import type { TelemetryConfig } from "./telemetry-config.js";
@@ -66,8 +65,29 @@ export function startLogShipping(config: TelemetryConfig): LogShipping | undefin
 
   let closed = false;
   let closing: Promise<void> | undefined;
+  // The logger owns this stream from now on: it writes, flushes and, when logging is reconfigured, ends it.
+  // Lines reach the worker in batches, as the primary destination's do: a hand-over per line woke the
+  // worker for every line (bench/README.md, telemetry case).
+  const stream: BatchedStream = new BatchedStream({
+    write(text: string) {
+      if (!closed) transport.write(text);
+      return true;
+    },
+    flush(cb: (err?: Error | null) => void) {
+      if (closed) return cb();
+      (transport as unknown as { flush(cb: (err?: Error | null) => void): void }).flush(cb);
+    },
+    flushSync() {
+      if (!closed) (transport as unknown as { flushSync(): void }).flushSync();
+    },
+    end() {
+      void close(config.flushTimeoutMs);
+    },
+  });
   const close = (deadlineMs: number): Promise<void> => {
     closing ??= new Promise<void>((resolve) => {
+      // Lines still waiting for their batch go first.
+      stream.flush(() => {});
       closed = true;
       if ((transport as unknown as { closed?: boolean }).closed) return resolve();
       // The worker spends at most flushTimeoutMs delivering; the margin covers its start-up and exit.
@@ -87,19 +107,6 @@ export function startLogShipping(config: TelemetryConfig): LogShipping | undefin
     return closing;
   };
 
-  // The logger owns this stream from now on: it writes, flushes and, when logging is reconfigured, ends it.
-  const stream = {
-    write(line: string) {
-      if (!closed) transport.write(line);
-    },
-    flush(cb: (err?: Error | null) => void) {
-      if (closed) return cb();
-      (transport as unknown as { flush(cb: (err?: Error | null) => void): void }).flush(cb);
-    },
-    end() {
-      void close(config.flushTimeoutMs);
-    },
-  };
   log.info({ sinks }, "Shipping logs");
   return { sink: { name: "shipping", stream }, close };
 }

@@ -1,4 +1,5 @@
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { findSourceMap } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from "pino";
@@ -27,7 +28,7 @@ export interface LoggingConfig {
   logFileMaxSize: number;
   /** Most log files that exist at any moment, the one being written included (at least 2). */
   logFileCount: number;
-  /** Adds `module`, `function` and `line` to every line (costs a stack capture per line). */
+  /** Adds `module`, `function` and `line` to every line (a capture of a few stack frames per line). */
   logCaller: boolean;
 }
 
@@ -111,39 +112,104 @@ function safeString(value: unknown): string {
   }
 }
 
-const SELF = fileURLToPath(import.meta.url);
+const SELF = import.meta.url;
+const SELF_PATH = fileURLToPath(SELF);
 const CWD = process.cwd();
+/**
+ * Frames captured per line, counted from the mixin's caller: pino's two (its write and level method), the
+ * request log's `writeFlatLine` when it hands a line to pino, then the logging call.
+ */
+const CALLER_FRAMES = 4;
+/** Resolved call sites kept; call sites are a property of the code, so this is reached only by odd code. */
+const CALLER_CACHE_MAX = 10_000;
+const PINO_FILE = /[\\/]node_modules[\\/]pino[\\/]/;
 
-const FRAME = /^\s*at (?:(.+?) \()?(.+?):(\d+):\d+\)?$/;
+interface Caller {
+  module: string;
+  function: string;
+  line: number;
+  /** The three fields as they appear in a line, for lines built directly (`writeFlatLine`). */
+  json: string;
+}
+
+/** Call site (`file:line:column` of the running code) → where the logging call is, in the source. */
+const callers = new Map<string, Caller>();
+
+/** V8's stack trace API hands the call sites over as objects when `prepareStackTrace` returns them. */
+const structuredStack = (_error: Error, sites: NodeJS.CallSite[]): NodeJS.CallSite[] => sites;
 
 /**
- * `module` (file relative to the working directory), `function` and `line` of the logging call. Parsed
- * from the formatted stack because only that one is source-mapped (TypeScript lines, not compiled ones).
+ * The call sites below `above` (excluded), at most `limit`, as objects: no stack text is formatted (nor
+ * source-mapped) only to be parsed again. Node's own `prepareStackTrace` is back before this returns.
+ */
+function callSitesBelow(above: (...args: never[]) => unknown, limit: number): NodeJS.CallSite[] {
+  const holder: { stack?: NodeJS.CallSite[] } = {};
+  const prepare = Error.prepareStackTrace;
+  const stackLimit = Error.stackTraceLimit;
+  Error.prepareStackTrace = structuredStack;
+  Error.stackTraceLimit = limit;
+  try {
+    Error.captureStackTrace(holder, above);
+    // The stack is prepared when it is first read: here, while the structured preparer is in place.
+    return holder.stack ?? [];
+  } finally {
+    Error.prepareStackTrace = prepare;
+    Error.stackTraceLimit = stackLimit;
+  }
+}
+
+/**
+ * `module` (file relative to the working directory), `function` and `line` of the logging call. Only the
+ * few frames between the mixin and the call are captured, and each call site is resolved once: through
+ * its source map when Node has one (TypeScript lines under tsx or `--enable-source-maps`), otherwise as
+ * the running file's own line.
  */
 function addCaller(out: Record<string, unknown>): void {
-  const holder: { stack?: string } = {};
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 16;
-  Error.captureStackTrace(holder, mixin);
-  Error.stackTraceLimit = limit;
-  const lines = (holder.stack ?? "").split("\n");
-  for (let i = 1; i < lines.length; i++) {
-    const m = FRAME.exec(lines[i]);
-    if (m === null) continue;
-    let file = m[2];
-    if (file.startsWith("file://")) file = fileURLToPath(file);
-    if (
-      file === SELF ||
-      file.startsWith("node:") ||
-      file.includes(`${path.sep}node_modules${path.sep}pino`)
-    ) {
-      continue;
+  const caller = callerBelow(mixin, CALLER_FRAMES);
+  if (caller === undefined) return;
+  out.module = caller.module;
+  out.function = caller.function;
+  out.line = caller.line;
+}
+
+/** The first call site below `above` outside this module, pino and Node itself. */
+function callerBelow(above: (...args: never[]) => unknown, limit: number): Caller | undefined {
+  const sites = callSitesBelow(above, limit);
+  for (let i = 0; i < sites.length; i++) {
+    const site = sites[i];
+    const file = site.getFileName() ?? "";
+    if (file === SELF || file === SELF_PATH || file.startsWith("node:") || PINO_FILE.test(file)) continue;
+    const line = site.getLineNumber() ?? 0;
+    const column = site.getColumnNumber() ?? 0;
+    const key = `${file}:${line}:${column}`;
+    let caller = callers.get(key);
+    if (caller === undefined) {
+      caller = resolveCaller(file, site.getFunctionName() ?? "", line, column);
+      if (callers.size >= CALLER_CACHE_MAX) callers.clear();
+      callers.set(key, caller);
     }
-    out.module = path.relative(CWD, file) || file;
-    out.function = m[1] ? m[1].replace(/^async /, "") : "<anonymous>";
-    out.line = Number(m[3]);
-    return;
+    return caller;
   }
+  return undefined;
+}
+
+function resolveCaller(file: string, functionName: string, line: number, column: number): Caller {
+  let source = file;
+  let sourceLine = line;
+  const origin = findSourceMap(file)?.findOrigin(line, column);
+  if (origin !== undefined && "fileName" in origin) {
+    source = origin.fileName;
+    sourceLine = origin.lineNumber;
+  }
+  const filePath = source.startsWith("file://") ? fileURLToPath(source) : source;
+  const moduleName = path.relative(CWD, filePath) || filePath;
+  const name = functionName || "<anonymous>";
+  return {
+    module: moduleName,
+    function: name,
+    line: sourceLine,
+    json: `,"module":${JSON.stringify(moduleName)},"function":${JSON.stringify(name)},"line":${sourceLine}`,
+  };
 }
 
 let stampMs = 0;
@@ -175,7 +241,7 @@ interface PinoInternals {
  * escaping, the request context's ids included), without pino's generic per-key walk: every request writes
  * two such lines, and building them directly costs a fraction. Only for flat fields whose keys are plain
  * identifiers and never secret-named (so redaction has nothing to do) — the request log's. With
- * `LOG_CALLER` on, pino writes the line (the caller's frame is found from pino's stack).
+ * `LOG_CALLER` on, the caller is the one frame below this function.
  */
 export function writeFlatLine(
   logger: Logger,
@@ -183,10 +249,8 @@ export function writeFlatLine(
   fields: Record<string, FlatValue>,
   message: string,
 ): void {
-  if (captureCaller) {
-    logger[level](fields, message);
-    return;
-  }
+  // Captured first: only its own caller is below this function.
+  const caller = captureCaller ? callerBelow(writeFlatLine, 1) : undefined;
   const internals = logger as unknown as PinoInternals;
   const num = LEVEL_NUMBERS[level];
   const time = timestamp();
@@ -199,6 +263,7 @@ export function writeFlatLine(
     if (ctx.traceId !== undefined) line += `,"trace_id":"${ctx.traceId}"`;
     if (ctx.spanId !== undefined) line += `,"span_id":"${ctx.spanId}"`;
   }
+  if (caller !== undefined) line += caller.json;
   for (const key in fields) {
     const value = fields[key];
     if (value === undefined) continue;

@@ -16,6 +16,7 @@ import {
 } from "@opentelemetry/api";
 import { getNumberFromEnv } from "@opentelemetry/core";
 import type { NodeSDK } from "@opentelemetry/sdk-node";
+import type { ReadableSpan, SpanProcessor } from "@opentelemetry/sdk-trace";
 import {
   ATTR_CLIENT_ADDRESS,
   ATTR_ERROR_TYPE,
@@ -35,6 +36,7 @@ import {
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { SERVER_NAME, SERVER_VERSION } from "../version.js";
 import { activeTraceContext, currentContext } from "./context.js";
+import { errorReportingEnabled, reportTransaction } from "./errors.js";
 import { getLogger } from "./logger.js";
 import { telemetryDropped } from "./metrics.js";
 import { redactKeys, redactText, redactUrl } from "./redact.js";
@@ -115,7 +117,7 @@ export async function startTracing(config: NonNullable<TelemetryConfig["tracing"
     resource: defaultResource().merge(
       resourceFromAttributes({ [ATTR_SERVICE_NAME]: SERVER_NAME, [ATTR_SERVICE_VERSION]: SERVER_VERSION }),
     ),
-    spanProcessors: [processor],
+    spanProcessors: [processor, sentryTransactions],
     contextManager: new SharedScopeContextManager(),
     metricReaders: [],
     logRecordProcessors: [],
@@ -125,6 +127,33 @@ export async function startTracing(config: NonNullable<TelemetryConfig["tracing"
   sdk = started;
   log.info({ protocol: config.protocol }, "Tracing on: exporting spans over OTLP");
 }
+
+/**
+ * Recorded server spans also become Sentry transactions when Sentry is on (`reportTransaction` decides
+ * which): Sentry's view of request performance comes from this pipeline, never from a second one. The SDK
+ * calls a processor's `onEnd` for recorded spans only, so an unsampled request costs nothing here.
+ */
+const sentryTransactions: SpanProcessor = {
+  onStart() {},
+  onEnd(span: ReadableSpan) {
+    if (span.kind !== SpanKind.SERVER || !errorReportingEnabled()) return;
+    const sc = span.spanContext();
+    const requestId = span.attributes["request.id"];
+    reportTransaction({
+      name: span.name,
+      traceId: sc.traceId,
+      spanId: sc.spanId,
+      parentSpanId: span.parentSpanContext?.spanId,
+      start: span.startTime[0] + span.startTime[1] / 1e9,
+      end: span.endTime[0] + span.endTime[1] / 1e9,
+      failed: span.status.code === SpanStatusCode.ERROR,
+      requestId: typeof requestId === "string" ? requestId : undefined,
+      data: { ...span.attributes },
+    });
+  },
+  forceFlush: () => Promise.resolve(),
+  shutdown: () => Promise.resolve(),
+};
 
 /** Flushes queued spans (bounded by `deadlineMs`) and stops the SDK. */
 export async function stopTracing(deadlineMs: number): Promise<void> {

@@ -1,7 +1,13 @@
 import pino from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import { runInRequest } from "../../src/observability/context.js";
-import { type FlatValue, getLogger, setRootLogger, writeFlatLine } from "../../src/observability/logger.js";
+import {
+  configureLogging,
+  type FlatValue,
+  getLogger,
+  setRootLogger,
+  writeFlatLine,
+} from "../../src/observability/logger.js";
 
 /**
  * The request log builds its two lines without pino's generic walk; what reaches the destination must be
@@ -63,6 +69,45 @@ describe("request log lines built directly", () => {
         expect(inDirect).toBe(inPino);
         expect(JSON.parse(inDirect)).toMatchObject({ request_id: ctx.requestId, message });
       }
+    }
+  });
+
+  it("with LOG_CALLER on, writes the same bytes as pino for a call from the same line", () => {
+    configureLogging({
+      logLevel: "silent",
+      logFormat: "json",
+      logFileMaxSize: 1024 * 1024,
+      logFileCount: 2,
+      logCaller: true,
+    });
+    setRootLogger("debug", capture);
+    try {
+      const fields = { method: "POST", path: "/v1/objects/value", status_code: 200 };
+      for (let attempt = 0; attempt < 5; attempt++) {
+        written.length = 0;
+        // Bound functions leave no frame of their own: both lines are logged from the same call site.
+        const emitters: Array<(f: typeof fields, message: string) => void> = [
+          log.info.bind(log),
+          writeFlatLine.bind(null, log, "info"),
+        ];
+        for (const emit of emitters) emit(fields, "Request completed");
+        if (JSON.parse(written[0]).timestamp === JSON.parse(written[1]).timestamp) break;
+      }
+      expect(written[1]).toBe(written[0]);
+      expect(JSON.parse(written[1])).toMatchObject({
+        module: "test/observability/flat-lines.test.ts",
+        function: expect.any(String),
+        line: expect.any(Number),
+      });
+    } finally {
+      configureLogging({
+        logLevel: "silent",
+        logFormat: "json",
+        logFileMaxSize: 1024 * 1024,
+        logFileCount: 2,
+        logCaller: false,
+      });
+      setRootLogger("debug", capture);
     }
   });
 

@@ -4,7 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createKey } from "../../src/security/keys.js";
-import { type ChildServer, startChildServer } from "./child.js";
+import { type ChildServer, inParallel, startChildServer } from "./child.js";
 import { startOtlpReceiver, startSentryReceiver, waitFor } from "./receivers.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -134,6 +134,101 @@ describe("Sentry error reports, next to our own OpenTelemetry tracing", () => {
     expect(serverSpan?.statusCode).toBe(2);
     expect(serverSpan?.attributes["request.id"]).toBe("fault-request-1");
     expect(serverSpan?.attributes["enduser.id"]).toBe("line-7-gateway");
+  });
+  it("makes Sentry transactions from our own recorded server spans, one per request, same trace ids", async () => {
+    const transactions = sentry
+      .envelopes()
+      .flat()
+      .filter((i) => i.type === "transaction")
+      .map((i) => i.payload);
+    const list = transactions.filter((t) => t.transaction === "POST /v1/objects/list");
+    expect(list).toHaveLength(1);
+    const trace = list[0].contexts.trace;
+    expect(trace.op).toBe("http.server");
+    expect(trace.status).toBe("ok");
+    const serverSpan = await waitFor("the list request's server span", () =>
+      otlp.spans().find((s) => s.kind === SERVER && s.name === "POST /v1/objects/list"),
+    );
+    expect(trace.trace_id).toBe(serverSpan.traceId);
+    expect(trace.span_id).toBe(serverSpan.spanId);
+    const faults = transactions.filter((t) => t.transaction === "POST /v1/_test/fault");
+    expect(faults.map((t) => t.contexts.trace.status)).toEqual([
+      "internal_error",
+      "internal_error",
+      "internal_error",
+    ]);
+    // Sentry records no span of its own: every transaction is one of our server spans.
+    const ourSpanIds = new Set(otlp.spans().map((s) => s.spanId));
+    for (const t of transactions) expect(ourSpanIds.has(t.contexts.trace.span_id)).toBe(true);
+  });
+});
+
+describe("Sentry alone, at its default traces sample rate", () => {
+  let sentry: Awaited<ReturnType<typeof startSentryReceiver>>;
+  let server: ChildServer;
+  let exitCode: number | null = null;
+
+  beforeAll(async () => {
+    sentry = await startSentryReceiver();
+    const { token, entry } = await createKey("press-4-historian", ["read"]);
+    const auth = { authorization: `Bearer ${token}` };
+    // Only the DSN: what an operator who turns error tracking on gets. No OTLP endpoint.
+    server = await startChildServer({
+      I3XD_API_KEYS: JSON.stringify([entry]),
+      SENTRY_DSN: sentry.dsn,
+      I3XD_TEST_FAULTS: "1",
+    });
+    await inParallel(40, 4, async (i) => {
+      const res = await fetch(`${server.url}/v1/objects/value`, {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/json", "x-request-id": `ok-${i}` },
+        body: JSON.stringify({ elementIds: ["pump-101"] }),
+      });
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    });
+    const clientErrors = [
+      await fetch(`${server.url}/v1/objects/value`, {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/json", "x-request-id": "bad-json" },
+        body: "{not json",
+      }),
+      await fetch(`${server.url}/v1/no-such-route`, { headers: { ...auth, "x-request-id": "no-route" } }),
+      await fetch(`${server.url}/v1/namespaces`, { headers: { "x-request-id": "no-key" } }),
+    ];
+    expect(clientErrors.map((r) => r.status)).toEqual([400, 404, 401]);
+    const fault = await fetch(`${server.url}/v1/_test/fault`, {
+      method: "POST",
+      headers: { ...auth, "x-request-id": "the-one-fault" },
+    });
+    expect(fault.status).toBe(500);
+    // Graceful shutdown flushes Sentry: whatever it was going to send has been sent after this.
+    exitCode = await server.stop();
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await sentry?.close();
+  });
+
+  it("sends exactly one envelope item, the 5xx's event: nothing for 2xx or 4xx, no spans or sessions", () => {
+    expect(exitCode).toBe(0);
+    const items = sentry.envelopes().flat();
+    expect(items.map((i) => i.type)).toEqual(["event"]);
+  });
+
+  it("gives the event the request id, route, method and user", () => {
+    const [event] = sentry.events();
+    expect(event.exception.values[0].value).toBe("Fault injected by POST /v1/_test/fault");
+    expect(event.tags).toMatchObject({
+      request_id: "the-one-fault",
+      route: "/v1/_test/fault",
+      method: "POST",
+      status_code: "500",
+      user_id: "press-4-historian",
+    });
+    expect(event.user?.id).toBe("press-4-historian");
+    // No tracing configured: no trace id is invented for the tag.
+    expect(event.tags.trace_id).toBeUndefined();
   });
 });
 
