@@ -12,6 +12,8 @@
  *   BENCH_CASES        comma list of: objects,list,value,composition,write,ingest,history,sse,observability,
  *                      floor,ceiling,telemetry (shipping: its none and all-four pair only)
  *   BENCH_STORES       comma list of sqlite,postgres (sqlite)
+ *   BENCH_BASELINE     a built checkout of another commit: its server runs the objects, list and value
+ *                      cases in the same alternating slices (rows marked "baseline")
  *   BENCH_PG_URL       admin URL for the PostgreSQL column (postgres://postgres@127.0.0.1:5432/postgres)
  *   BENCH_SSE_SUBSCRIBERS (100), BENCH_SSE_WRITES (300), BENCH_INGEST_WRITERS (4)
  *   BENCH_IDLE_SECONDS how long the fresh server idles before its idle RSS is taken (45)
@@ -48,6 +50,8 @@ const PG_ADMIN_URL = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:
 const ONLY = process.env.BENCH_CASES ? new Set(process.env.BENCH_CASES.split(",")) : undefined;
 const CPU_PROF = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
 const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+/** Another built checkout (e.g. a `git worktree` of the previous commit) measured side by side. */
+const BASELINE = process.env.BENCH_BASELINE ? path.resolve(process.env.BENCH_BASELINE) : undefined;
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
 /**
@@ -127,7 +131,7 @@ interface Server extends Proc {
   close(): Promise<void>;
 }
 
-async function startI3xd(label: string, env: Record<string, string>): Promise<Server> {
+async function startI3xd(label: string, env: Record<string, string>, root = ROOT): Promise<Server> {
   const port = await freePort();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `i3xd-bench-${label}-`));
   const nodeArgs: string[] = [...NODE_ARGS];
@@ -136,7 +140,7 @@ async function startI3xd(label: string, env: Record<string, string>): Promise<Se
     fs.mkdirSync(dir, { recursive: true });
     nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${dir}`);
   }
-  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, "dist", "cli.js"), "serve"], {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(root, "dist", "cli.js"), "serve"], {
     // Only what is set here: nothing from the caller's environment (keys, OTEL_*, NODE_ENV) leaks in.
     env: {
       PATH: process.env.PATH ?? "",
@@ -482,13 +486,23 @@ const historyCase = "POST /v1/objects/history (10 ids x 1 h at 1 Hz)";
 const ingestCase = "PUT /v1/objects/history (1,000-point batches)";
 const sseCase = "SSE fan-out (write to receipt)";
 
-async function readWriteCases(server: Server, store: string, plant: Plant): Promise<void> {
+async function readWriteCases(server: Server, store: string, plant: Plant, baseline?: Server): Promise<void> {
   const pid = server.child.pid;
   const ids = plant.ids;
   const throughput = async (name: string, key: string, target: LoadTarget) => {
     if (!wanted(key)) return;
-    const { floor: f, results } = await alternate([{ target, pid }]);
+    // The read cases also run against the baseline checkout, in the same alternating slices.
+    const compared = baseline !== undefined && ["objects", "list", "value"].includes(key);
+    const againstBaseline = compared
+      ? { ...target, url: target.url.replace(server.url, baseline.url) }
+      : target;
+    const both = [
+      { target, pid },
+      ...(compared ? [{ target: againstBaseline, pid: baseline.child.pid }] : []),
+    ];
+    const { floor: f, results } = await alternate(both);
     add(throughputRow(name, store, results[0], f, pid));
+    if (compared) add(throughputRow(`${name}, baseline`, store, results[1], f, baseline.child.pid));
   };
   const u = server.url;
   await throughput(objectsCase, "objects", request(`${u}/v1/objects`, "GET", undefined));
@@ -1049,6 +1063,8 @@ async function main(): Promise<void> {
       const env: Record<string, string> = { ...observed };
       if (store === "postgres") env.I3XD_STORE_URL = await freshPgDatabase();
       const server = await startI3xd(store, env);
+      const baseline =
+        BASELINE === undefined ? undefined : await startI3xd(`${store}-baseline`, env, BASELINE);
       const idle = await idleRss(server);
       add(
         figureRow("RSS 3 s after ready", store, {
@@ -1064,7 +1080,8 @@ async function main(): Promise<void> {
       );
       plant = await discover(server.url);
       console.error(`  10 ids: ${plant.ids.join(", ")}`);
-      await readWriteCases(server, store, plant);
+      await readWriteCases(server, store, plant, baseline);
+      await baseline?.close();
       if (wanted("sse")) add(await sseFanOut(server, plant));
       add(figureRow("RSS after the run", store, { rssMb: rssMb(server.child.pid) }));
       await server.close();
