@@ -155,3 +155,37 @@ export const telemetryShippingHeap = new Gauge({
   help: "Heap used by the log shipping worker thread (not part of the process heap metrics)",
   registers: [registry],
 });
+
+export const storeSizeBytes = new Gauge({
+  name: "store_size_bytes",
+  help: "Bytes the store takes: SQLite database file and its WAL; PostgreSQL pg_database_size",
+  labelNames: ["store"] as const,
+  registers: [registry],
+});
+
+export const storeSizeLimitBytes = new Gauge({
+  name: "store_size_limit_bytes",
+  help: "Bytes the store can grow to: I3XD_STORE_MAX_BYTES or its size plus the free disk, the lower (SQLite)",
+  labelNames: ["store"] as const,
+  registers: [registry],
+});
+
+export const storeHistoryRowsEstimate = new Gauge({
+  name: "store_history_rows_estimate",
+  help: "History rows held by the store (an estimate from the database's statistics)",
+  registers: [registry],
+});
+
+export const storeRetentionDeleted = new Counter({
+  name: "store_retention_deleted_total",
+  help: "History rows removed by retention (reason retention) or to stay below I3XD_STORE_MAX_BYTES (size_bound)",
+  labelNames: ["reason"] as const,
+  registers: [registry],
+});
+
+export const storeWriteRejected = new Counter({
+  name: "store_write_rejected_total",
+  help: "VQT points not stored for lack of space (507), by reason: size_bound or disk_full",
+  labelNames: ["reason"] as const,
+  registers: [registry],
+});

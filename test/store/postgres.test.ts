@@ -4,6 +4,7 @@ import { formatTimestampUs } from "../../src/domain/time.js";
 import { rootLogger } from "../../src/observability/logger.js";
 import { registry } from "../../src/observability/metrics.js";
 import { PostgresStore } from "../../src/store/postgres.js";
+import type { RetentionPolicy } from "../../src/store/retention.js";
 import { StoreUnavailableError } from "../../src/store/store.js";
 import {
   createTestDatabase,
@@ -21,7 +22,7 @@ const enabled = await runPostgresTests();
 // The lost-connection case makes the store log warnings, as it should; not into the test output.
 rootLogger().level = "silent";
 
-async function openPostgres(url: string, options: { historyRetentionMs?: number } = {}) {
+async function openPostgres(url: string, options: { retention?: RetentionPolicy } = {}) {
   const store = new PostgresStore({ connectionString: url, poolMax: 4, ...options });
   await store.init();
   return store;
@@ -118,7 +119,9 @@ describe.skipIf(!enabled)("PostgreSQL", () => {
     });
 
     it("drops whole partitions and purges the default partition beyond the retention", async () => {
-      const store = await openPostgres(db.url, { historyRetentionMs: 2 * 24 * HOUR_MS });
+      const store = await openPostgres(db.url, {
+        retention: { defaultMs: 2 * 24 * HOUR_MS, byType: new Map() },
+      });
       try {
         const before = await partitions();
         const now = Date.now();
