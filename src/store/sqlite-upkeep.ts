@@ -57,6 +57,8 @@ export class SqliteUpkeep {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<UpkeepResult> | undefined;
   private again = false;
+  /** A write was refused since the last cycle: make room even below the high-water mark. */
+  private refused = false;
   private stopped = false;
 
   constructor(
@@ -79,6 +81,7 @@ export class SqliteUpkeep {
   /** A write found the store full: make room now rather than at the next interval. */
   soon(): void {
     if (this.stopped) return;
+    this.refused = true;
     if (this.running !== undefined) this.again = true;
     else this.schedule(0);
   }
@@ -165,13 +168,15 @@ export class SqliteUpkeep {
   }
 
   /**
-   * Near the bound, removes the oldest history across all elements, a growing slice of time per round,
+   * Near the bound (or after a write was refused), removes the oldest history across all elements, a growing slice of time per round,
    * until the pages in use are back under the low-water mark. Current values and the model stay.
    */
   private async keepUnderBound(maxBytes: number): Promise<number> {
     const high = maxBytes * BOUND_HIGH_WATER;
     const low = maxBytes * BOUND_LOW_WATER;
-    if (this.usedBytes() < high) return 0;
+    const refused = this.refused;
+    this.refused = false;
+    if (!refused && this.usedBytes() < high) return 0;
     let deleted = 0;
     let slice = FIRST_PRUNE_SLICE_US;
     while (!this.stopped && this.usedBytes() > low) {
