@@ -29,7 +29,7 @@ import {
   encodeModelChange,
   PAYLOAD_MAX_BYTES,
 } from "./pg-notify.js";
-import { commonCutoffUs, cutoffUsFor, KEEP_FOREVER, type RetentionPolicy } from "./retention.js";
+import { commonCutoffUs, cutoffUsFor, KEEP_FOREVER, type RetentionPolicy, retains } from "./retention.js";
 import { byId, NO_POINTS, type Row, seriesFromText, toPointWrite, toRelationshipType } from "./rows.js";
 import {
   type HistoryJson,
@@ -241,8 +241,7 @@ export class PostgresStore implements Store {
   /**
    * Creates the daily history partitions from yesterday to a week ahead and applies the retention: drops
    * partitions wholly older than what every object keeps, purges those points from the default partition,
-   * then deletes in batches what types with a shorter period (or the default, beside longer-kept types) no
-   * longer keep. One replica at a time (the others skip the round); each step is its own short transaction
+   * then deletes in batches, element by element, the older points left in the partitions still there. One replica at a time (the others skip the round); each step is its own short transaction
    * (DDL with a lock timeout), so a busy table postpones a step to the next round rather than stalling
    * requests. Refreshes the store metrics every round, on every replica.
    */
@@ -282,7 +281,7 @@ export class PostgresStore implements Store {
           result.purged = purged.rowCount ?? 0;
           storeRetentionDeleted.inc({ reason: "retention" }, result.purged);
         }
-        result.deleted = await this.deleteByType(client, nowMs, cutoffUs);
+        if (retains(this.retention)) result.deleted = await this.deleteByType(client, nowMs);
         if (result.deleted > 0) storeRetentionDeleted.inc({ reason: "retention" }, result.deleted);
       } finally {
         await client.query("SELECT pg_advisory_unlock(hashtext('i3xd'), $1)", [LOCK_MAINTENANCE]);
@@ -298,38 +297,23 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * What whole partitions could not remove: points older than their type's period (or the default, for
-   * types without one) but newer than `droppedUs`, the cutoff every object agrees on. Batches of
-   * `DELETE_BATCH_ROWS`, each its own statement.
+   * What whole partitions could not remove: each element's points older than its type's period (or the
+   * default), in the partitions still there. Element by element, so each delete is an index range on the
+   * primary key, in batches of `DELETE_BATCH_ROWS`, each its own statement.
    */
-  private async deleteByType(
-    client: pg.PoolClient,
-    nowMs: number,
-    droppedUs: number | undefined,
-  ): Promise<number> {
-    const ownTypes = [...this.retention.byType.keys()];
-    const steps: { cutoffUs: number; where: string; param: string | string[] }[] = [];
-    for (const type of ownTypes) {
-      const cutoffUs = cutoffUsFor(this.retention, type, nowMs) as number;
-      if (droppedUs === undefined || cutoffUs > droppedUs)
-        steps.push({ cutoffUs, where: "o.type_element_id = $2", param: type });
-    }
-    const defaultCutoffUs = cutoffUsFor(this.retention, undefined, nowMs);
-    if (defaultCutoffUs !== undefined && (droppedUs === undefined || defaultCutoffUs > droppedUs)) {
-      steps.push({
-        cutoffUs: defaultCutoffUs,
-        where: "o.type_element_id <> ALL($2::text[])",
-        param: ownTypes,
-      });
-    }
+  private async deleteByType(client: pg.PoolClient, nowMs: number): Promise<number> {
+    const { rows } = await client.query<{ element_id: string; type_element_id: string }>(
+      "SELECT element_id, type_element_id FROM objects",
+    );
     let deleted = 0;
-    for (const step of steps) {
+    for (const { element_id, type_element_id } of rows) {
+      const cutoffUs = cutoffUsFor(this.retention, type_element_id, nowMs);
+      if (cutoffUs === undefined) continue;
       for (;;) {
         const { rowCount } = await client.query(
           `DELETE FROM history WHERE (element_id, ts_us) IN (
-             SELECT h.element_id, h.ts_us FROM history h JOIN objects o ON o.element_id = h.element_id
-              WHERE h.ts_us < $1 AND ${step.where} LIMIT ${DELETE_BATCH_ROWS})`,
-          [step.cutoffUs, step.param],
+             SELECT element_id, ts_us FROM history WHERE element_id = $1 AND ts_us < $2 LIMIT ${DELETE_BATCH_ROWS})`,
+          [element_id, cutoffUs],
         );
         deleted += rowCount ?? 0;
         if ((rowCount ?? 0) < DELETE_BATCH_ROWS) break;

@@ -153,7 +153,9 @@ function integrityCheck(file: string): string {
 }
 
 describe("SQLite at its size bound (I3XD_STORE_MAX_BYTES, max_page_count)", () => {
-  it("answers 507 per item, keeps reads and data intact, and resumes once the oldest history is gone", async () => {
+  it("answers 507 per item, keeps reads and data intact, and resumes once the oldest history is gone", {
+    timeout: 120_000,
+  }, async () => {
     // The demo plant takes ~3.6 MB; the bound leaves room for a few hundred thousand more points.
     const data = makeTempDir();
     const server = await startTestServer({
@@ -176,7 +178,9 @@ describe("SQLite at its size bound (I3XD_STORE_MAX_BYTES, max_page_count)", () =
 });
 
 describe.skipIf(!canMount)("SQLite on a full file system (tmpfs)", () => {
-  it("answers 507 per item, keeps reads and data intact, and resumes when space returns", async () => {
+  it("answers 507 per item, keeps reads and data intact, and resumes when space returns", {
+    timeout: 120_000,
+  }, async () => {
     const dataDir = mountTmpfs(24);
     const server = await startTestServer({ I3XD_DATA_DIR: dataDir, I3XD_STORE_UPKEEP_INTERVAL: "3600s" });
     const file = path.join(dataDir, "i3xd.sqlite");
@@ -196,7 +200,9 @@ describe.skipIf(!canMount)("SQLite on a full file system (tmpfs)", () => {
 const pgEnabled = canMount && (await runPostgresTests());
 
 describe.skipIf(!pgEnabled)("PostgreSQL on a full tablespace (tmpfs)", () => {
-  it("answers 507 per item (53100 disk_full), keeps reads and data intact, and resumes when space returns", async () => {
+  it("answers 507 per item (53100 disk_full), keeps reads and data intact, and resumes when space returns", {
+    timeout: 120_000,
+  }, async () => {
     const dir = mountTmpfs(64);
     // The server runs as the postgres user and wants an empty directory of its own.
     const location = path.join(dir, "tablespace");

@@ -1,6 +1,8 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatTimestampUs } from "../../src/domain/time.js";
+import { demoPlantModel } from "../../src/ingest/demo-plant.js";
+import { DEMO_IDS, DEMO_VALUE_IDS } from "../../src/ingest/plant-physics.js";
 import { rootLogger } from "../../src/observability/logger.js";
 import { registry } from "../../src/observability/metrics.js";
 import { PostgresStore } from "../../src/store/postgres.js";
@@ -138,6 +140,29 @@ describe.skipIf(!enabled)("PostgreSQL", () => {
         expect(Number(remaining.rows[0].oldest)).toBeGreaterThanOrEqual(cutoffUs - DAY_US);
         const after = await partitions();
         for (const name of result.dropped) expect(after).not.toContain(name);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it("deletes in batches what a type's own period or the default no longer keeps, never current values", async () => {
+      const now = Date.now();
+      const store = await openPostgres(db.url, {
+        retention: { defaultMs: HOUR_MS, byType: new Map([["temperature-type", 3 * HOUR_MS]]) },
+      });
+      try {
+        await store.importModel(demoPlantModel(new Date(now)));
+        const result = await store.maintainHistory(now);
+        expect(result.deleted).toBeGreaterThan(30_000);
+        const oldest = async (id: string) =>
+          Number(
+            (await admin.query(`SELECT min(ts_us) AS t FROM history WHERE element_id = '${id}'`)).rows[0].t,
+          );
+        const temperature = await oldest(DEMO_IDS.bearingTemperature);
+        expect(temperature).toBeGreaterThanOrEqual((now - 3 * HOUR_MS) * 1000);
+        expect(temperature).toBeLessThan((now - 2.9 * HOUR_MS) * 1000);
+        expect(await oldest(DEMO_IDS.flow)).toBeGreaterThanOrEqual((now - HOUR_MS) * 1000);
+        expect((await store.getCurrentValues(DEMO_VALUE_IDS)).size).toBe(DEMO_VALUE_IDS.length);
       } finally {
         await store.close();
       }
