@@ -189,3 +189,7 @@ export const storeWriteRejected = new Counter({
   labelNames: ["reason"] as const,
   registers: [registry],
 });
+
+// Every reason has a series from the start, so rate() and the dashboard show 0 rather than nothing.
+for (const reason of ["retention", "size_bound"]) storeRetentionDeleted.inc({ reason }, 0);
+for (const reason of ["size_bound", "disk_full"]) storeWriteRejected.inc({ reason }, 0);
