@@ -225,6 +225,17 @@ export function retentionByTypeVar(env: Env, name: string): ReadonlyMap<string, 
   return out;
 }
 
+/** `I3XD_STORE_MAX_BYTES`: SQLite only, so with `I3XD_STORE_URL` it is an error rather than a silent no-op. */
+function storeMaxBytesVar(env: Env): number | undefined {
+  if (read(env, "I3XD_STORE_MAX_BYTES") === undefined) return undefined;
+  if (read(env, "I3XD_STORE_URL") !== undefined) {
+    throw new ConfigError(
+      "I3XD_STORE_MAX_BYTES bounds the SQLite file only; with I3XD_STORE_URL (PostgreSQL) leave it unset",
+    );
+  }
+  return byteSizeVar(env, "I3XD_STORE_MAX_BYTES", 0, 1024 * 1024, Number.MAX_SAFE_INTEGER);
+}
+
 /** True for addresses that only this machine can reach. */
 export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[|\]$/g, "");
@@ -267,10 +278,7 @@ export function loadConfig(env: Env = process.env): Config {
     pgPoolMax: intVar(env, "I3XD_PG_POOL_MAX", 10, 1, 1000),
     historyRetentionMs: retentionVar(env, "I3XD_HISTORY_RETENTION"),
     historyRetentionByType: retentionByTypeVar(env, "I3XD_HISTORY_RETENTION_BY_TYPE"),
-    storeMaxBytes:
-      read(env, "I3XD_STORE_MAX_BYTES") === undefined
-        ? undefined
-        : byteSizeVar(env, "I3XD_STORE_MAX_BYTES", 0, 1024 * 1024, Number.MAX_SAFE_INTEGER),
+    storeMaxBytes: storeMaxBytesVar(env),
     storeUpkeepIntervalMs: durationMsVar(env, "I3XD_STORE_UPKEEP_INTERVAL", 60_000, 1000, 86_400_000),
     historyReadThreads: intVar(
       env,
