@@ -271,7 +271,7 @@ export class PostgresStore implements Store {
         if (cutoffUs !== undefined) {
           for (const [name, hi] of existing) {
             if (hi > cutoffUs) continue;
-            const rowsIn = await estimatedRows(client, name);
+            const rowsIn = await partitionRows(client, name);
             if (await this.ddlStep(client, `drop ${name}`, () => client.query(`DROP TABLE ${name}`))) {
               result.dropped.push(name);
               storeRetentionDeleted.inc({ reason: "retention" }, rowsIn);
@@ -282,7 +282,6 @@ export class PostgresStore implements Store {
           storeRetentionDeleted.inc({ reason: "retention" }, result.purged);
         }
         if (retains(this.retention)) result.deleted = await this.deleteByType(client, nowMs);
-        if (result.deleted > 0) storeRetentionDeleted.inc({ reason: "retention" }, result.deleted);
       } finally {
         await client.query("SELECT pg_advisory_unlock(hashtext('i3xd'), $1)", [LOCK_MAINTENANCE]);
       }
@@ -316,18 +315,22 @@ export class PostgresStore implements Store {
           [element_id, cutoffUs],
         );
         deleted += rowCount ?? 0;
+        storeRetentionDeleted.inc({ reason: "retention" }, rowCount ?? 0);
         if ((rowCount ?? 0) < DELETE_BATCH_ROWS) break;
       }
     }
     return deleted;
   }
 
-  /** `store_size_bytes` and `store_history_rows_estimate`, from the database's own statistics. */
+  /**
+   * `store_size_bytes` and `store_history_rows_estimate`, from the database's own statistics: the live
+   * row counts the statistics collector keeps per partition (no scan, current without an ANALYZE).
+   */
   private async measure(): Promise<void> {
     const { rows } = await this.pool.query<{ size: string; rows: string }>(
       `SELECT pg_database_size(current_database())::text AS size,
-              (SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint::text
-                 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              (SELECT coalesce(sum(s.n_live_tup), 0)::text
+                 FROM pg_inherits i JOIN pg_stat_user_tables s ON s.relid = i.inhrelid
                 WHERE i.inhparent = 'history'::regclass) AS rows`,
     );
     storeSizeBytes.set({ store: "postgres" }, Number(rows[0].size));
@@ -968,13 +971,13 @@ function partitionName(dayStartUs: number): string {
   return `history_p${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}`;
 }
 
-/** The planner's row count of one partition (no scan); 0 before its first ANALYZE. */
-async function estimatedRows(client: pg.PoolClient, name: string): Promise<number> {
-  const { rows } = await client.query<{ n: number }>(
-    "SELECT greatest(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = $1::regclass",
-    [name],
-  );
-  return rows[0]?.n ?? 0;
+/**
+ * Rows in one partition about to be dropped, for `store_retention_deleted_total`: counted, since the
+ * planner's estimate is 0 until autovacuum has analysed the table. Once per partition, a day's rows.
+ */
+async function partitionRows(client: pg.PoolClient, name: string): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${name}`);
+  return Number(rows[0].n);
 }
 
 /** Daily partitions of `history` by name, with the exclusive upper bound of each (µs). */

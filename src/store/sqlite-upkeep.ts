@@ -118,7 +118,6 @@ export class SqliteUpkeep {
     if (retains(this.options.retention)) {
       result.retentionDeleted = await this.applyRetention(nowMs);
       if (result.retentionDeleted > 0) {
-        storeRetentionDeleted.inc({ reason: "retention" }, result.retentionDeleted);
         log.info({ deleted: result.retentionDeleted }, "History retention removed old points");
       }
     }
@@ -148,13 +147,20 @@ export class SqliteUpkeep {
         | string
         | undefined;
       const cutoffUs = cutoffUsFor(retention, type, nowMs);
-      if (cutoffUs !== undefined) deleted += await this.deleteOlder(next, cutoffUs);
+      if (cutoffUs !== undefined) deleted += await this.deleteOlder(next, cutoffUs, "retention");
     }
     return deleted;
   }
 
-  /** Deletes one element's points older than `cutoffUs`, a batch per transaction, yielding between them. */
-  private async deleteOlder(elementId: string, cutoffUs: number): Promise<number> {
+  /**
+   * Deletes one element's points older than `cutoffUs`, a batch per transaction, yielding between them;
+   * each batch is counted as it commits.
+   */
+  private async deleteOlder(
+    elementId: string,
+    cutoffUs: number,
+    reason: "retention" | "size_bound",
+  ): Promise<number> {
     let deleted = 0;
     for (;;) {
       if (this.stopped) return deleted;
@@ -162,6 +168,7 @@ export class SqliteUpkeep {
         .prepare("DELETE FROM history WHERE element_id = ? AND ts_us < ? LIMIT ?")
         .run(elementId, cutoffUs, DELETE_BATCH_ROWS);
       deleted += changes;
+      storeRetentionDeleted.inc({ reason }, changes);
       if (changes < DELETE_BATCH_ROWS) return deleted;
       await turn();
     }
@@ -184,12 +191,11 @@ export class SqliteUpkeep {
       if (oldest.size === 0) break;
       const cutoffUs = Math.min(...oldest.values()) + slice;
       for (const [elementId, firstUs] of oldest) {
-        if (firstUs < cutoffUs) deleted += await this.deleteOlder(elementId, cutoffUs);
+        if (firstUs < cutoffUs) deleted += await this.deleteOlder(elementId, cutoffUs, "size_bound");
       }
       slice *= 2;
     }
     const used = this.usedBytes();
-    if (deleted > 0) storeRetentionDeleted.inc({ reason: "size_bound" }, deleted);
     log.warn(
       { deleted, usedBytes: used, maxBytes },
       used > low

@@ -159,6 +159,7 @@ describe("SQLite at its size bound (I3XD_STORE_MAX_BYTES, max_page_count)", () =
     // The demo plant takes ~3.6 MB; the bound leaves room for a few hundred thousand more points.
     const data = makeTempDir();
     const server = await startTestServer({
+      I3XD_TEST_STORE: "sqlite",
       I3XD_DATA_DIR: data.dir,
       I3XD_STORE_MAX_BYTES: "8m",
       I3XD_STORE_UPKEEP_INTERVAL: "3600s",
@@ -182,7 +183,11 @@ describe.skipIf(!canMount)("SQLite on a full file system (tmpfs)", () => {
     timeout: 120_000,
   }, async () => {
     const dataDir = mountTmpfs(24);
-    const server = await startTestServer({ I3XD_DATA_DIR: dataDir, I3XD_STORE_UPKEEP_INTERVAL: "3600s" });
+    const server = await startTestServer({
+      I3XD_TEST_STORE: "sqlite",
+      I3XD_DATA_DIR: dataDir,
+      I3XD_STORE_UPKEEP_INTERVAL: "3600s",
+    });
     const file = path.join(dataDir, "i3xd.sqlite");
     try {
       // Room for some writes still, then none.
