@@ -240,13 +240,11 @@ export class SqliteUpkeep {
       if (freePages(db) >= free) break;
       await turn();
     }
-    if (pages > 0) {
+    // The file takes its new length at the next automatic checkpoint: one forced here would copy the
+    // whole WAL back in one go on the event loop, the longest pause of the cycle.
+    if (pages > 0 && this.options.maxBytes !== undefined) {
       const db = this.db();
-      // A checkpoint is what truncates the database file to its new length; PASSIVE never waits for readers.
-      db.pragma("wal_checkpoint(PASSIVE)");
-      if (this.options.maxBytes !== undefined) {
-        db.pragma(`max_page_count = ${maxPagesFor(db, this.options.maxBytes)}`);
-      }
+      db.pragma(`max_page_count = ${maxPagesFor(db, this.options.maxBytes)}`);
     }
     return pages;
   }
