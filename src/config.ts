@@ -15,8 +15,14 @@ export interface Config {
   storeUrl: string | undefined;
   /** Most PostgreSQL connections in the pool. */
   pgPoolMax: number;
-  /** History older than this is dropped (whole daily partitions, PostgreSQL only), ms; unset: kept forever. */
+  /** History older than this is deleted by the store's upkeep (both stores), ms; unset: kept forever. */
   historyRetentionMs: number | undefined;
+  /** Per object type (elementId) retention overriding `historyRetentionMs` for that type's objects, ms. */
+  historyRetentionByType: ReadonlyMap<string, number>;
+  /** SQLite: the most bytes the database file may take; history goes oldest first before it is reached. */
+  storeMaxBytes: number | undefined;
+  /** How often the store's upkeep runs: retention, the size bound, store metrics. */
+  storeUpkeepIntervalMs: number;
   /** Worker threads reading SQLite history ranges off the event loop (started on demand); 0: none. */
   historyReadThreads: number;
   /** A worker thread writing large SQLite batches while the event loop checks the next (on demand). */
@@ -265,6 +271,40 @@ export function corsOriginsVar(env: Env, name: string): readonly string[] | "*" 
   return [...origins];
 }
 
+/**
+ * Retention per object type: `typeId=period` pairs separated by commas, e.g. `fast-sensor-type=36h,
+ * batch-type=90d` (periods as in `retentionVar`). Unset: no type has its own.
+ */
+export function retentionByTypeVar(env: Env, name: string): ReadonlyMap<string, number> {
+  const out = new Map<string, number>();
+  const raw = read(env, name);
+  if (raw === undefined) return out;
+  for (const pair of raw.split(",")) {
+    const at = pair.lastIndexOf("=");
+    const type = pair.slice(0, at).trim();
+    const period = pair.slice(at + 1).trim();
+    if (at < 0 || type === "" || period === "") {
+      throw new ConfigError(
+        `${name} must list typeId=period pairs such as pump-type=36h, got "${pair.trim()}"`,
+      );
+    }
+    if (out.has(type)) throw new ConfigError(`${name} names type "${type}" twice`);
+    out.set(type, retentionVar({ [name]: period }, name) as number);
+  }
+  return out;
+}
+
+/** `I3XD_STORE_MAX_BYTES`: SQLite only, so with `I3XD_STORE_URL` it is an error rather than a silent no-op. */
+function storeMaxBytesVar(env: Env): number | undefined {
+  if (read(env, "I3XD_STORE_MAX_BYTES") === undefined) return undefined;
+  if (read(env, "I3XD_STORE_URL") !== undefined) {
+    throw new ConfigError(
+      "I3XD_STORE_MAX_BYTES bounds the SQLite file only; with I3XD_STORE_URL (PostgreSQL) leave it unset",
+    );
+  }
+  return byteSizeVar(env, "I3XD_STORE_MAX_BYTES", 0, 1024 * 1024, Number.MAX_SAFE_INTEGER);
+}
+
 /** True for addresses that only this machine can reach. */
 export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[|\]$/g, "");
@@ -306,6 +346,9 @@ export function loadConfig(env: Env = process.env): Config {
     storeUrl: storeUrlVar(env, "I3XD_STORE_URL"),
     pgPoolMax: intVar(env, "I3XD_PG_POOL_MAX", 10, 1, 1000),
     historyRetentionMs: retentionVar(env, "I3XD_HISTORY_RETENTION"),
+    historyRetentionByType: retentionByTypeVar(env, "I3XD_HISTORY_RETENTION_BY_TYPE"),
+    storeMaxBytes: storeMaxBytesVar(env),
+    storeUpkeepIntervalMs: durationMsVar(env, "I3XD_STORE_UPKEEP_INTERVAL", 60_000, 1000, 86_400_000),
     historyReadThreads: intVar(
       env,
       "I3XD_HISTORY_READ_THREADS",

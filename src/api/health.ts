@@ -12,7 +12,13 @@ const PING_TIMEOUT_MS = 2000;
 
 const status = {
   type: "object",
-  properties: { status: { type: "string" }, store: { type: "string" } },
+  properties: {
+    status: { type: "string" },
+    store: { type: "string" },
+    storage: { type: "string", description: "ok, or full: writes are rejected with 507 (reads work)" },
+    storageDetail: { type: "string" },
+    storageFullSince: { type: "string" },
+  },
   required: ["status"],
 } as const;
 
@@ -22,7 +28,7 @@ const status = {
  * balancers; both answer with the usual envelopes.
  */
 export const healthRoutes: FastifyPluginAsync<AppDeps> = async (app, deps) => {
-  const { store } = deps;
+  const { store, services } = deps;
   let closing = false;
   let lastFailure: string | undefined;
   app.addHook("preClose", (done) => {
@@ -55,7 +61,18 @@ export const healthRoutes: FastifyPluginAsync<AppDeps> = async (app, deps) => {
         log.info({ store: store.kind }, "Store reachable again, ready");
         lastFailure = undefined;
       }
-      return successBody({ status: "ready", store: store.kind });
+      // A full store still answers every read, so it stays in the balancer: the condition is reported.
+      const full = services.writes.storeFull;
+      if (full !== undefined) {
+        return successBody({
+          status: "ready",
+          store: store.kind,
+          storage: "full",
+          storageDetail: full.detail,
+          storageFullSince: full.since,
+        });
+      }
+      return successBody({ status: "ready", store: store.kind, storage: "ok" });
     },
   );
 };

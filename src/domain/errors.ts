@@ -25,6 +25,7 @@ const TITLES: Record<number, string> = {
   500: "Internal Server Error",
   501: "Not Implemented",
   503: "Service Unavailable",
+  507: "Insufficient Storage",
 };
 
 export function titleFor(status: number): string {

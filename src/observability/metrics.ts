@@ -202,3 +202,41 @@ export const httpParserErrors = new Counter({
   labelNames: ["code"] as const,
   registers: [registry],
 });
+
+export const storeSizeBytes = new Gauge({
+  name: "store_size_bytes",
+  help: "Bytes the store takes: SQLite database file and its WAL; PostgreSQL pg_database_size",
+  labelNames: ["store"] as const,
+  registers: [registry],
+});
+
+export const storeSizeLimitBytes = new Gauge({
+  name: "store_size_limit_bytes",
+  help: "Bytes the store can grow to: I3XD_STORE_MAX_BYTES or its size plus the free disk, the lower (SQLite)",
+  labelNames: ["store"] as const,
+  registers: [registry],
+});
+
+export const storeHistoryRowsEstimate = new Gauge({
+  name: "store_history_rows_estimate",
+  help: "History rows held by the store (an estimate from the database's statistics)",
+  registers: [registry],
+});
+
+export const storeRetentionDeleted = new Counter({
+  name: "store_retention_deleted_total",
+  help: "History rows removed by retention (reason retention) or to stay below I3XD_STORE_MAX_BYTES (size_bound)",
+  labelNames: ["reason"] as const,
+  registers: [registry],
+});
+
+export const storeWriteRejected = new Counter({
+  name: "store_write_rejected_total",
+  help: "VQT points not stored for lack of space (507), by reason: size_bound or disk_full",
+  labelNames: ["reason"] as const,
+  registers: [registry],
+});
+
+// Every reason has a series from the start, so rate() and the dashboard show 0 rather than nothing.
+for (const reason of ["retention", "size_bound"]) storeRetentionDeleted.inc({ reason }, 0);
+for (const reason of ["size_bound", "disk_full"]) storeWriteRejected.inc({ reason }, 0);

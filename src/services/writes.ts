@@ -2,8 +2,9 @@ import { type Access, forbiddenItem } from "../domain/access.js";
 import { type BulkItem, I3xError, itemError, itemOk } from "../domain/errors.js";
 import { type ObjectRecord, QUALITIES, type Quality, type Vqt } from "../domain/model.js";
 import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
-import { dataPointsWritten } from "../observability/metrics.js";
-import type { PointWrite, Store, WriteMode } from "../store/store.js";
+import { getLogger } from "../observability/logger.js";
+import { dataPointsWritten, storeWriteRejected } from "../observability/metrics.js";
+import { type PointWrite, type Store, StoreFullError, type WriteMode } from "../store/store.js";
 import type { ChangeFeed, ValueChange } from "./changes.js";
 import { elementNotFound, permitted } from "./model.js";
 import { SchemaRegistry } from "./schemas.js";
@@ -16,6 +17,15 @@ export interface WriteUpdate {
 
 export type WriteResult = BulkItem<null>;
 
+const log = getLogger("i3xd.store");
+
+/** Since when, and why, the store has been refusing writes for lack of space. */
+export interface StoreFull {
+  since: string;
+  reason: StoreFullError["reason"];
+  detail: string;
+}
+
 const NULL_QUALITIES: ReadonlySet<Quality> = new Set(["Bad", "GoodNoData"]);
 const QUALITY_LIST = QUALITIES.join(", ");
 
@@ -27,6 +37,11 @@ const QUALITY_LIST = QUALITIES.join(", ");
  */
 export class WriteService {
   readonly schemas: SchemaRegistry;
+  /**
+   * Set by a write refused for lack of space, cleared by the next one stored: what `GET /health/ready`
+   * reports. Writes keep being tried, so they resume by themselves once retention or the operator made room.
+   */
+  storeFull: StoreFull | undefined;
 
   constructor(
     private readonly store: Store,
@@ -97,10 +112,37 @@ export class WriteService {
     }
     if (points.length === 0) return results;
 
-    await this.store.writePoints(points, mode);
+    try {
+      await this.store.writePoints(points, mode);
+    } catch (err) {
+      if (!(err instanceof StoreFullError)) throw err;
+      this.rejectForSpace(err, results, points.length);
+      return results;
+    }
+    if (this.storeFull !== undefined) {
+      log.info({ since: this.storeFull.since }, "Store accepts writes again");
+      this.storeFull = undefined;
+    }
     for (const [entity_type, n] of perType) dataPointsWritten.inc({ entity_type }, n);
     this.changes.publish(mode === "current" ? points.map(toChange) : await this.becameCurrent(points));
     return results;
+  }
+
+  /**
+   * The batch was rolled back whole: every item that would have been stored gets a 507 of its own, so a
+   * bulk write says per item what happened (items already refused keep their own error).
+   */
+  private rejectForSpace(err: StoreFullError, results: WriteResult[], points: number): void {
+    storeWriteRejected.inc({ reason: err.reason }, points);
+    const detail = `Not stored: ${err.message}; retry later`;
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i];
+      if (r.success) results[i] = itemError(r.id, 507, detail);
+    }
+    if (this.storeFull === undefined) {
+      log.warn({ reason: err.reason, exception: err.cause }, "Store full: writes are rejected with 507");
+      this.storeFull = { since: new Date().toISOString(), reason: err.reason, detail: err.message };
+    }
   }
 
   /** Returns the point to store, or the reason the item is rejected. */

@@ -9,16 +9,21 @@ import type { Store } from "./store.js";
  * share it), otherwise the embedded SQLite file under the data directory.
  */
 export async function openStore(config: Config): Promise<Store> {
+  const retention = { defaultMs: config.historyRetentionMs, byType: config.historyRetentionByType };
   const store: Store =
     config.storeUrl !== undefined
       ? new PostgresStore({
           connectionString: config.storeUrl,
           poolMax: config.pgPoolMax,
-          historyRetentionMs: config.historyRetentionMs,
+          retention,
+          upkeepIntervalMs: config.storeUpkeepIntervalMs,
         })
       : new SqliteStore(path.join(config.dataDir, "i3xd.sqlite"), {
           historyReadThreads: config.historyReadThreads,
           writeThread: config.writeThread,
+          retention,
+          maxBytes: config.storeMaxBytes,
+          upkeepIntervalMs: config.storeUpkeepIntervalMs,
         });
   try {
     await store.init();

@@ -15,7 +15,12 @@ import {
 import { formatTimestampUs } from "../domain/time.js";
 import type { ModelDocument } from "../model/format.js";
 import { getLogger } from "../observability/logger.js";
-import { attachDatabasePool } from "../observability/metrics.js";
+import {
+  attachDatabasePool,
+  storeHistoryRowsEstimate,
+  storeRetentionDeleted,
+  storeSizeBytes,
+} from "../observability/metrics.js";
 import { POSTGRES_MIGRATIONS } from "./migrations/postgres.js";
 import {
   CHANGES_CHANNEL,
@@ -24,12 +29,15 @@ import {
   encodeModelChange,
   PAYLOAD_MAX_BYTES,
 } from "./pg-notify.js";
+import { commonCutoffUs, cutoffUsFor, KEEP_FOREVER, type RetentionPolicy, retains } from "./retention.js";
 import { byId, NO_POINTS, type Row, seriesFromText, toPointWrite, toRelationshipType } from "./rows.js";
 import {
   type HistoryJson,
   type HistoryRange,
+  isOutOfSpace,
   type PointWrite,
   type Store,
+  StoreFullError,
   StoreUnavailableError,
   type WriteMode,
 } from "./store.js";
@@ -37,6 +45,9 @@ import {
 const log = getLogger("i3xd.store");
 
 const DAY_US = 86_400_000_000;
+/** Rows one retention delete removes: a short transaction, so concurrent writes never wait long. */
+const DELETE_BATCH_ROWS = 5000;
+
 /** Daily history partitions kept ready ahead of the clock, and created behind it at start. */
 const PARTITIONS_AHEAD_DAYS = 7;
 const PARTITIONS_BEHIND_DAYS = 1;
@@ -91,8 +102,10 @@ export interface PostgresStoreOptions {
   connectionString: string;
   /** Most pool clients (I3XD_PG_POOL_MAX). */
   poolMax?: number;
-  /** History older than this is dropped, in ms (I3XD_HISTORY_RETENTION); undefined keeps it forever. */
-  historyRetentionMs?: number;
+  /** What history retention removes (I3XD_HISTORY_RETENTION, …_BY_TYPE); default: nothing. */
+  retention?: RetentionPolicy;
+  /** How often partitions, retention and the store metrics are looked after (default one minute). */
+  upkeepIntervalMs?: number;
   /** How long a request waits for a connection before the store reports itself unavailable. */
   connectTimeoutMs?: number;
 }
@@ -118,7 +131,8 @@ export class PostgresStore implements Store {
   readonly origin = randomBytes(9).toString("base64url");
   readonly connectionString: string;
   private readonly pool: pg.Pool;
-  private readonly retentionMs: number | undefined;
+  private readonly retention: RetentionPolicy;
+  private readonly upkeepIntervalMs: number;
   private maintenanceTimer: NodeJS.Timeout | undefined;
   private detachPool: (() => void) | undefined;
   private closing: Promise<void> | undefined;
@@ -127,7 +141,8 @@ export class PostgresStore implements Store {
 
   constructor(options: PostgresStoreOptions) {
     this.connectionString = options.connectionString;
-    this.retentionMs = options.historyRetentionMs;
+    this.retention = options.retention ?? KEEP_FOREVER;
+    this.upkeepIntervalMs = options.upkeepIntervalMs ?? MAINTENANCE_INTERVAL_MS;
     this.pool = new pg.Pool({
       connectionString: options.connectionString,
       max: options.poolMax ?? 10,
@@ -175,7 +190,7 @@ export class PostgresStore implements Store {
       this.maintainHistory().catch((err: unknown) =>
         log.warn({ exception: err }, "History partition upkeep failed; retrying later"),
       );
-    }, MAINTENANCE_INTERVAL_MS);
+    }, this.upkeepIntervalMs);
     this.maintenanceTimer.unref();
     this.detachPool = attachDatabasePool(() => ({
       total: this.pool.totalCount,
@@ -224,15 +239,16 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Creates the daily history partitions from yesterday to a week ahead, and with a retention set drops
-   * partitions wholly older than it and purges old points from the default partition. One replica at a
-   * time (the others skip the round); each step is its own short transaction with a lock timeout, so a
-   * busy table postpones a step to the next round rather than stalling requests.
+   * Creates the daily history partitions from yesterday to a week ahead and applies the retention: drops
+   * partitions wholly older than what every object keeps, purges those points from the default partition,
+   * then deletes in batches, element by element, the older points left in the partitions still there. One replica at a time (the others skip the round); each step is its own short transaction
+   * (DDL with a lock timeout), so a busy table postpones a step to the next round rather than stalling
+   * requests. Refreshes the store metrics every round, on every replica.
    */
   async maintainHistory(
     nowMs = Date.now(),
-  ): Promise<{ created: string[]; dropped: string[]; purged: number }> {
-    const result = { created: [] as string[], dropped: [] as string[], purged: 0 };
+  ): Promise<{ created: string[]; dropped: string[]; purged: number; deleted: number }> {
+    const result = { created: [] as string[], dropped: [] as string[], purged: 0, deleted: 0 };
     await this.withClient(async (client) => {
       const { rows } = await client.query<{ locked: boolean }>(
         "SELECT pg_try_advisory_lock(hashtext('i3xd'), $1) AS locked",
@@ -241,7 +257,7 @@ export class PostgresStore implements Store {
       if (!rows[0].locked) return;
       try {
         const today = Math.floor((nowMs * 1000) / DAY_US) * DAY_US;
-        const cutoffUs = this.retentionMs === undefined ? undefined : (nowMs - this.retentionMs) * 1000;
+        const cutoffUs = commonCutoffUs(this.retention, nowMs);
         const existing = await listPartitions(client);
         for (let day = -PARTITIONS_BEHIND_DAYS; day <= PARTITIONS_AHEAD_DAYS; day++) {
           const lo = today + day * DAY_US;
@@ -255,21 +271,70 @@ export class PostgresStore implements Store {
         if (cutoffUs !== undefined) {
           for (const [name, hi] of existing) {
             if (hi > cutoffUs) continue;
+            const rowsIn = await partitionRows(client, name);
             if (await this.ddlStep(client, `drop ${name}`, () => client.query(`DROP TABLE ${name}`))) {
               result.dropped.push(name);
+              storeRetentionDeleted.inc({ reason: "retention" }, rowsIn);
             }
           }
           const purged = await client.query("DELETE FROM history_default WHERE ts_us < $1", [cutoffUs]);
           result.purged = purged.rowCount ?? 0;
+          storeRetentionDeleted.inc({ reason: "retention" }, result.purged);
         }
+        if (retains(this.retention)) result.deleted = await this.deleteByType(client, nowMs);
       } finally {
         await client.query("SELECT pg_advisory_unlock(hashtext('i3xd'), $1)", [LOCK_MAINTENANCE]);
       }
     });
-    if (result.created.length > 0 || result.dropped.length > 0 || result.purged > 0) {
+    if (result.created.length > 0 || result.dropped.length > 0 || result.purged > 0 || result.deleted > 0) {
       log.info(result, "History partitions maintained");
     }
+    await this.measure().catch((err: unknown) =>
+      log.debug({ exception: err }, "Store metrics not refreshed"),
+    );
     return result;
+  }
+
+  /**
+   * What whole partitions could not remove: each element's points older than its type's period (or the
+   * default), in the partitions still there. Element by element, so each delete is an index range on the
+   * primary key, in batches of `DELETE_BATCH_ROWS`, each its own statement.
+   */
+  private async deleteByType(client: pg.PoolClient, nowMs: number): Promise<number> {
+    const { rows } = await client.query<{ element_id: string; type_element_id: string }>(
+      "SELECT element_id, type_element_id FROM objects",
+    );
+    let deleted = 0;
+    for (const { element_id, type_element_id } of rows) {
+      const cutoffUs = cutoffUsFor(this.retention, type_element_id, nowMs);
+      if (cutoffUs === undefined) continue;
+      for (;;) {
+        const { rowCount } = await client.query(
+          `DELETE FROM history WHERE (element_id, ts_us) IN (
+             SELECT element_id, ts_us FROM history WHERE element_id = $1 AND ts_us < $2 LIMIT ${DELETE_BATCH_ROWS})`,
+          [element_id, cutoffUs],
+        );
+        deleted += rowCount ?? 0;
+        storeRetentionDeleted.inc({ reason: "retention" }, rowCount ?? 0);
+        if ((rowCount ?? 0) < DELETE_BATCH_ROWS) break;
+      }
+    }
+    return deleted;
+  }
+
+  /**
+   * `store_size_bytes` and `store_history_rows_estimate`, from the database's own statistics: the live
+   * row counts the statistics collector keeps per partition (no scan, current without an ANALYZE).
+   */
+  private async measure(): Promise<void> {
+    const { rows } = await this.pool.query<{ size: string; rows: string }>(
+      `SELECT pg_database_size(current_database())::text AS size,
+              (SELECT coalesce(sum(s.n_live_tup), 0)::text
+                 FROM pg_inherits i JOIN pg_stat_user_tables s ON s.relid = i.inhrelid
+                WHERE i.inhparent = 'history'::regclass) AS rows`,
+    );
+    storeSizeBytes.set({ store: "postgres" }, Number(rows[0].size));
+    storeHistoryRowsEstimate.set(Number(rows[0].rows));
   }
 
   /** Runs one DDL step in its own transaction; false (logged) when it could not be done this round. */
@@ -726,6 +791,11 @@ function storable(ids: readonly string[]): readonly string[] {
 }
 
 function translate(err: unknown): unknown {
+  if (isOutOfSpace(err)) {
+    return new StoreFullError("disk_full", "The disk holding the PostgreSQL database is full", {
+      cause: err,
+    });
+  }
   if (err instanceof StoreUnavailableError || !isConnectionError(err)) return err;
   return new StoreUnavailableError(`PostgreSQL unavailable: ${(err as Error).message}`, { cause: err });
 }
@@ -899,6 +969,15 @@ function partitionName(dayStartUs: number): string {
   const d = new Date(dayStartUs / 1000);
   const pad = (n: number) => String(n).padStart(2, "0");
   return `history_p${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}`;
+}
+
+/**
+ * Rows in one partition about to be dropped, for `store_retention_deleted_total`: counted, since the
+ * planner's estimate is 0 until autovacuum has analysed the table. Once per partition, a day's rows.
+ */
+async function partitionRows(client: pg.PoolClient, name: string): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${name}`);
+  return Number(rows[0].n);
 }
 
 /** Daily partitions of `history` by name, with the exclusive upper bound of each (µs). */

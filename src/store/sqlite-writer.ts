@@ -11,13 +11,13 @@ import { serveStoreRequests } from "./store-thread-serve.js";
 
 // A writing connection of its own. The store sends it a batch only while no other write is under way
 // (`SqliteStore.inOrder`), so the two connections never wait for each other's write lock.
-const { file } = workerData as { file: string };
+const { file, maxBytes } = workerData as { file: string; maxBytes: number | undefined };
 let db: Database.Database | undefined;
 let statements: WriteStatements | undefined;
 
 serveStoreRequests((batch: PointBatch): true => {
   if (db === undefined || statements === undefined) {
-    db = openWritable(file, { fileMustExist: true });
+    db = openWritable(file, { fileMustExist: true }, maxBytes);
     statements = prepareWriteStatements(db);
   }
   const stmts = statements;

@@ -7,13 +7,24 @@ import type { PointWrite, WriteMode } from "./store.js";
  * acknowledged with 200 is on disk for a SIGKILLed server. The store's own connection and its writer
  * thread's are both opened here.
  */
-export function openWritable(file: string, options: Database.Options = {}): Database.Database {
+export function openWritable(
+  file: string,
+  options: Database.Options = {},
+  /** `I3XD_STORE_MAX_BYTES`: SQLite itself then refuses to grow the file past it (`SQLITE_FULL`). */
+  maxBytes?: number,
+): Database.Database {
   const db = new Database(file, options);
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
   db.pragma("busy_timeout = 5000");
   db.pragma("foreign_keys = ON");
+  if (maxBytes !== undefined) db.pragma(`max_page_count = ${maxPagesFor(db, maxBytes)}`);
   return db;
+}
+
+/** The `max_page_count` that keeps a database file within `maxBytes`. */
+export function maxPagesFor(db: Database.Database, maxBytes: number): number {
+  return Math.max(1, Math.floor(maxBytes / (db.pragma("page_size", { simple: true }) as number)));
 }
 
 /**

@@ -17,9 +17,11 @@ import { formatTimestampUs } from "../domain/time.js";
 import type { ModelDocument } from "../model/format.js";
 import { getLogger } from "../observability/logger.js";
 import { SQLITE_MIGRATIONS } from "./migrations/sqlite.js";
+import { KEEP_FOREVER, type RetentionPolicy } from "./retention.js";
 import { byId, type Row, toPointWrite, toRelationshipType } from "./rows.js";
 import { type HistoryStatements, prepareHistoryStatements, readSeries } from "./sqlite-history.js";
 import { HistoryReaders } from "./sqlite-readers.js";
+import { SqliteUpkeep, type UpkeepResult } from "./sqlite-upkeep.js";
 import {
   openWritable,
   type PointBatch,
@@ -28,7 +30,15 @@ import {
   toBatch,
   type WriteStatements,
 } from "./sqlite-writes.js";
-import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "./store.js";
+import {
+  type HistoryJson,
+  type HistoryRange,
+  isOutOfSpace,
+  type PointWrite,
+  type Store,
+  StoreFullError,
+  type WriteMode,
+} from "./store.js";
 import { ThreadSlot } from "./store-thread.js";
 
 const log = getLogger("i3xd.store");
@@ -47,6 +57,12 @@ export interface SqliteOptions {
    * default (`I3XD_WRITE_THREAD`): it costs CPU that pays only with cores to spare.
    */
   writeThread?: boolean;
+  /** What history retention removes (`I3XD_HISTORY_RETENTION`, `…_BY_TYPE`); default: nothing. */
+  retention?: RetentionPolicy;
+  /** `I3XD_STORE_MAX_BYTES`: the database file stays within it (`sqlite-upkeep.ts`). */
+  maxBytes?: number;
+  /** How often retention, the size bound and the store metrics run (default one minute). */
+  upkeepIntervalMs?: number;
 }
 
 /** Smaller writes (a few current values, the simulator's tick) cost less on the event loop than a hop. */
@@ -70,18 +86,27 @@ export class SqliteStore implements Store {
   /** Writes not finished yet, and the promise the next one waits for (`inOrder`). */
   private writesQueued = 0;
   private lastWrite: Promise<void> = Promise.resolve();
+  private readonly maxBytes: number | undefined;
+  private readonly upkeep: SqliteUpkeep;
 
   constructor(
     private readonly file: string,
     options: SqliteOptions = {},
   ) {
+    this.maxBytes = options.maxBytes;
     this.db = this.open();
+    this.upkeep = new SqliteUpkeep(() => this.db, {
+      file,
+      retention: options.retention ?? KEEP_FOREVER,
+      maxBytes: options.maxBytes,
+      intervalMs: options.upkeepIntervalMs ?? 60_000,
+    });
     this.writer =
       options.writeThread === true && file !== ":memory:"
         ? new ThreadSlot<PointBatch, true>({
             entry: "sqlite-writer",
             name: "i3xd-writer",
-            workerData: { file },
+            workerData: { file, maxBytes: options.maxBytes },
             inLoop: (batch) => this.writeInLoop(batch),
           })
         : undefined;
@@ -96,7 +121,7 @@ export class SqliteStore implements Store {
 
   private open(): Database.Database {
     if (this.file !== ":memory:") fs.mkdirSync(path.dirname(this.file), { recursive: true });
-    const db = openWritable(this.file);
+    const db = openWritable(this.file, {}, this.maxBytes);
     this.inode = this.file === ":memory:" ? undefined : fs.statSync(this.file).ino;
     return db;
   }
@@ -104,6 +129,15 @@ export class SqliteStore implements Store {
   async init(): Promise<void> {
     this.migrate();
     this.prepareAll();
+    this.upkeep.start();
+  }
+
+  /**
+   * One upkeep cycle now: retention, the size bound, incremental vacuum, metrics. The store runs it on its
+   * own every `upkeepIntervalMs`; `nowMs` lets a test move the clock.
+   */
+  runUpkeep(nowMs?: number): Promise<UpkeepResult> {
+    return this.upkeep.run(nowMs);
   }
 
   private prepareAll(): void {
@@ -116,6 +150,23 @@ export class SqliteStore implements Store {
     const current = this.db.pragma("user_version", { simple: true }) as number;
     for (const migration of SQLITE_MIGRATIONS) {
       if (migration.version <= current) continue;
+      if (migration.outsideTransaction) {
+        const started = Date.now();
+        try {
+          this.db.exec(migration.sql);
+        } catch (err) {
+          // VACUUM needs room for a copy of the file: without it the store still works as it was, and the
+          // next start tries again.
+          log.warn({ exception: err, version: migration.version }, "Store migration postponed");
+          return;
+        }
+        this.db.pragma(`user_version = ${migration.version}`);
+        log.info(
+          { version: migration.version, name: migration.name, durationMs: Date.now() - started },
+          "Applied store migration",
+        );
+        continue;
+      }
       this.db.transaction(() => {
         this.db.exec(migration.sql);
         this.db.pragma(`user_version = ${migration.version}`);
@@ -210,6 +261,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.upkeep.stop();
     await this.lastWrite;
     await this.writer?.end();
     await this.readers?.close();
@@ -330,8 +382,29 @@ export class SqliteStore implements Store {
   }
 
   private writeInLoop(batch: PointBatch): true {
-    this.db.transaction(() => putPoints(this.writes, batch))();
+    this.spaceChecked(() => this.db.transaction(() => putPoints(this.writes, batch))());
     return true;
+  }
+
+  /**
+   * Runs a write transaction; one that failed for lack of space (rolled back whole) becomes a
+   * `StoreFullError` (507), and upkeep runs at once to make room so that writes resume by themselves.
+   */
+  private spaceChecked<T>(write: () => T): T {
+    try {
+      return write();
+    } catch (err) {
+      if (!isOutOfSpace(err)) throw err;
+      this.upkeep.soon();
+      const reason = this.upkeep.fullReason();
+      throw new StoreFullError(
+        reason,
+        reason === "size_bound"
+          ? "The store has reached its size bound (I3XD_STORE_MAX_BYTES)"
+          : "The disk holding the store is full",
+        { cause: err },
+      );
+    }
   }
 
   /**
@@ -369,6 +442,10 @@ export class SqliteStore implements Store {
 
   private importInLoop(model: ModelDocument): void {
     const s = this.stmts;
+    this.spaceChecked(() => this.importTransaction(model, s));
+  }
+
+  private importTransaction(model: ModelDocument, s: SqliteStore["stmts"]): void {
     this.db.transaction(() => {
       for (const ns of model.namespaces) s.upsertNamespace.run(ns.uri, ns.displayName);
       for (const t of model.objectTypes) {

@@ -103,3 +103,29 @@ export class StoreUnavailableError extends Error {
     this.name = "StoreUnavailableError";
   }
 }
+
+/** Why a write found no room: the configured bound (`I3XD_STORE_MAX_BYTES`), or the disk itself. */
+export type StoreFullReason = "size_bound" | "disk_full";
+
+/**
+ * A write that the store could not keep for lack of space (SQLite `SQLITE_FULL`, `ENOSPC`, PostgreSQL
+ * `53100 disk_full`). The transaction was rolled back, so nothing stored before is touched; reads keep
+ * working, and the same write succeeds once retention or the operator has made room. HTTP 507.
+ */
+export class StoreFullError extends Error {
+  readonly statusCode = 507;
+  constructor(
+    readonly reason: StoreFullReason,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "StoreFullError";
+  }
+}
+
+/** True for the driver errors that mean "no space left": SQLite, the file system, PostgreSQL. */
+export function isOutOfSpace(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "SQLITE_FULL" || code === "ENOSPC" || code === "53100";
+}

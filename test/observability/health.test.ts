@@ -15,7 +15,10 @@ describe("health probes", () => {
 
     const ready = await getJson(srv.url, "/health/ready");
     expect(ready.status).toBe(200);
-    expect(ready.body).toEqual({ success: true, result: { status: "ready", store: "sqlite" } });
+    expect(ready.body).toEqual({
+      success: true,
+      result: { status: "ready", store: "sqlite", storage: "ok" },
+    });
   });
 
   it("turns not-ready (503 with a reason) while the database file is gone, and ready again once it is back", async () => {

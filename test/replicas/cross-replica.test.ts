@@ -61,7 +61,10 @@ describe.skipIf(!enabled)("two replicas on one PostgreSQL database", () => {
   it("runs both on PostgreSQL with change notifications", async () => {
     for (const r of [a, b]) {
       const ready = await postJson(r.url, "/health/ready", undefined, { method: "GET" });
-      expect(ready.body).toEqual({ success: true, result: { status: "ready", store: "postgres" } });
+      expect(ready.body).toEqual({
+        success: true,
+        result: { status: "ready", store: "postgres", storage: "ok" },
+      });
       const started = r.logs().find((l) => l.message === "i3xd started");
       expect(started?.features).toContain("change-notifications");
     }

@@ -1,9 +1,12 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatTimestampUs } from "../../src/domain/time.js";
+import { demoPlantModel } from "../../src/ingest/demo-plant.js";
+import { DEMO_IDS, DEMO_VALUE_IDS } from "../../src/ingest/plant-physics.js";
 import { rootLogger } from "../../src/observability/logger.js";
 import { registry } from "../../src/observability/metrics.js";
 import { PostgresStore } from "../../src/store/postgres.js";
+import type { RetentionPolicy } from "../../src/store/retention.js";
 import { StoreUnavailableError } from "../../src/store/store.js";
 import {
   createTestDatabase,
@@ -21,7 +24,7 @@ const enabled = await runPostgresTests();
 // The lost-connection case makes the store log warnings, as it should; not into the test output.
 rootLogger().level = "silent";
 
-async function openPostgres(url: string, options: { historyRetentionMs?: number } = {}) {
+async function openPostgres(url: string, options: { retention?: RetentionPolicy } = {}) {
   const store = new PostgresStore({ connectionString: url, poolMax: 4, ...options });
   await store.init();
   return store;
@@ -118,7 +121,9 @@ describe.skipIf(!enabled)("PostgreSQL", () => {
     });
 
     it("drops whole partitions and purges the default partition beyond the retention", async () => {
-      const store = await openPostgres(db.url, { historyRetentionMs: 2 * 24 * HOUR_MS });
+      const store = await openPostgres(db.url, {
+        retention: { defaultMs: 2 * 24 * HOUR_MS, byType: new Map() },
+      });
       try {
         const before = await partitions();
         const now = Date.now();
@@ -135,6 +140,29 @@ describe.skipIf(!enabled)("PostgreSQL", () => {
         expect(Number(remaining.rows[0].oldest)).toBeGreaterThanOrEqual(cutoffUs - DAY_US);
         const after = await partitions();
         for (const name of result.dropped) expect(after).not.toContain(name);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it("deletes in batches what a type's own period or the default no longer keeps, never current values", async () => {
+      const now = Date.now();
+      const store = await openPostgres(db.url, {
+        retention: { defaultMs: HOUR_MS, byType: new Map([["temperature-type", 3 * HOUR_MS]]) },
+      });
+      try {
+        await store.importModel(demoPlantModel(new Date(now)));
+        const result = await store.maintainHistory(now);
+        expect(result.deleted).toBeGreaterThan(30_000);
+        const oldest = async (id: string) =>
+          Number(
+            (await admin.query(`SELECT min(ts_us) AS t FROM history WHERE element_id = '${id}'`)).rows[0].t,
+          );
+        const temperature = await oldest(DEMO_IDS.bearingTemperature);
+        expect(temperature).toBeGreaterThanOrEqual((now - 3 * HOUR_MS) * 1000);
+        expect(temperature).toBeLessThan((now - 2.9 * HOUR_MS) * 1000);
+        expect(await oldest(DEMO_IDS.flow)).toBeGreaterThanOrEqual((now - HOUR_MS) * 1000);
+        expect((await store.getCurrentValues(DEMO_VALUE_IDS)).size).toBe(DEMO_VALUE_IDS.length);
       } finally {
         await store.close();
       }
