@@ -12,12 +12,12 @@ import { openKeyring } from "./security/authentication.js";
 import { type MetricsListener, startMetricsListener } from "./security/metrics-listener.js";
 import { type ChangeFeed, LocalChangeFeed } from "./services/changes.js";
 import { createServices, type Services } from "./services/index.js";
-import { CachedStore } from "./store/cached.js";
+import { CachedStore } from "./store/decorators/cached.js";
+import { traceCache, traceStore } from "./store/decorators/traced.js";
 import { openStore } from "./store/index.js";
-import { PgChangeFeed } from "./store/pg-change-feed.js";
-import { PostgresStore } from "./store/postgres.js";
+import { PgChangeFeed } from "./store/postgres/pg-change-feed.js";
+import { PostgresStore } from "./store/postgres/postgres.js";
 import type { Store } from "./store/store.js";
-import { traceCache, traceStore } from "./store/traced.js";
 import { SERVER_VERSION } from "./version.js";
 
 export interface RunningServer {

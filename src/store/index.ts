@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { Config } from "../config.js";
-import { PostgresStore } from "./postgres.js";
-import { SqliteStore } from "./sqlite.js";
+import { PostgresStore } from "./postgres/postgres.js";
+import { SqliteStore } from "./sqlite/sqlite.js";
 import type { Store } from "./store.js";
 
 /**

@@ -8,8 +8,8 @@ import { demoPlantModel } from "../../src/ingest/demo-plant.js";
 import { DEMO_IDS, DEMO_VALUE_IDS } from "../../src/ingest/plant-physics.js";
 import { rootLogger } from "../../src/observability/logger.js";
 import { storeRetentionDeleted } from "../../src/observability/metrics.js";
-import { SQLITE_MIGRATIONS } from "../../src/store/migrations/sqlite.js";
-import { type SqliteOptions, SqliteStore } from "../../src/store/sqlite.js";
+import { SQLITE_MIGRATIONS } from "../../src/store/sqlite/migrations/sqlite.js";
+import { type SqliteOptions, SqliteStore } from "../../src/store/sqlite/sqlite.js";
 import { type PointWrite, StoreFullError } from "../../src/store/store.js";
 
 // The size bound logs its warnings, as it should; not into the test output.

@@ -5,7 +5,7 @@ import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { jsonText } from "../../src/domain/raw-json.js";
 import { formatTimestampUs } from "../../src/domain/time.js";
-import { type SqliteOptions, SqliteStore } from "../../src/store/sqlite.js";
+import { type SqliteOptions, SqliteStore } from "../../src/store/sqlite/sqlite.js";
 import type { HistoryJson, PointWrite } from "../../src/store/store.js";
 import { contractModel, describeStoreContract } from "./contract.js";
 

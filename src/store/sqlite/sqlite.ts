@@ -12,13 +12,22 @@ import {
   type Relationship,
   type RelationshipType,
   type Vqt,
-} from "../domain/model.js";
-import { formatTimestampUs } from "../domain/time.js";
-import type { ModelDocument } from "../model/format.js";
-import { getLogger } from "../observability/logger.js";
+} from "../../domain/model.js";
+import { formatTimestampUs } from "../../domain/time.js";
+import type { ModelDocument } from "../../model/format.js";
+import { getLogger } from "../../observability/logger.js";
+import { KEEP_FOREVER, type RetentionPolicy } from "../retention.js";
+import { byId, type Row, toPointWrite, toRelationshipType } from "../rows.js";
+import {
+  type HistoryJson,
+  type HistoryRange,
+  isOutOfSpace,
+  type PointWrite,
+  type Store,
+  StoreFullError,
+  type WriteMode,
+} from "../store.js";
 import { SQLITE_MIGRATIONS } from "./migrations/sqlite.js";
-import { KEEP_FOREVER, type RetentionPolicy } from "./retention.js";
-import { byId, type Row, toPointWrite, toRelationshipType } from "./rows.js";
 import { type HistoryStatements, prepareHistoryStatements, readSeries } from "./sqlite-history.js";
 import { HistoryReaders } from "./sqlite-readers.js";
 import { SqliteUpkeep, type UpkeepResult } from "./sqlite-upkeep.js";
@@ -30,15 +39,6 @@ import {
   toBatch,
   type WriteStatements,
 } from "./sqlite-writes.js";
-import {
-  type HistoryJson,
-  type HistoryRange,
-  isOutOfSpace,
-  type PointWrite,
-  type Store,
-  StoreFullError,
-  type WriteMode,
-} from "./store.js";
 import { ThreadSlot } from "./store-thread.js";
 
 const log = getLogger("i3xd.store");

@@ -11,26 +11,18 @@ import {
   type Relationship,
   type RelationshipType,
   type Vqt,
-} from "../domain/model.js";
-import { formatTimestampUs } from "../domain/time.js";
-import type { ModelDocument } from "../model/format.js";
-import { getLogger } from "../observability/logger.js";
+} from "../../domain/model.js";
+import { formatTimestampUs } from "../../domain/time.js";
+import type { ModelDocument } from "../../model/format.js";
+import { getLogger } from "../../observability/logger.js";
 import {
   attachDatabasePool,
   storeHistoryRowsEstimate,
   storeRetentionDeleted,
   storeSizeBytes,
-} from "../observability/metrics.js";
-import { POSTGRES_MIGRATIONS } from "./migrations/postgres.js";
-import {
-  CHANGES_CHANNEL,
-  type ChangeKey,
-  encodeChanges,
-  encodeModelChange,
-  PAYLOAD_MAX_BYTES,
-} from "./pg-notify.js";
-import { commonCutoffUs, cutoffUsFor, KEEP_FOREVER, type RetentionPolicy, retains } from "./retention.js";
-import { byId, NO_POINTS, type Row, seriesFromText, toPointWrite, toRelationshipType } from "./rows.js";
+} from "../../observability/metrics.js";
+import { commonCutoffUs, cutoffUsFor, KEEP_FOREVER, type RetentionPolicy, retains } from "../retention.js";
+import { byId, NO_POINTS, type Row, seriesFromText, toPointWrite, toRelationshipType } from "../rows.js";
 import {
   type HistoryJson,
   type HistoryRange,
@@ -40,7 +32,15 @@ import {
   StoreFullError,
   StoreUnavailableError,
   type WriteMode,
-} from "./store.js";
+} from "../store.js";
+import { POSTGRES_MIGRATIONS } from "./migrations/postgres.js";
+import {
+  CHANGES_CHANNEL,
+  type ChangeKey,
+  encodeChanges,
+  encodeModelChange,
+  PAYLOAD_MAX_BYTES,
+} from "./pg-notify.js";
 
 const log = getLogger("i3xd.store");
 

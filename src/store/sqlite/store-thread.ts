@@ -1,6 +1,6 @@
 import { type ResourceLimits, Worker } from "node:worker_threads";
-import { getLogger } from "../observability/logger.js";
-import { workerEntry } from "../worker-entry.js";
+import { getLogger } from "../../observability/logger.js";
+import { workerEntry } from "../../worker-entry.js";
 import type { Reply } from "./store-thread-serve.js";
 
 const log = getLogger("i3xd.store");

@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import type { PointWrite, WriteMode } from "./store.js";
+import type { PointWrite, WriteMode } from "../store.js";
 
 /**
  * A connection that may write: WAL with synchronous=NORMAL survives a process kill (the WAL is written
