@@ -1,9 +1,9 @@
 import type { ServerResponse } from "node:http";
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
-import type { AppDeps } from "../app.js";
 import { successBody } from "../domain/errors.js";
 import { ownerOf } from "../security/quotas.js";
 import type { StreamHandle, SubscriptionUpdate, UpdateSink } from "../services/subscriptions.js";
+import type { AppDeps } from "./deps.js";
 import { sendBulk } from "./reply.js";
 import { bulk, elementIds, failure, maxDepth, responses, success } from "./schemas.js";
 

@@ -3,7 +3,7 @@ import { demoPlantModel, HISTORY_HOURS, HISTORY_STEP_S } from "../../src/demo/de
 import type { ObjectRecord } from "../../src/domain/model.js";
 import { parseTimestampUs } from "../../src/domain/time.js";
 import type { ModelValue } from "../../src/model/format.js";
-import { SchemaRegistry } from "../../src/services/schemas.js";
+import { SchemaRegistry } from "../../src/model/schemas.js";
 
 const NOW = new Date("2026-03-04T12:34:56.789Z");
 const model = demoPlantModel(NOW);
