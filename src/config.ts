@@ -35,8 +35,6 @@ export interface Config {
   storeUpkeepIntervalMs: number;
   /** Worker threads reading SQLite history ranges off the event loop (started on demand); 0: none. */
   historyReadThreads: number;
-  /** A worker thread writing large SQLite batches while the event loop checks the next (on demand). */
-  writeThread: boolean;
   /** Load the demo plant and run its simulator. `undefined`: when the store is empty or already holds it. */
   demo: boolean | undefined;
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
@@ -298,9 +296,6 @@ export function loadConfig(env: Env = process.env): Config {
       0,
       64,
     ),
-    // Off by default: on 2 cores it cost ~25 % more CPU per batch and ~20 MiB while running, for no more
-    // points per second (docs/adr/009-sqlite-store-threads.md); it pays where cores are to spare.
-    writeThread: boolVar(env, "I3XD_WRITE_THREAD") ?? false,
     demo: boolVar(env, "I3XD_DEMO"),
     logLevel: enumVar(env, "LOG_LEVEL", LOG_LEVELS, "info"),
     logFormat: enumVar(env, "LOG_FORMAT", ["json", "pretty"] as const, "json"),

@@ -20,7 +20,6 @@ export async function openStore(config: Config): Promise<Store> {
         })
       : new SqliteStore(path.join(config.dataDir, "i3xd.sqlite"), {
           historyReadThreads: config.historyReadThreads,
-          writeThread: config.writeThread,
           retention,
           maxBytes: config.storeMaxBytes,
           upkeepIntervalMs: config.storeUpkeepIntervalMs,
