@@ -5,7 +5,7 @@ import { ownerOf } from "../security/quotas.js";
 import type { StreamHandle, SubscriptionUpdate, UpdateSink } from "../services/subscriptions.js";
 import type { AppDeps } from "./deps.js";
 import { sendBulk } from "./reply.js";
-import { bulk, elementIds, failure, maxDepth, responses, success } from "./schemas.js";
+import { bulk, elementIds, failure, maxDepth, quality, responses, success, timestamp } from "./schemas.js";
 
 type Schema = Record<string, unknown>;
 
@@ -34,8 +34,8 @@ const update = {
   properties: {
     elementId: str,
     value: anyValue,
-    quality: { type: "string", enum: ["Good", "GoodNoData", "Bad", "Uncertain"] },
-    timestamp: { type: "string", description: "RFC 3339 UTC" },
+    quality,
+    timestamp,
   },
   required: ["elementId", "value", "quality", "timestamp"],
 } as const;

@@ -17,7 +17,7 @@ import { formatTimestampUs } from "../../domain/time.js";
 import type { ModelDocument } from "../../model/format.js";
 import { getLogger } from "../../observability/logger.js";
 import { KEEP_FOREVER, type RetentionPolicy } from "../retention.js";
-import { byId, type Row, toPointWrite, toRelationshipType } from "../rows.js";
+import { byId, modelRowMappers, type Row, toPointWrite, toRelationshipType } from "../rows.js";
 import {
   type HistoryJson,
   type HistoryRange,
@@ -40,6 +40,8 @@ import {
 } from "./sqlite-writes.js";
 
 const log = getLogger("i3xd.store");
+
+const { toObject, toObjectType } = modelRowMappers((column) => JSON.parse(column as string));
 
 type Statement = Database.Statement<unknown[], Row>;
 
@@ -426,32 +428,4 @@ export class SqliteStore implements Store {
       if (model.values?.length) putPoints(this.writes, toBatch(model.values.map(toPointWrite), "history"));
     })();
   }
-}
-
-function toObjectType(r: Row): ObjectType {
-  const t: ObjectType = {
-    elementId: r.element_id as string,
-    displayName: r.display_name as string,
-    namespaceUri: r.namespace_uri as string,
-    sourceTypeId: r.source_type_id as string,
-    schema: JSON.parse(r.schema as string),
-  };
-  if (r.version !== null) t.version = r.version as string;
-  if (r.related !== null) t.related = JSON.parse(r.related as string);
-  return t;
-}
-
-function toObject(r: Row): ObjectRecord {
-  const o: ObjectRecord = {
-    elementId: r.element_id as string,
-    displayName: r.display_name as string,
-    typeElementId: r.type_element_id as string,
-    parentId: (r.parent_id as string | null) ?? null,
-    isComposition: r.is_composition === 1,
-    isExtended: r.is_extended === 1,
-  };
-  if (r.description !== null) o.description = r.description as string;
-  if (r.system !== null) o.system = JSON.parse(r.system as string);
-  if (r.schema_extensions !== null) o.schemaExtensions = JSON.parse(r.schema_extensions as string);
-  return o;
 }
