@@ -9,7 +9,7 @@
  * connection (postgres://postgres@127.0.0.1:5432/postgres); the database is dropped afterwards.
  */
 import pg from "pg";
-import { HISTORY_SERIES_SQL, PostgresStore } from "../src/store/postgres.js";
+import { HISTORY_SERIES_SQL, PostgresStore } from "../src/store/postgres/postgres.js";
 
 const ADMIN = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const name = `i3xd_explain_${process.pid}`;

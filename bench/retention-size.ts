@@ -8,11 +8,11 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { demoPlantModel } from "../src/demo/demo-plant.js";
+import { advance, plantValues, restoreState, seededRandom } from "../src/demo/plant-physics.js";
 import { formatTimestampUs } from "../src/domain/time.js";
-import { demoPlantModel } from "../src/ingest/demo-plant.js";
-import { advance, plantValues, restoreState, seededRandom } from "../src/ingest/plant-physics.js";
 import { rootLogger } from "../src/observability/logger.js";
-import { SqliteStore } from "../src/store/sqlite.js";
+import { SqliteStore } from "../src/store/sqlite/sqlite.js";
 import type { PointWrite } from "../src/store/store.js";
 
 rootLogger().level = "silent";

@@ -3,6 +3,7 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from "fastify";
 import { consoleRoutes } from "./api/console.js";
+import type { AppDeps } from "./api/deps.js";
 import { healthRoutes } from "./api/health.js";
 import { historyRoutes } from "./api/history.js";
 import { infoRoutes } from "./api/info.js";
@@ -15,7 +16,6 @@ import { subscriptionRoutes } from "./api/subscriptions.js";
 import { testFaultRoutes } from "./api/test-fault.js";
 import { valueRoutes } from "./api/values.js";
 import { writeRoutes } from "./api/writes.js";
-import type { Config } from "./config.js";
 import { failureBody, I3xError } from "./domain/errors.js";
 import { registerObservability } from "./observability/http.js";
 import { LogBursts } from "./observability/log-bursts.js";
@@ -25,19 +25,8 @@ import { registerTelemetry } from "./observability/telemetry.js";
 import { createSecurity } from "./security/authentication.js";
 import { drainUnreadBodies, guardConnections } from "./security/connections.js";
 import { registerCors } from "./security/cors.js";
-import type { Keyring } from "./security/keys.js";
 import { docsCsp, serverOptions } from "./security/transport.js";
-import type { Services } from "./services/index.js";
-import type { Store } from "./store/store.js";
 import { SERVER_NAME, SERVER_VERSION } from "./version.js";
-
-export interface AppDeps {
-  config: Config;
-  store: Store;
-  services: Services;
-  /** API keys, when the runtime loaded them already (otherwise the app loads them from the config). */
-  keyring?: Keyring;
-}
 
 const log = getLogger("i3xd.http");
 

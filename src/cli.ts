@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // First: V8 settings that must hold before anything else is loaded.
 import "./v8-flags.js";
-import { type Config, ConfigError, loadConfig } from "./config.js";
+import { type Config, loadConfig } from "./config.js";
+import { ConfigError } from "./config-vars.js";
 import { importModelFile } from "./model/import.js";
 import { configureLogging, flushLogs } from "./observability/logger.js";
 import { type RunningServer, startServer } from "./runtime.js";

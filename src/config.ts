@@ -1,6 +1,16 @@
 import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import {
+  boolVar,
+  ConfigError,
+  durationMsVar,
+  type Env,
+  enumVar,
+  envValue,
+  intVar,
+  stringVar,
+} from "./config-vars.js";
 import { loadTelemetryConfig, type TelemetryConfig } from "./observability/telemetry-config.js";
 
 /**
@@ -25,8 +35,6 @@ export interface Config {
   storeUpkeepIntervalMs: number;
   /** Worker threads reading SQLite history ranges off the event loop (started on demand); 0: none. */
   historyReadThreads: number;
-  /** A worker thread writing large SQLite batches while the event loop checks the next (on demand). */
-  writeThread: boolean;
   /** Load the demo plant and run its simulator. `undefined`: when the store is empty or already holds it. */
   demo: boolean | undefined;
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
@@ -139,77 +147,9 @@ export interface LimitsConfig {
   keepAliveTimeoutMs: number;
 }
 
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ConfigError";
-  }
-}
-
-type Env = Record<string, string | undefined>;
-
-function read(env: Env, name: string): string | undefined {
-  const raw = env[name];
-  if (raw === undefined) return undefined;
-  const trimmed = raw.trim();
-  return trimmed === "" ? undefined : trimmed;
-}
-
-export function intVar(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = read(env, name);
-  if (raw === undefined) return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be a whole number, got "${raw}"`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
-
-export function boolVar(env: Env, name: string): boolean | undefined {
-  const raw = read(env, name);
-  if (raw === undefined) return undefined;
-  const v = raw.toLowerCase();
-  if (["1", "true", "yes", "on"].includes(v)) return true;
-  if (["0", "false", "no", "off"].includes(v)) return false;
-  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
-}
-
-export function enumVar<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
-  const raw = read(env, name);
-  if (raw === undefined) return fallback;
-  const v = raw.toLowerCase() as T;
-  if (!allowed.includes(v))
-    throw new ConfigError(`${name} must be one of ${allowed.join(", ")}, got "${raw}"`);
-  return v;
-}
-
-export function stringVar(env: Env, name: string, fallback: string): string;
-export function stringVar(env: Env, name: string): string | undefined;
-export function stringVar(env: Env, name: string, fallback?: string): string | undefined {
-  return read(env, name) ?? fallback;
-}
-
-/** A duration: a number of seconds, or with a unit: `500ms`, `30s`, `1m`, `2h`. Returns milliseconds. */
-export function durationMsVar(
-  env: Env,
-  name: string,
-  fallbackMs: number,
-  minMs: number,
-  maxMs: number,
-): number {
-  const raw = read(env, name);
-  if (raw === undefined) return fallbackMs;
-  const m = /^(\d+)\s*(ms|s|m|h)?$/i.exec(raw);
-  if (!m) throw new ConfigError(`${name} must be a duration such as 60, 30s, 1m or 500ms, got "${raw}"`);
-  const unit = (m[2] ?? "s").toLowerCase();
-  const n = Number(m[1]) * (unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60_000 : 3_600_000);
-  if (n < minMs || n > maxMs)
-    throw new ConfigError(`${name} must be between ${minMs} ms and ${maxMs} ms, got ${n} ms`);
-  return n;
-}
-
 /** A PostgreSQL connection URL (`postgres://` or `postgresql://`); the value is never echoed (it may hold a password). */
 export function storeUrlVar(env: Env, name: string): string | undefined {
-  const raw = read(env, name);
+  const raw = envValue(env, name);
   if (raw === undefined) return undefined;
   let url: URL;
   try {
@@ -225,7 +165,7 @@ export function storeUrlVar(env: Env, name: string): string | undefined {
 
 /** A retention period with a unit: `36h`, `30d`, `12w`. Returns milliseconds; unset means keep forever. */
 export function retentionVar(env: Env, name: string): number | undefined {
-  const raw = read(env, name);
+  const raw = envValue(env, name);
   if (raw === undefined) return undefined;
   const m = /^(\d+)\s*(h|d|w)$/i.exec(raw);
   if (!m) throw new ConfigError(`${name} must be a period such as 36h, 30d or 12w, got "${raw}"`);
@@ -242,7 +182,7 @@ export function retentionVar(env: Env, name: string): number | undefined {
  * lone `*`.
  */
 export function corsOriginsVar(env: Env, name: string): readonly string[] | "*" | undefined {
-  const raw = read(env, name);
+  const raw = envValue(env, name);
   if (raw === undefined) return undefined;
   const entries = raw.split(/[\s,]+/).filter((e) => e !== "");
   if (entries.length === 0) throw new ConfigError(`${name} must list at least one origin, got "${raw}"`);
@@ -277,7 +217,7 @@ export function corsOriginsVar(env: Env, name: string): readonly string[] | "*" 
  */
 export function retentionByTypeVar(env: Env, name: string): ReadonlyMap<string, number> {
   const out = new Map<string, number>();
-  const raw = read(env, name);
+  const raw = envValue(env, name);
   if (raw === undefined) return out;
   for (const pair of raw.split(",")) {
     const at = pair.lastIndexOf("=");
@@ -296,8 +236,8 @@ export function retentionByTypeVar(env: Env, name: string): ReadonlyMap<string, 
 
 /** `I3XD_STORE_MAX_BYTES`: SQLite only, so with `I3XD_STORE_URL` it is an error rather than a silent no-op. */
 function storeMaxBytesVar(env: Env): number | undefined {
-  if (read(env, "I3XD_STORE_MAX_BYTES") === undefined) return undefined;
-  if (read(env, "I3XD_STORE_URL") !== undefined) {
+  if (envValue(env, "I3XD_STORE_MAX_BYTES") === undefined) return undefined;
+  if (envValue(env, "I3XD_STORE_URL") !== undefined) {
     throw new ConfigError(
       "I3XD_STORE_MAX_BYTES bounds the SQLite file only; with I3XD_STORE_URL (PostgreSQL) leave it unset",
     );
@@ -318,7 +258,7 @@ export function isLoopbackHost(host: string): boolean {
 
 /** A size in bytes, optionally with a binary unit: `10485760`, `512k`, `10m`, `1g` (also `10MiB`, `10MB`). */
 export function byteSizeVar(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = read(env, name);
+  const raw = envValue(env, name);
   if (raw === undefined) return fallback;
   const m = /^(\d+)\s*(?:([kmg])i?)?b?$/i.exec(raw);
   if (!m) throw new ConfigError(`${name} must be a size such as 10485760, 512k or 10m, got "${raw}"`);
@@ -334,7 +274,7 @@ export function loadConfig(env: Env = process.env): Config {
   const host = stringVar(env, "I3XD_HOST", "127.0.0.1");
   if (/\s/.test(host)) throw new ConfigError(`I3XD_HOST must be a host name or address, got "${host}"`);
   const testFaults = boolVar(env, "I3XD_TEST_FAULTS") ?? false;
-  if (testFaults && read(env, "NODE_ENV") === "production") {
+  if (testFaults && envValue(env, "NODE_ENV") === "production") {
     throw new ConfigError(
       "I3XD_TEST_FAULTS must not be set when NODE_ENV=production (it adds a failing endpoint)",
     );
@@ -356,9 +296,6 @@ export function loadConfig(env: Env = process.env): Config {
       0,
       64,
     ),
-    // Off by default: on 2 cores it cost ~25 % more CPU per batch and ~20 MiB while running, for no more
-    // points per second (docs/adr/009-sqlite-store-threads.md); it pays where cores are to spare.
-    writeThread: boolVar(env, "I3XD_WRITE_THREAD") ?? false,
     demo: boolVar(env, "I3XD_DEMO"),
     logLevel: enumVar(env, "LOG_LEVEL", LOG_LEVELS, "info"),
     logFormat: enumVar(env, "LOG_FORMAT", ["json", "pretty"] as const, "json"),
@@ -469,7 +406,7 @@ function loadSecurityConfig(env: Env, host: string): SecurityConfig {
   const authRequiredReason =
     auth === "required"
       ? "I3XD_AUTH=required"
-      : read(env, "NODE_ENV") === "production"
+      : envValue(env, "NODE_ENV") === "production"
         ? "NODE_ENV=production"
         : !isLoopbackHost(host)
           ? `listening on the non-loopback address ${host}`
@@ -485,7 +422,7 @@ function loadSecurityConfig(env: Env, host: string): SecurityConfig {
   if (metricsToken !== undefined && metricsToken.length < 16) {
     throw new ConfigError("I3XD_METRICS_TOKEN must be at least 16 characters long");
   }
-  const metricsPortRaw = read(env, "I3XD_METRICS_PORT");
+  const metricsPortRaw = envValue(env, "I3XD_METRICS_PORT");
   const keysFile = stringVar(env, "I3XD_KEYS_FILE");
   const dataDir = path.resolve(stringVar(env, "I3XD_DATA_DIR", "./data"));
   return {

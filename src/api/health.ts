@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync } from "fastify";
-import type { AppDeps } from "../app.js";
 import { failureBody, successBody } from "../domain/errors.js";
 import { getLogger } from "../observability/logger.js";
 import { redactText } from "../observability/redact.js";
+import type { AppDeps } from "./deps.js";
 import { failure, success } from "./schemas.js";
 
 const log = getLogger("i3xd.health");

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from "fastify";
-import type { AppDeps } from "../app.js";
+import type { AppDeps } from "./deps.js";
 import { serializeHistoryBody } from "./history-body.js";
 import { JSON_CONTENT_TYPE } from "./rendered.js";
 import { sendBulk } from "./reply.js";

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
-import type { AppDeps } from "../app.js";
 import { successBody } from "../domain/errors.js";
 import { SERVER_NAME, SERVER_VERSION } from "../version.js";
+import type { AppDeps } from "./deps.js";
 import { responses, success } from "./schemas.js";
 
 const SPEC_VERSION = "1.0";

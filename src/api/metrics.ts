@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import { collectDefaultMetrics, type MetricObjectWithValues, type MetricValue, Registry } from "prom-client";
-import type { AppDeps } from "../app.js";
 import { activeDatabaseConnections, registry } from "../observability/metrics.js";
+import type { AppDeps } from "./deps.js";
 
 const PROMETHEUS_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 const OPENMETRICS_TYPE = Registry.OPENMETRICS_CONTENT_TYPE;

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from "fastify";
-import type { AppDeps } from "../app.js";
 import { successBody } from "../domain/errors.js";
+import type { AppDeps } from "./deps.js";
 import { namespace, responses, success } from "./schemas.js";
 
 export const namespaceRoutes: FastifyPluginAsync<AppDeps> = async (app, { services }) => {

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
-import type { AppDeps } from "../app.js";
 import { bulkBody, successBody } from "../domain/errors.js";
 import type { ObjectView } from "../services/model.js";
+import type { AppDeps } from "./deps.js";
 import { RenderedBodies, RenderedBulk } from "./rendered.js";
 import {
   bulk,

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from "fastify";
-import type { AppDeps } from "../app.js";
 import { bulkBody, successBody } from "../domain/errors.js";
+import type { AppDeps } from "./deps.js";
 import { bulk, idsBody, namespaceFilter, objectType, responses, success } from "./schemas.js";
 
 export const objectTypeRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, config }) => {

@@ -4,6 +4,8 @@
  * response schemas list exactly what the guide defines, so nothing internal leaks onto the wire.
  */
 
+import { QUALITIES } from "../domain/model.js";
+
 type Schema = Record<string, unknown>;
 
 const str = { type: "string" } as const;
@@ -133,8 +135,8 @@ export const relatedEntry = {
 
 // ---- values -------------------------------------------------------------------------------------------
 
-const quality = { type: "string", enum: ["Good", "GoodNoData", "Bad", "Uncertain"] } as const;
-const timestamp = { type: "string", description: "RFC 3339 UTC" } as const;
+export const quality = { type: "string", enum: QUALITIES } as const;
+export const timestamp = { type: "string", description: "RFC 3339 UTC" } as const;
 
 export const vqt = {
   type: "object",

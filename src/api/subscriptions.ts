@@ -1,11 +1,11 @@
 import type { ServerResponse } from "node:http";
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
-import type { AppDeps } from "../app.js";
 import { successBody } from "../domain/errors.js";
 import { ownerOf } from "../security/quotas.js";
 import type { StreamHandle, SubscriptionUpdate, UpdateSink } from "../services/subscriptions.js";
+import type { AppDeps } from "./deps.js";
 import { sendBulk } from "./reply.js";
-import { bulk, elementIds, failure, maxDepth, responses, success } from "./schemas.js";
+import { bulk, elementIds, failure, maxDepth, quality, responses, success, timestamp } from "./schemas.js";
 
 type Schema = Record<string, unknown>;
 
@@ -34,8 +34,8 @@ const update = {
   properties: {
     elementId: str,
     value: anyValue,
-    quality: { type: "string", enum: ["Good", "GoodNoData", "Bad", "Uncertain"] },
-    timestamp: { type: "string", description: "RFC 3339 UTC" },
+    quality,
+    timestamp,
   },
   required: ["elementId", "value", "quality", "timestamp"],
 } as const;

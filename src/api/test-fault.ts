@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from "fastify";
-import type { AppDeps } from "../app.js";
+import type { AppDeps } from "./deps.js";
 
 /**
  * `POST /v1/_test/fault`: fails with a plain Error so tests of alerting, tracing and error reporting can

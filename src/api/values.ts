@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from "fastify";
-import type { AppDeps } from "../app.js";
+import type { AppDeps } from "./deps.js";
 import { RenderedBulk } from "./rendered.js";
 import { sendBulk } from "./reply.js";
 import { bulk, currentValueResult, idsBody, maxDepth, responses } from "./schemas.js";

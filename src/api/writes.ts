@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from "fastify";
-import type { AppDeps } from "../app.js";
 import type { WriteUpdate } from "../services/writes.js";
+import type { AppDeps } from "./deps.js";
 import { sendBulk } from "./reply.js";
 import { bulk, responses } from "./schemas.js";
 

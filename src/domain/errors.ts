@@ -47,9 +47,6 @@ export class I3xError extends Error {
   }
 }
 
-export const badRequest = (detail: string) => new I3xError(400, detail);
-export const notFound = (detail: string) => new I3xError(404, detail);
-
 export function failureBody(status: number, detail: string, title = titleFor(status)) {
   return { success: false as const, responseDetail: { title, status, detail } };
 }

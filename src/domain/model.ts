@@ -3,8 +3,8 @@
  * records pass from the store to the response without renaming.
  */
 
-export type Quality = "Good" | "GoodNoData" | "Bad" | "Uncertain";
-export const QUALITIES: readonly Quality[] = ["Good", "GoodNoData", "Bad", "Uncertain"];
+export const QUALITIES = ["Good", "GoodNoData", "Bad", "Uncertain"] as const;
+export type Quality = (typeof QUALITIES)[number];
 
 /** Value, quality, timestamp. `timestamp` is RFC 3339 UTC with a `Z` suffix. */
 export interface Vqt {

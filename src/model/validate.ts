@@ -1,7 +1,7 @@
 import { QUALITIES, type Quality } from "../domain/model.js";
 import { parseTimestampUs } from "../domain/time.js";
-import { SchemaRegistry } from "../services/schemas.js";
 import type { ModelDocument, ModelObject } from "./format.js";
+import { SchemaRegistry } from "./schemas.js";
 
 /** Every problem found in a model document, each naming the file and the element at fault. */
 export class ModelValidationError extends Error {

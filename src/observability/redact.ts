@@ -37,10 +37,6 @@ export function holdsKey(text: string): boolean {
   return redactKeys(text) !== text;
 }
 
-export function isSensitiveKey(key: string): boolean {
-  return SENSITIVE_KEY.test(key);
-}
-
 /**
  * Returns `obj` itself when nothing needed masking, otherwise a copy with the secrets replaced. The
  * caller's objects (request bodies, headers) are never modified.

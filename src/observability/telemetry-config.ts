@@ -1,4 +1,4 @@
-import { ConfigError, intVar, stringVar } from "../config.js";
+import { ConfigError, intVar, stringVar } from "../config-vars.js";
 import { SERVER_NAME, SERVER_VERSION } from "../version.js";
 
 type Env = Record<string, string | undefined>;

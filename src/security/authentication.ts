@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from "fastify";
 import { LRUCache } from "lru-cache";
-import type { AppDeps } from "../app.js";
+import type { AppDeps } from "../api/deps.js";
 import type { Config } from "../config.js";
 import { Access, type Scope } from "../domain/access.js";
 import { failureBody } from "../domain/errors.js";

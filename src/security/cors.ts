@@ -1,6 +1,7 @@
 import cors, { type FastifyCorsOptions } from "@fastify/cors";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { type Config, ConfigError } from "../config.js";
+import type { Config } from "../config.js";
+import { ConfigError } from "../config-vars.js";
 import { getLogger } from "../observability/logger.js";
 import { corsRejected } from "../observability/metrics.js";
 

@@ -1,8 +1,8 @@
 import type { AddressInfo } from "node:net";
 import { Server as TlsServer } from "node:tls";
 import Fastify, { type FastifyError } from "fastify";
+import type { AppDeps } from "../api/deps.js";
 import { metricsRoutes } from "../api/metrics.js";
-import type { AppDeps } from "../app.js";
 import { failureBody } from "../domain/errors.js";
 import { bearerToken, safeEqual } from "./authentication.js";
 import { serverOptions } from "./transport.js";

@@ -1,6 +1,7 @@
 import type { Access } from "../domain/access.js";
 import { HAS_COMPONENT } from "../domain/model.js";
 import type { Store } from "../store/store.js";
+import { unique } from "./model.js";
 
 /**
  * How far below each requested element a read follows `HasComponent` (maxDepth 1 = the element only).
@@ -103,8 +104,4 @@ export function assembleComponents<E extends { components?: Record<string, E> }>
     out[kid] = entry;
   }
   return out;
-}
-
-function unique(ids: readonly string[]): string[] {
-  return [...new Set(ids)];
 }

@@ -1,6 +1,6 @@
 import type { Config } from "../config.js";
+import type { ChangeFeed } from "../domain/changes.js";
 import type { Store } from "../store/store.js";
-import type { ChangeFeed } from "./changes.js";
 import { ModelService } from "./model.js";
 import { SubscriptionService } from "./subscriptions.js";
 import { ValueService } from "./values.js";

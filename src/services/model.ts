@@ -9,9 +9,9 @@ import {
   type Relationship,
   type RelationshipType,
 } from "../domain/model.js";
-import type { CachedStore } from "../store/cached.js";
+import type { CachedStore } from "../store/decorators/cached.js";
+import { directCache } from "../store/decorators/traced.js";
 import type { Store } from "../store/store.js";
-import { directCache } from "../store/traced.js";
 
 /** An object as the wire shows it; `metadata` only when the client asked for it. */
 export interface ObjectView {

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Config } from "../config.js";
 import { type Access, forbiddenItem } from "../domain/access.js";
+import type { ChangeFeed, ValueChange } from "../domain/changes.js";
 import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from "../domain/errors.js";
 import type { Quality } from "../domain/model.js";
 import { getLogger } from "../observability/logger.js";
@@ -15,7 +16,6 @@ import {
 } from "../observability/metrics.js";
 import { traceDelivery } from "../observability/tracing.js";
 import type { Store } from "../store/store.js";
-import type { ChangeFeed, ValueChange } from "./changes.js";
 import { planDepth, walkComposition } from "./composition.js";
 import { elementNotFound, permitted } from "./model.js";
 

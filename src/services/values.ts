@@ -4,9 +4,9 @@ import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from 
 import type { ObjectRecord, Vqt } from "../domain/model.js";
 import { RawJson } from "../domain/raw-json.js";
 import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
-import type { CachedStore } from "../store/cached.js";
+import type { CachedStore } from "../store/decorators/cached.js";
+import { directCache } from "../store/decorators/traced.js";
 import type { HistoryJson, Store } from "../store/store.js";
-import { directCache } from "../store/traced.js";
 import { assembleComponents, planDepth, walkComposition } from "./composition.js";
 import { elementNotFound, permitted } from "./model.js";
 

@@ -1,13 +1,13 @@
 import { type Access, forbiddenItem } from "../domain/access.js";
+import type { ChangeFeed, ValueChange } from "../domain/changes.js";
 import { type BulkItem, I3xError, itemError, itemOk } from "../domain/errors.js";
 import { type ObjectRecord, QUALITIES, type Quality, type Vqt } from "../domain/model.js";
 import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
+import { SchemaRegistry } from "../model/schemas.js";
 import { getLogger } from "../observability/logger.js";
 import { dataPointsWritten, storeWriteRejected } from "../observability/metrics.js";
 import { type PointWrite, type Store, StoreFullError, type WriteMode } from "../store/store.js";
-import type { ChangeFeed, ValueChange } from "./changes.js";
-import { elementNotFound, permitted } from "./model.js";
-import { SchemaRegistry } from "./schemas.js";
+import { elementNotFound, permitted, unique } from "./model.js";
 
 /** One requested write, as the PUT bodies carry it. `quality` and `timestamp` are checked, not trusted. */
 export interface WriteUpdate {
@@ -216,8 +216,4 @@ export class WriteService {
 
 function toChange(point: PointWrite): ValueChange {
   return { elementId: point.elementId, vqt: point.vqt };
-}
-
-function unique(ids: readonly string[]): string[] {
-  return [...new Set(ids)];
 }

@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { Config } from "../config.js";
-import { PostgresStore } from "./postgres.js";
-import { SqliteStore } from "./sqlite.js";
+import { PostgresStore } from "./postgres/postgres.js";
+import { SqliteStore } from "./sqlite/sqlite.js";
 import type { Store } from "./store.js";
 
 /**
@@ -20,7 +20,6 @@ export async function openStore(config: Config): Promise<Store> {
         })
       : new SqliteStore(path.join(config.dataDir, "i3xd.sqlite"), {
           historyReadThreads: config.historyReadThreads,
-          writeThread: config.writeThread,
           retention,
           maxBytes: config.storeMaxBytes,
           upkeepIntervalMs: config.storeUpkeepIntervalMs,

@@ -1,4 +1,4 @@
-import type { RelationshipType } from "../domain/model.js";
+import { type ObjectRecord, type ObjectType, QUALITIES, type RelationshipType } from "../domain/model.js";
 import { formatTimestampUs, parseTimestampUs } from "../domain/time.js";
 import type { ModelValue } from "../model/format.js";
 import type { HistoryJson, PointWrite } from "./store.js";
@@ -17,12 +17,7 @@ export function toPointWrite(v: ModelValue): PointWrite {
   };
 }
 
-const QUOTED: Record<string, string> = {
-  Good: '"Good"',
-  GoodNoData: '"GoodNoData"',
-  Bad: '"Bad"',
-  Uncertain: '"Uncertain"',
-};
+const QUOTED: Record<string, string> = Object.fromEntries(QUALITIES.map((q) => [q, JSON.stringify(q)]));
 
 /**
  * One stored point as the JSON text of its VQT, keys in `Vqt` order. `valueJson` is the stored value text,
@@ -77,5 +72,44 @@ export function toRelationshipType(r: Row): RelationshipType {
     namespaceUri: r.namespace_uri as string,
     relationshipId: r.relationship_id as string,
     reverseOf: r.reverse_of as string,
+  };
+}
+
+/**
+ * The object and object type row mappers of an adapter whose driver returns JSON columns through `json`:
+ * SQLite hands them over as text, PostgreSQL (`json`) already parsed. Booleans come as 0/1 from SQLite.
+ */
+export function modelRowMappers(json: (column: unknown) => unknown): {
+  toObjectType: (r: Row) => ObjectType;
+  toObject: (r: Row) => ObjectRecord;
+} {
+  return {
+    toObjectType(r) {
+      const t: ObjectType = {
+        elementId: r.element_id as string,
+        displayName: r.display_name as string,
+        namespaceUri: r.namespace_uri as string,
+        sourceTypeId: r.source_type_id as string,
+        schema: json(r.schema) as ObjectType["schema"],
+      };
+      if (r.version !== null) t.version = r.version as string;
+      if (r.related !== null) t.related = json(r.related) as ObjectType["related"];
+      return t;
+    },
+    toObject(r) {
+      const o: ObjectRecord = {
+        elementId: r.element_id as string,
+        displayName: r.display_name as string,
+        typeElementId: r.type_element_id as string,
+        parentId: (r.parent_id as string | null) ?? null,
+        isComposition: r.is_composition === true || r.is_composition === 1,
+        isExtended: r.is_extended === true || r.is_extended === 1,
+      };
+      if (r.description !== null) o.description = r.description as string;
+      if (r.system !== null) o.system = json(r.system) as ObjectRecord["system"];
+      if (r.schema_extensions !== null)
+        o.schemaExtensions = json(r.schema_extensions) as ObjectRecord["schemaExtensions"];
+      return o;
+    },
   };
 }

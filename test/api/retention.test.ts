@@ -1,7 +1,7 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { describe, expect, it } from "vitest";
+import { DEMO_IDS, DEMO_VALUE_IDS } from "../../src/demo/plant-physics.js";
 import { formatTimestampUs } from "../../src/domain/time.js";
-import { DEMO_IDS, DEMO_VALUE_IDS } from "../../src/ingest/plant-physics.js";
 import { postJson } from "../helpers/http.js";
 import { parseMetrics, type Sample, sampleValue, scrape } from "../helpers/metrics.js";
 import { startTestServer } from "../helpers/server.js";

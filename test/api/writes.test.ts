@@ -1,7 +1,7 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { describe, expect, it } from "vitest";
+import type { ValueChange } from "../../src/domain/changes.js";
 import { dataPointsWritten } from "../../src/observability/metrics.js";
-import type { ValueChange } from "../../src/services/changes.js";
 import { getJson, postJson } from "../helpers/http.js";
 import { useTestServer } from "../helpers/server.js";
 

@@ -3,9 +3,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { demoPlantModel } from "../../src/ingest/demo-plant.js";
+import { demoPlantModel } from "../../src/demo/demo-plant.js";
 import { validateModel } from "../../src/model/validate.js";
-import { SqliteStore } from "../../src/store/sqlite.js";
+import { SqliteStore } from "../../src/store/sqlite/sqlite.js";
 import { contractModel } from "../store/contract.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CachedStore } from "../../src/store/cached.js";
+import { CachedStore } from "../../src/store/decorators/cached.js";
 import { postJson } from "../helpers/http.js";
 import { parseMetrics, sampleValue, scrape } from "../helpers/metrics.js";
 import { useTestServer } from "../helpers/server.js";

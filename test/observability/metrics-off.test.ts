@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../src/config.js";
+import { loadConfig } from "../../src/config.js";
+import { ConfigError } from "../../src/config-vars.js";
 import { entityRequests, requestDuration } from "../../src/observability/metrics.js";
 import { getJson, postJson } from "../helpers/http.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";

@@ -1,6 +1,7 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../src/config.js";
+import { loadConfig } from "../../src/config.js";
+import { ConfigError } from "../../src/config-vars.js";
 import { getRaw } from "../helpers/http.js";
 import { corsRejections } from "../helpers/metrics.js";
 import { makeTempDir, startTestServer, type TestServer } from "../helpers/server.js";

@@ -4,7 +4,7 @@ import net from "node:net";
 import path from "node:path";
 import { brotliDecompressSync, gunzipSync, gzipSync, inflateSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEMO_VALUE_IDS, seededRandom } from "../../src/ingest/plant-physics.js";
+import { DEMO_VALUE_IDS, seededRandom } from "../../src/demo/plant-physics.js";
 import { postJson } from "../helpers/http.js";
 import { makeTempDir } from "../helpers/server.js";
 import { killChildren, serveChild } from "./child.js";

@@ -5,7 +5,7 @@ import { setRootLogger } from "../../src/observability/logger.js";
 import { cacheLookupsOf } from "../../src/observability/metrics.js";
 import { ModelService } from "../../src/services/model.js";
 import { ValueService } from "../../src/services/values.js";
-import { CachedStore } from "../../src/store/cached.js";
+import { CachedStore } from "../../src/store/decorators/cached.js";
 import type { Store } from "../../src/store/store.js";
 
 const everything = Access.everything;

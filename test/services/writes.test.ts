@@ -1,9 +1,9 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { Access } from "../../src/domain/access.js";
+import { LocalChangeFeed, type ValueChange } from "../../src/domain/changes.js";
 import type { ObjectRecord, ObjectType, Vqt } from "../../src/domain/model.js";
 import { parseTimestampUs } from "../../src/domain/time.js";
 import { setRootLogger } from "../../src/observability/logger.js";
-import { LocalChangeFeed, type ValueChange } from "../../src/services/changes.js";
 import { WriteService } from "../../src/services/writes.js";
 import type { PointWrite, Store, WriteMode } from "../../src/store/store.js";
 

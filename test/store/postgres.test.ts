@@ -1,11 +1,11 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { demoPlantModel } from "../../src/demo/demo-plant.js";
+import { DEMO_IDS, DEMO_VALUE_IDS } from "../../src/demo/plant-physics.js";
 import { formatTimestampUs } from "../../src/domain/time.js";
-import { demoPlantModel } from "../../src/ingest/demo-plant.js";
-import { DEMO_IDS, DEMO_VALUE_IDS } from "../../src/ingest/plant-physics.js";
 import { rootLogger } from "../../src/observability/logger.js";
 import { registry } from "../../src/observability/metrics.js";
-import { PostgresStore } from "../../src/store/postgres.js";
+import { PostgresStore } from "../../src/store/postgres/postgres.js";
 import type { RetentionPolicy } from "../../src/store/retention.js";
 import { StoreUnavailableError } from "../../src/store/store.js";
 import {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../src/config.js";
+import { loadConfig } from "../../src/config.js";
+import { ConfigError } from "../../src/config-vars.js";
 
 const HOUR_MS = 3_600_000;
 

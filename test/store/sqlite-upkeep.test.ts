@@ -3,13 +3,13 @@ import os from "node:os";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { demoPlantModel } from "../../src/demo/demo-plant.js";
+import { DEMO_IDS, DEMO_VALUE_IDS } from "../../src/demo/plant-physics.js";
 import { formatTimestampUs } from "../../src/domain/time.js";
-import { demoPlantModel } from "../../src/ingest/demo-plant.js";
-import { DEMO_IDS, DEMO_VALUE_IDS } from "../../src/ingest/plant-physics.js";
 import { rootLogger } from "../../src/observability/logger.js";
 import { storeRetentionDeleted } from "../../src/observability/metrics.js";
-import { SQLITE_MIGRATIONS } from "../../src/store/migrations/sqlite.js";
-import { type SqliteOptions, SqliteStore } from "../../src/store/sqlite.js";
+import { SQLITE_MIGRATIONS } from "../../src/store/sqlite/migrations/sqlite.js";
+import { type SqliteOptions, SqliteStore } from "../../src/store/sqlite/sqlite.js";
 import { type PointWrite, StoreFullError } from "../../src/store/store.js";
 
 // The size bound logs its warnings, as it should; not into the test output.

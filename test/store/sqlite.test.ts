@@ -5,7 +5,7 @@ import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { jsonText } from "../../src/domain/raw-json.js";
 import { formatTimestampUs } from "../../src/domain/time.js";
-import { type SqliteOptions, SqliteStore } from "../../src/store/sqlite.js";
+import { type SqliteOptions, SqliteStore } from "../../src/store/sqlite/sqlite.js";
 import type { HistoryJson, PointWrite } from "../../src/store/store.js";
 import { contractModel, describeStoreContract } from "./contract.js";
 
@@ -15,10 +15,9 @@ async function openSqlite(file: string, options: SqliteOptions = {}): Promise<Sq
   return store;
 }
 
-// Both ways history is read and large batches are written: in threads (the server's default) and on the
-// event loop.
-for (const options of [{ historyReadThreads: 2, writeThread: true }, {}]) {
-  const name = options.writeThread ? "SQLite, with reader and writer threads" : "SQLite";
+// Both ways history is read: in threads (the server's default) and on the event loop.
+for (const options of [{ historyReadThreads: 2 }, {}]) {
+  const name = options.historyReadThreads ? "SQLite, with reader threads" : "SQLite";
   describeStoreContract(name, async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-store-"));
     const file = path.join(dir, "i3xd.sqlite");
@@ -52,88 +51,6 @@ async function modelFile(prefix: string): Promise<{ dir: string; file: string }>
   await store.close();
   return { dir, file };
 }
-
-describe("SQLite writer thread", () => {
-  let dir: string;
-  let file: string;
-
-  beforeEach(async () => {
-    ({ dir, file } = await modelFile("i3xd-writer-"));
-  });
-
-  afterEach(() => {
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-
-  /** `n` history points of `pump-temp`, one second apart from `firstUs`, all with `value`. */
-  function batch(n: number, firstUs: number, value: number): PointWrite[] {
-    return Array.from({ length: n }, (_, i) => {
-      const tsUs = firstUs + i * 1_000_000;
-      return {
-        elementId: "pump-temp",
-        tsUs,
-        vqt: { value, quality: "Good", timestamp: formatTimestampUs(tsUs) },
-      };
-    });
-  }
-
-  // Later than anything the contract model holds, so these points also decide the current value.
-  const T0 = Date.UTC(2030, 0, 1) * 1000;
-  const everything = { startUs: T0, endUs: Number.MAX_SAFE_INTEGER, limitPerElement: 10_000 };
-
-  it("keeps the order writes were made in, whichever connection writes them", async () => {
-    const store = await openSqlite(file, { writeThread: true });
-    try {
-      // A large batch goes to the thread; the small write made after it must not overtake it.
-      const large = store.writePoints(batch(1_000, T0, 1), "history");
-      const small = store.writePoints(batch(1, T0, 2), "history");
-      const later = store.writePoints(batch(500, T0 + 1_000_000, 3), "history");
-      await Promise.all([large, small, later]);
-      const points = JSON.parse(
-        jsonText((await store.getHistoryJson(["pump-temp"], everything)).get("pump-temp")?.json ?? "[]"),
-      );
-      const at = (us: number) =>
-        points.find((p: { timestamp: string }) => p.timestamp === formatTimestampUs(us))?.value;
-      expect(at(T0)).toBe(2);
-      expect(at(T0 + 1_000_000)).toBe(3);
-      expect(at(T0 + 500_000_000)).toBe(3);
-      expect(at(T0 + 501_000_000)).toBe(1);
-      expect((await store.getCurrentValues(["pump-temp"])).get("pump-temp")?.value).toBe(1);
-    } finally {
-      await store.close();
-    }
-  });
-
-  it("leaves the event loop free while it writes, and close() finishes what was queued", async () => {
-    const cases: Array<[boolean, boolean]> = [
-      [false, false],
-      [true, true],
-    ];
-    for (const [writeThread, loopRuns] of cases) {
-      const store = await openSqlite(file, { writeThread });
-      // The first large write starts the thread; the second is the one observed.
-      await store.writePoints(batch(1_000, T0, 1), "history");
-      let ran = false;
-      setImmediate(() => {
-        ran = true;
-      });
-      // Long enough in the thread (~20,000 rows) that the event loop has its turn first even when the test's
-      // own thread is kept off a busy machine's CPU for a while; 1,000 rows were not, once in CI.
-      await store.writePoints(batch(20_000, T0 + 2_000_000_000, 2), "history");
-      expect(ran).toBe(loopRuns);
-      // Not awaited: closing waits for it. A value of its own per case, so the check below sees this one.
-      const last = writeThread ? 30 : 3;
-      void store.writePoints(batch(1_000, T0 + 30_000_000_000, last), "history");
-      await store.close();
-      const again = await openSqlite(file);
-      const all = { ...everything, limitPerElement: 50_000 };
-      const slice = (await again.getHistoryJson(["pump-temp"], all)).get("pump-temp");
-      expect(slice?.count).toBe(22_000);
-      expect(JSON.parse(jsonText(slice?.json ?? "[]")).at(-1).value).toBe(last);
-      await again.close();
-    }
-  });
-});
 
 describe("SQLite history reader threads", () => {
   const range = { startUs: 0, endUs: Number.MAX_SAFE_INTEGER, limitPerElement: 2_500 };

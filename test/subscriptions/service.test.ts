@@ -1,6 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { Access } from "../../src/domain/access.js";
+import { LocalChangeFeed } from "../../src/domain/changes.js";
 import { I3xError } from "../../src/domain/errors.js";
 import type { ObjectRecord, Relationship } from "../../src/domain/model.js";
 import { setRootLogger } from "../../src/observability/logger.js";
@@ -10,7 +11,6 @@ import {
   subscriptionQueuedUpdates,
   subscriptionsActive,
 } from "../../src/observability/metrics.js";
-import { LocalChangeFeed } from "../../src/services/changes.js";
 import {
   type StreamHandle,
   SubscriptionService,

@@ -1,7 +1,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { DEMO_VALUE_IDS } from "../../src/ingest/plant-physics.js";
+import { DEMO_VALUE_IDS } from "../../src/demo/plant-physics.js";
 import { postJson } from "../helpers/http.js";
 import { makeTempDir } from "../helpers/server.js";
 import { openSse, type SseClient } from "../helpers/sse.js";

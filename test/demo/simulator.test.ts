@@ -1,9 +1,9 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEMO_VALUE_IDS, seededRandom } from "../../src/ingest/plant-physics.js";
-import { Simulator } from "../../src/ingest/simulator.js";
+import { DEMO_VALUE_IDS, seededRandom } from "../../src/demo/plant-physics.js";
+import { Simulator } from "../../src/demo/simulator.js";
+import type { ValueChange } from "../../src/domain/changes.js";
 import { dataPointsWritten } from "../../src/observability/metrics.js";
-import type { ValueChange } from "../../src/services/changes.js";
 import { postJson } from "../helpers/http.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 

@@ -1,4 +1,4 @@
-import type { Migration } from "./sqlite.js";
+import type { Migration } from "../../sqlite/migrations/sqlite.js";
 
 /**
  * PostgreSQL schema migrations, applied in order, each in its own transaction, while the migrating process

@@ -1,11 +1,10 @@
 import Database from "better-sqlite3";
-import type { PointWrite, WriteMode } from "./store.js";
+import type { PointWrite, WriteMode } from "../store.js";
 
 /**
  * A connection that may write: WAL with synchronous=NORMAL survives a process kill (the WAL is written
  * before a commit returns; only an OS crash or power loss can lose the last transactions), so a write
- * acknowledged with 200 is on disk for a SIGKILLed server. The store's own connection and its writer
- * thread's are both opened here.
+ * acknowledged with 200 is on disk for a SIGKILLed server.
  */
 export function openWritable(
   file: string,
@@ -27,10 +26,7 @@ export function maxPagesFor(db: Database.Database, maxBytes: number): number {
   return Math.max(1, Math.floor(maxBytes / (db.pragma("page_size", { simple: true }) as number)));
 }
 
-/**
- * Points to write, column by column: what crosses to the writer thread (arrays of plain values copy far
- * cheaper than an object per point) and what the event loop writes alike.
- */
+/** Points to write, column by column. */
 export interface PointBatch {
   mode: WriteMode;
   ids: string[];

@@ -5,9 +5,9 @@ import type {
   Relationship,
   RelationshipType,
   Vqt,
-} from "../domain/model.js";
-import type { ModelDocument } from "../model/format.js";
-import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "./store.js";
+} from "../../domain/model.js";
+import type { ModelDocument } from "../../model/format.js";
+import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "../store.js";
 
 /**
  * A store that hands every call to the store it wraps. Decorators (caching, tracing) extend it and

@@ -1,7 +1,7 @@
 import { workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
+import type { HistoryJson, HistoryRange } from "../store.js";
 import { prepareHistoryStatements, readSeries } from "./sqlite-history.js";
-import type { HistoryJson, HistoryRange } from "./store.js";
 import { serveStoreRequests } from "./store-thread-serve.js";
 
 /** What the pool asks a history reader thread: these elements' series in this range, in this order. */

@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
-import { NO_POINTS, seriesFromText, vqtJson } from "./rows.js";
-import type { HistoryJson, HistoryRange } from "./store.js";
+import { NO_POINTS, seriesFromText, vqtJson } from "../rows.js";
+import type { HistoryJson, HistoryRange } from "../store.js";
 
 /**
  * The SQLite store's history range read, as prepared statements on one connection: the store's own

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ObjectRecord, ObjectType } from "../../src/domain/model.js";
+import { SchemaRegistry } from "../../src/model/schemas.js";
 import { setRootLogger } from "../../src/observability/logger.js";
-import { SchemaRegistry } from "../../src/services/schemas.js";
 
 setRootLogger("silent");
 

@@ -1,6 +1,6 @@
 import { type ResourceLimits, Worker } from "node:worker_threads";
-import { getLogger } from "../observability/logger.js";
-import { workerEntry } from "../worker-entry.js";
+import { getLogger } from "../../observability/logger.js";
+import { workerEntry } from "../../worker-entry.js";
 import type { Reply } from "./store-thread-serve.js";
 
 const log = getLogger("i3xd.store");
@@ -29,12 +29,12 @@ export interface StoreThreadOptions<Q, A> {
 }
 
 /**
- * One worker thread doing store work (`sqlite-readers.ts`, `sqlite.ts`'s writer), started on demand and
+ * One worker thread doing store work (the history readers, `sqlite-readers.ts`), started on demand and
  * ended when idle. Requests are answered in the order they were sent. A request the thread cannot answer,
  * because it failed, crashed or was ended while the request waited, is done on the event loop instead with
  * the same code, so it either succeeds or throws the store's own error: the thread never changes an
- * outcome, only where the work runs. Store requests are repeatable (reads, and writes that replace by key),
- * so doing one again after a thread died part-way leaves the same data.
+ * outcome, only where the work runs. Store requests are reads, so doing one again after a thread died
+ * part-way answers the same.
  */
 export class StoreThread<Q, A> {
   private readonly worker: Worker;

@@ -1,16 +1,16 @@
 import fs from "node:fs";
 import path from "node:path";
 import type Database from "better-sqlite3";
-import { getLogger } from "../observability/logger.js";
+import { getLogger } from "../../observability/logger.js";
 import {
   storeHistoryRowsEstimate,
   storeRetentionDeleted,
   storeSizeBytes,
   storeSizeLimitBytes,
-} from "../observability/metrics.js";
-import { cutoffUsFor, type RetentionPolicy, retains } from "./retention.js";
+} from "../../observability/metrics.js";
+import { cutoffUsFor, type RetentionPolicy, retains } from "../retention.js";
+import type { StoreFullReason } from "../store.js";
 import { maxPagesFor } from "./sqlite-writes.js";
-import type { StoreFullReason } from "./store.js";
 
 const log = getLogger("i3xd.store");
 

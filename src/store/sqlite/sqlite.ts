@@ -12,24 +12,12 @@ import {
   type Relationship,
   type RelationshipType,
   type Vqt,
-} from "../domain/model.js";
-import { formatTimestampUs } from "../domain/time.js";
-import type { ModelDocument } from "../model/format.js";
-import { getLogger } from "../observability/logger.js";
-import { SQLITE_MIGRATIONS } from "./migrations/sqlite.js";
-import { KEEP_FOREVER, type RetentionPolicy } from "./retention.js";
-import { byId, type Row, toPointWrite, toRelationshipType } from "./rows.js";
-import { type HistoryStatements, prepareHistoryStatements, readSeries } from "./sqlite-history.js";
-import { HistoryReaders } from "./sqlite-readers.js";
-import { SqliteUpkeep, type UpkeepResult } from "./sqlite-upkeep.js";
-import {
-  openWritable,
-  type PointBatch,
-  prepareWriteStatements,
-  putPoints,
-  toBatch,
-  type WriteStatements,
-} from "./sqlite-writes.js";
+} from "../../domain/model.js";
+import { formatTimestampUs } from "../../domain/time.js";
+import type { ModelDocument } from "../../model/format.js";
+import { getLogger } from "../../observability/logger.js";
+import { KEEP_FOREVER, type RetentionPolicy } from "../retention.js";
+import { byId, modelRowMappers, type Row, toPointWrite, toRelationshipType } from "../rows.js";
 import {
   type HistoryJson,
   type HistoryRange,
@@ -38,10 +26,22 @@ import {
   type Store,
   StoreFullError,
   type WriteMode,
-} from "./store.js";
-import { ThreadSlot } from "./store-thread.js";
+} from "../store.js";
+import { SQLITE_MIGRATIONS } from "./migrations/sqlite.js";
+import { type HistoryStatements, prepareHistoryStatements, readSeries } from "./sqlite-history.js";
+import { HistoryReaders } from "./sqlite-readers.js";
+import { SqliteUpkeep, type UpkeepResult } from "./sqlite-upkeep.js";
+import {
+  openWritable,
+  prepareWriteStatements,
+  putPoints,
+  toBatch,
+  type WriteStatements,
+} from "./sqlite-writes.js";
 
 const log = getLogger("i3xd.store");
+
+const { toObject, toObjectType } = modelRowMappers((column) => JSON.parse(column as string));
 
 type Statement = Database.Statement<unknown[], Row>;
 
@@ -51,12 +51,6 @@ export interface SqliteOptions {
    * 0 reads them on the event loop. An in-memory database is always read on the event loop.
    */
   historyReadThreads?: number;
-  /**
-   * Batches of `THREAD_BATCH_MIN` points or more are written by a worker thread with a connection of its
-   * own, started on demand: the event loop parses and checks the next batch while one is written. Off by
-   * default (`I3XD_WRITE_THREAD`): it costs CPU that pays only with cores to spare.
-   */
-  writeThread?: boolean;
   /** What history retention removes (`I3XD_HISTORY_RETENTION`, `…_BY_TYPE`); default: nothing. */
   retention?: RetentionPolicy;
   /** `I3XD_STORE_MAX_BYTES`: the database file stays within it (`sqlite-upkeep.ts`). */
@@ -65,14 +59,11 @@ export interface SqliteOptions {
   upkeepIntervalMs?: number;
 }
 
-/** Smaller writes (a few current values, the simulator's tick) cost less on the event loop than a hop. */
-const THREAD_BATCH_MIN = 200;
-
 /**
  * The embedded default store. better-sqlite3 is synchronous, which on one connection is the fastest way
- * to reach SQLite for small work: no thread hop, statements prepared once. Large work, history ranges and
- * big write batches, can go to worker threads with connections of their own (`SqliteOptions`), which WAL
- * allows beside this one; the durability of a write is `openWritable`'s either way.
+ * to reach SQLite for small work: no thread hop, statements prepared once. History ranges, the large
+ * reads, can go to worker threads with read-only connections of their own (`SqliteOptions`), which WAL
+ * allows beside this one; every write is made on this connection, with `openWritable`'s durability.
  */
 export class SqliteStore implements Store {
   readonly kind = "sqlite" as const;
@@ -82,10 +73,6 @@ export class SqliteStore implements Store {
   private history!: HistoryStatements;
   private writes!: WriteStatements;
   private readonly readers: HistoryReaders | undefined;
-  private readonly writer: ThreadSlot<PointBatch, true> | undefined;
-  /** Writes not finished yet, and the promise the next one waits for (`inOrder`). */
-  private writesQueued = 0;
-  private lastWrite: Promise<void> = Promise.resolve();
   private readonly maxBytes: number | undefined;
   private readonly upkeep: SqliteUpkeep;
 
@@ -101,15 +88,6 @@ export class SqliteStore implements Store {
       maxBytes: options.maxBytes,
       intervalMs: options.upkeepIntervalMs ?? 60_000,
     });
-    this.writer =
-      options.writeThread === true && file !== ":memory:"
-        ? new ThreadSlot<PointBatch, true>({
-            entry: "sqlite-writer",
-            name: "i3xd-writer",
-            workerData: { file, maxBytes: options.maxBytes },
-            inLoop: (batch) => this.writeInLoop(batch),
-          })
-        : undefined;
     const threads = options.historyReadThreads ?? 0;
     this.readers =
       threads > 0 && file !== ":memory:"
@@ -262,8 +240,6 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     await this.upkeep.stop();
-    await this.lastWrite;
-    await this.writer?.end();
     await this.readers?.close();
     if (this.db.open) this.db.close();
   }
@@ -291,7 +267,6 @@ export class SqliteStore implements Store {
     this.prepareAll();
     // Their connections still use the file that was replaced; the next request starts them on this one.
     void this.readers?.close();
-    void this.writer?.end();
     log.warn({ file: this.file }, "Reopened the SQLite database");
   }
 
@@ -374,16 +349,7 @@ export class SqliteStore implements Store {
   async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
     if (points.length === 0) return;
     const batch = toBatch(points, mode);
-    const writer = this.writer;
-    if (points.length >= THREAD_BATCH_MIN && writer !== undefined && !writer.cooling) {
-      return this.inOrder(() => writer.request(batch));
-    }
-    return this.inOrder(() => this.writeInLoop(batch));
-  }
-
-  private writeInLoop(batch: PointBatch): true {
     this.spaceChecked(() => this.db.transaction(() => putPoints(this.writes, batch))());
-    return true;
   }
 
   /**
@@ -407,40 +373,7 @@ export class SqliteStore implements Store {
     }
   }
 
-  /**
-   * Runs writes one after another in the order they were made, whichever connection does them: the store's
-   * own on the event loop, or the writer thread's. With nothing queued a write on the event loop runs at
-   * once, as if there were no queue; otherwise it waits for the writes before it.
-   */
-  private inOrder(write: () => unknown): Promise<void> {
-    if (this.writesQueued === 0) {
-      const result = write();
-      if (!(result instanceof Promise)) return Promise.resolve();
-      return this.track(result);
-    }
-    return this.track(this.lastWrite.then(write));
-  }
-
-  private track(write: Promise<unknown>): Promise<void> {
-    this.writesQueued++;
-    const done = write.then(
-      () => {
-        this.writesQueued--;
-      },
-      (err: unknown) => {
-        this.writesQueued--;
-        throw err;
-      },
-    );
-    this.lastWrite = done.catch(() => {});
-    return done;
-  }
-
   async importModel(model: ModelDocument): Promise<void> {
-    return this.inOrder(() => this.importInLoop(model));
-  }
-
-  private importInLoop(model: ModelDocument): void {
     const s = this.stmts;
     this.spaceChecked(() => this.importTransaction(model, s));
   }
@@ -495,32 +428,4 @@ export class SqliteStore implements Store {
       if (model.values?.length) putPoints(this.writes, toBatch(model.values.map(toPointWrite), "history"));
     })();
   }
-}
-
-function toObjectType(r: Row): ObjectType {
-  const t: ObjectType = {
-    elementId: r.element_id as string,
-    displayName: r.display_name as string,
-    namespaceUri: r.namespace_uri as string,
-    sourceTypeId: r.source_type_id as string,
-    schema: JSON.parse(r.schema as string),
-  };
-  if (r.version !== null) t.version = r.version as string;
-  if (r.related !== null) t.related = JSON.parse(r.related as string);
-  return t;
-}
-
-function toObject(r: Row): ObjectRecord {
-  const o: ObjectRecord = {
-    elementId: r.element_id as string,
-    displayName: r.display_name as string,
-    typeElementId: r.type_element_id as string,
-    parentId: (r.parent_id as string | null) ?? null,
-    isComposition: r.is_composition === 1,
-    isExtended: r.is_extended === 1,
-  };
-  if (r.description !== null) o.description = r.description as string;
-  if (r.system !== null) o.system = JSON.parse(r.system as string);
-  if (r.schema_extensions !== null) o.schemaExtensions = JSON.parse(r.schema_extensions as string);
-  return o;
 }

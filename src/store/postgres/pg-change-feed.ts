@@ -1,12 +1,12 @@
 import pg from "pg";
-import type { Vqt } from "../domain/model.js";
-import { getLogger } from "../observability/logger.js";
 import {
   type ChangeFeed,
   type ChangeListener,
   LocalChangeFeed,
   type ValueChange,
-} from "../services/changes.js";
+} from "../../domain/changes.js";
+import type { Vqt } from "../../domain/model.js";
+import { getLogger } from "../../observability/logger.js";
 import { CHANGES_CHANNEL, type ChangeKey, type ChangeNotice, decodeNotice } from "./pg-notify.js";
 
 const log = getLogger("i3xd.changes");

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
+import { demoPlantModel, HISTORY_HOURS, HISTORY_STEP_S } from "../../src/demo/demo-plant.js";
 import type { ObjectRecord } from "../../src/domain/model.js";
 import { parseTimestampUs } from "../../src/domain/time.js";
-import { demoPlantModel, HISTORY_HOURS, HISTORY_STEP_S } from "../../src/ingest/demo-plant.js";
 import type { ModelValue } from "../../src/model/format.js";
-import { SchemaRegistry } from "../../src/services/schemas.js";
+import { SchemaRegistry } from "../../src/model/schemas.js";
 
 const NOW = new Date("2026-03-04T12:34:56.789Z");
 const model = demoPlantModel(NOW);

@@ -11,26 +11,26 @@ import {
   type Relationship,
   type RelationshipType,
   type Vqt,
-} from "../domain/model.js";
-import { formatTimestampUs } from "../domain/time.js";
-import type { ModelDocument } from "../model/format.js";
-import { getLogger } from "../observability/logger.js";
+} from "../../domain/model.js";
+import { formatTimestampUs } from "../../domain/time.js";
+import type { ModelDocument } from "../../model/format.js";
+import { getLogger } from "../../observability/logger.js";
 import {
   attachDatabasePool,
   storeHistoryRowsEstimate,
   storeRetentionDeleted,
   storeSizeBytes,
-} from "../observability/metrics.js";
-import { POSTGRES_MIGRATIONS } from "./migrations/postgres.js";
+} from "../../observability/metrics.js";
+import { commonCutoffUs, cutoffUsFor, KEEP_FOREVER, type RetentionPolicy, retains } from "../retention.js";
 import {
-  CHANGES_CHANNEL,
-  type ChangeKey,
-  encodeChanges,
-  encodeModelChange,
-  PAYLOAD_MAX_BYTES,
-} from "./pg-notify.js";
-import { commonCutoffUs, cutoffUsFor, KEEP_FOREVER, type RetentionPolicy, retains } from "./retention.js";
-import { byId, NO_POINTS, type Row, seriesFromText, toPointWrite, toRelationshipType } from "./rows.js";
+  byId,
+  modelRowMappers,
+  NO_POINTS,
+  type Row,
+  seriesFromText,
+  toPointWrite,
+  toRelationshipType,
+} from "../rows.js";
 import {
   type HistoryJson,
   type HistoryRange,
@@ -40,9 +40,20 @@ import {
   StoreFullError,
   StoreUnavailableError,
   type WriteMode,
-} from "./store.js";
+} from "../store.js";
+import { POSTGRES_MIGRATIONS } from "./migrations/postgres.js";
+import {
+  CHANGES_CHANNEL,
+  type ChangeKey,
+  encodeChanges,
+  encodeModelChange,
+  PAYLOAD_MAX_BYTES,
+} from "./pg-notify.js";
 
 const log = getLogger("i3xd.store");
+
+/** pg hands `json` columns over parsed already. */
+const { toObject, toObjectType } = modelRowMappers((column) => column);
 
 const DAY_US = 86_400_000_000;
 /** Rows one retention delete removes: a short transaction, so concurrent writes never wait long. */
@@ -1026,33 +1037,4 @@ function lastWins<T>(items: readonly T[], key: (item: T) => string): T[] {
   const out = new Map<string, T>();
   for (const item of items) out.set(key(item), item);
   return [...out.values()];
-}
-
-function toObjectType(r: Row): ObjectType {
-  const t: ObjectType = {
-    elementId: r.element_id as string,
-    displayName: r.display_name as string,
-    namespaceUri: r.namespace_uri as string,
-    sourceTypeId: r.source_type_id as string,
-    schema: r.schema as ObjectType["schema"],
-  };
-  if (r.version !== null) t.version = r.version as string;
-  if (r.related !== null) t.related = r.related as ObjectType["related"];
-  return t;
-}
-
-function toObject(r: Row): ObjectRecord {
-  const o: ObjectRecord = {
-    elementId: r.element_id as string,
-    displayName: r.display_name as string,
-    typeElementId: r.type_element_id as string,
-    parentId: (r.parent_id as string | null) ?? null,
-    isComposition: r.is_composition === true,
-    isExtended: r.is_extended === true,
-  };
-  if (r.description !== null) o.description = r.description as string;
-  if (r.system !== null) o.system = r.system as ObjectRecord["system"];
-  if (r.schema_extensions !== null)
-    o.schemaExtensions = r.schema_extensions as ObjectRecord["schemaExtensions"];
-  return o;
 }

@@ -1,4 +1,4 @@
-import type { Vqt } from "../domain/model.js";
+import type { Vqt } from "./model.js";
 
 /** A stored change of an element's current value. */
 export interface ValueChange {

@@ -1,10 +1,10 @@
 import { LRUCache } from "lru-cache";
-import type { ObjectRecord, ObjectType, RelationshipType, Vqt } from "../domain/model.js";
-import type { ModelDocument } from "../model/format.js";
-import { getLogger } from "../observability/logger.js";
-import { type CacheLookups, cacheLookupsOf } from "../observability/metrics.js";
+import type { ObjectRecord, ObjectType, RelationshipType, Vqt } from "../../domain/model.js";
+import type { ModelDocument } from "../../model/format.js";
+import { getLogger } from "../../observability/logger.js";
+import { type CacheLookups, cacheLookupsOf } from "../../observability/metrics.js";
+import type { PointWrite, Store, WriteMode } from "../store.js";
 import { PassThroughStore } from "./pass-through.js";
-import type { PointWrite, Store, WriteMode } from "./store.js";
 
 const log = getLogger("i3xd.store");
 

@@ -1,5 +1,5 @@
+import type { HistoryJson, HistoryRange } from "../store.js";
 import type { ReadRequest } from "./sqlite-reader.js";
-import type { HistoryJson, HistoryRange } from "./store.js";
 import { type Cooldown, ThreadSlot } from "./store-thread.js";
 
 /** Reads on the event loop, with the store's own connection: the way back when a thread cannot answer. */

@@ -6,13 +6,18 @@ import type {
   Relationship,
   RelationshipType,
   Vqt,
-} from "../domain/model.js";
-import { formatTimestampUs } from "../domain/time.js";
-import type { ModelDocument } from "../model/format.js";
-import { inChildSpan, recordChildSpan, sampledSpanActive, tracingEnabled } from "../observability/tracing.js";
+} from "../../domain/model.js";
+import { formatTimestampUs } from "../../domain/time.js";
+import type { ModelDocument } from "../../model/format.js";
+import {
+  inChildSpan,
+  recordChildSpan,
+  sampledSpanActive,
+  tracingEnabled,
+} from "../../observability/tracing.js";
+import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "../store.js";
 import { CachedStore } from "./cached.js";
 import { PassThroughStore } from "./pass-through.js";
-import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "./store.js";
 
 /** Ids and types listed on a span; a bulk call of thousands of ids records its count and the first few. */
 const MAX_LISTED = 32;

@@ -1,8 +1,0 @@
-/**
- * Writer thread entry used when i3xd runs from its TypeScript sources (`node --import tsx`, the tests):
- * worker threads on Node 20 do not inherit the tsx loader of the main thread, so the thread loads the
- * writer through tsx itself. Built installs (dist/) start sqlite-writer.js directly.
- */
-import { tsImport } from "tsx/esm/api";
-
-await tsImport("./sqlite-writer.ts", import.meta.url);
