@@ -48,13 +48,21 @@ export interface TestDatabase {
 }
 
 async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: PG_ADMIN_URL, connectionTimeoutMillis: 5000 });
-  client.on("error", () => {});
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end().catch(() => {});
+  for (let attempt = 1; ; attempt++) {
+    const client = new pg.Client({ connectionString: PG_ADMIN_URL, connectionTimeoutMillis: 5000 });
+    client.on("error", () => {});
+    await client.connect();
+    try {
+      return await fn(client);
+    } catch (err) {
+      // CREATE and DROP DATABASE force a checkpoint, which fails while another test holds a tablespace
+      // full (test/api/store-full.test.ts) until that test frees it: wait for it rather than fail here.
+      if (!(err instanceof Error && /checkpoint request failed/.test(err.message)) || attempt >= 60)
+        throw err;
+    } finally {
+      await client.end().catch(() => {});
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
   }
 }
 

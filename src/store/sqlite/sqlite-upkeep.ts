@@ -124,6 +124,9 @@ export class SqliteUpkeep {
     if (this.options.maxBytes !== undefined) {
       result.boundDeleted = await this.keepUnderBound(this.options.maxBytes);
     }
+    // The row estimate first: ANALYZE rewrites its statistics table and can free a page the vacuum then
+    // hands back, so the file's size is measured once both are done.
+    this.estimateRows();
     result.vacuumedPages = await this.vacuum();
     this.measure();
     return result;
@@ -258,6 +261,9 @@ export class SqliteUpkeep {
     const free = diskFreeBytes(file);
     const limit = Math.min(maxBytes ?? Number.POSITIVE_INFINITY, free === undefined ? Infinity : size + free);
     if (Number.isFinite(limit)) storeSizeLimitBytes.set({ store: "sqlite" }, limit);
+  }
+
+  private estimateRows(): void {
     try {
       const db = this.db();
       db.pragma(`analysis_limit = ${ANALYSIS_LIMIT}`);
