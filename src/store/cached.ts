@@ -180,13 +180,13 @@ export class CachedStore extends PassThroughStore {
     this.values.countHits(values);
   }
 
-  override async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
+  override async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<PointWrite[]> {
     const ids = new Set<string>();
     for (const p of points) ids.add(p.elementId);
     // Before and after: a read that started before the write must not cache what it saw.
     this.values.delete(ids);
     try {
-      await this.inner.writePoints(points, mode);
+      return await this.inner.writePoints(points, mode);
     } finally {
       this.values.delete(ids);
     }

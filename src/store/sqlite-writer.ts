@@ -15,12 +15,11 @@ const { file, maxBytes } = workerData as { file: string; maxBytes: number | unde
 let db: Database.Database | undefined;
 let statements: WriteStatements | undefined;
 
-serveStoreRequests((batch: PointBatch): true => {
+serveStoreRequests((batch: PointBatch): number[] => {
   if (db === undefined || statements === undefined) {
     db = openWritable(file, { fileMustExist: true }, maxBytes);
     statements = prepareWriteStatements(db);
   }
   const stmts = statements;
-  db.transaction(() => putPoints(stmts, batch))();
-  return true;
+  return db.transaction(() => putPoints(stmts, batch))();
 });

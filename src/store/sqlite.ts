@@ -82,7 +82,7 @@ export class SqliteStore implements Store {
   private history!: HistoryStatements;
   private writes!: WriteStatements;
   private readonly readers: HistoryReaders | undefined;
-  private readonly writer: ThreadSlot<PointBatch, true> | undefined;
+  private readonly writer: ThreadSlot<PointBatch, number[]> | undefined;
   /** Writes not finished yet, and the promise the next one waits for (`inOrder`). */
   private writesQueued = 0;
   private lastWrite: Promise<void> = Promise.resolve();
@@ -103,7 +103,7 @@ export class SqliteStore implements Store {
     });
     this.writer =
       options.writeThread === true && file !== ":memory:"
-        ? new ThreadSlot<PointBatch, true>({
+        ? new ThreadSlot<PointBatch, number[]>({
             entry: "sqlite-writer",
             name: "i3xd-writer",
             workerData: { file, maxBytes: options.maxBytes },
@@ -371,19 +371,19 @@ export class SqliteStore implements Store {
     return out;
   }
 
-  async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
-    if (points.length === 0) return;
+  async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<PointWrite[]> {
+    if (points.length === 0) return [];
     const batch = toBatch(points, mode);
     const writer = this.writer;
-    if (points.length >= THREAD_BATCH_MIN && writer !== undefined && !writer.cooling) {
-      return this.inOrder(() => writer.request(batch));
-    }
-    return this.inOrder(() => this.writeInLoop(batch));
+    const became =
+      points.length >= THREAD_BATCH_MIN && writer !== undefined && !writer.cooling
+        ? await this.inOrder(() => writer.request(batch))
+        : await this.inOrder(() => this.writeInLoop(batch));
+    return became.map((i) => points[i]);
   }
 
-  private writeInLoop(batch: PointBatch): true {
-    this.spaceChecked(() => this.db.transaction(() => putPoints(this.writes, batch))());
-    return true;
+  private writeInLoop(batch: PointBatch): number[] {
+    return this.spaceChecked(() => this.db.transaction(() => putPoints(this.writes, batch))());
   }
 
   /**
@@ -412,27 +412,31 @@ export class SqliteStore implements Store {
    * own on the event loop, or the writer thread's. With nothing queued a write on the event loop runs at
    * once, as if there were no queue; otherwise it waits for the writes before it.
    */
-  private inOrder(write: () => unknown): Promise<void> {
+  private inOrder<T>(write: () => T | Promise<T>): Promise<T> {
     if (this.writesQueued === 0) {
       const result = write();
-      if (!(result instanceof Promise)) return Promise.resolve();
+      if (!(result instanceof Promise)) return Promise.resolve(result);
       return this.track(result);
     }
     return this.track(this.lastWrite.then(write));
   }
 
-  private track(write: Promise<unknown>): Promise<void> {
+  private track<T>(write: Promise<T>): Promise<T> {
     this.writesQueued++;
     const done = write.then(
-      () => {
+      (result) => {
         this.writesQueued--;
+        return result;
       },
       (err: unknown) => {
         this.writesQueued--;
         throw err;
       },
     );
-    this.lastWrite = done.catch(() => {});
+    this.lastWrite = done.then(
+      () => {},
+      () => {},
+    );
     return done;
   }
 

@@ -215,7 +215,7 @@ export class TracingStore extends PassThroughStore {
     });
   }
 
-  override writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
+  override writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<PointWrite[]> {
     const ids = new Set<string>();
     for (const p of points) {
       ids.add(p.elementId);
