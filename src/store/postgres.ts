@@ -33,6 +33,7 @@ import { commonCutoffUs, cutoffUsFor, KEEP_FOREVER, type RetentionPolicy, retain
 import {
   byId,
   NO_POINTS,
+  pointHeadSql,
   type Row,
   seriesFromText,
   toPointWrite,
@@ -825,8 +826,8 @@ export const HISTORY_SERIES_SQL = `
   SELECT ids.id, s.series
     FROM unnest($1::text[]) AS ids(id)
    CROSS JOIN LATERAL (
-     SELECT string_agg(h.ts_us::text || chr(1) || '{"value":' || h.value::text || ',"quality":'
-                       || to_json(h.quality)::text || ',"timestamp":"', chr(1) ORDER BY h.ts_us) AS series
+     SELECT string_agg(h.ts_us::text || chr(1) || ${pointHeadSql({ value: "h.value::text", quality: "to_json(h.quality)::text" })},
+                       chr(1) ORDER BY h.ts_us) AS series
        FROM (SELECT ts_us, value, quality FROM history
               WHERE element_id = ids.id AND ts_us >= $2::int8 AND ts_us <= $3::int8
               ORDER BY ts_us
