@@ -8,6 +8,13 @@ import type { PointWrite, Store, WriteMode } from "./store.js";
 
 const log = getLogger("i3xd.store");
 
+/**
+ * The cache a read may be answered from synchronously, asked per read (tracing may hand a recording view of
+ * it to a sampled request), or `undefined` without a cache. Built by the composition root and given to the
+ * services that read through it.
+ */
+export type CacheAccess = () => CachedStore | undefined;
+
 /** Label values of `cache_hits_total` / `cache_misses_total` (observability contract §3). */
 export type CacheType = "object" | "type" | "relationship_type" | "value";
 
