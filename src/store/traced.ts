@@ -277,7 +277,7 @@ function safeTimestamp(us: number): string {
  * `cache_hits_total` label, and the hit and miss counts). A miss shows as a `repository.*` child span.
  */
 export class CacheTracingStore extends PassThroughStore {
-  constructor(readonly cache: CachedStore) {
+  constructor(cache: CachedStore) {
     super(cache);
   }
 
