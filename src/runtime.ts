@@ -44,7 +44,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const opened = await openStore(config);
   const backing = traceStore(opened);
   const cache = config.cacheMaxEntries > 0 ? new CachedStore(backing, config.cacheMaxEntries) : undefined;
-  const store: Store = traceCache(cache ?? backing);
+  const store: Store = cache === undefined ? backing : traceCache(cache);
   let feed: PgChangeFeed | undefined;
   let simulator: Simulator | undefined;
   let app: FastifyInstance | undefined;
@@ -53,7 +53,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     // On PostgreSQL other replicas may write too: their changes reach this one's cache and subscriptions.
     if (opened instanceof PostgresStore) feed = await PgChangeFeed.start({ reader: opened, cache });
     const changes: ChangeFeed = feed ?? new LocalChangeFeed();
-    const services = createServices(config, store, changes);
+    const services = createServices(config, store, changes, cache);
 
     // Unset I3XD_DEMO: a fresh store gets the demo plant, and a store that holds it keeps it running
     // across restarts (the simulator resumes from the stored values).

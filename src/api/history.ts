@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { AppDeps } from "./deps.js";
-import { serializeHistoryBody } from "./history-body.js";
+import { historyBodySerializer } from "./history-body.js";
 import { JSON_CONTENT_TYPE } from "./rendered.js";
 import { sendBulk } from "./reply.js";
 import { bulk, historyResult, idsBody, maxDepth, responses } from "./schemas.js";
@@ -8,6 +8,8 @@ import { bulk, historyResult, idsBody, maxDepth, responses } from "./schemas.js"
 const time = (what: string) => ({ type: "string", description: `${what} (RFC 3339 UTC, inclusive)` });
 
 export const historyRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, config }) => {
+  const body = bulk("elementId", historyResult);
+  const serializeHistoryBody = historyBodySerializer(body);
   app.post<{ Body: { elementIds: string[]; startTime: string; endTime: string; maxDepth?: number } }>(
     "/objects/history",
     {
@@ -20,7 +22,7 @@ export const historyRoutes: FastifyPluginAsync<AppDeps> = async (app, { services
           { startTime: time("Range start"), endTime: time("Range end"), maxDepth },
           ["startTime", "endTime"],
         ),
-        response: responses(bulk("elementId", historyResult), { partial: true }),
+        response: responses(body, { partial: true }),
       },
     },
     async (request, reply) => {

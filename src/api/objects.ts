@@ -36,9 +36,9 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
       const filter = { typeElementId, includeMetadata: queryFlag(includeMetadata), root: queryFlag(root) };
       // Not an async handler: a listing the cache holds is sent without a promise, and as the bytes it
       // was rendered to the first time.
-      const cached = services.model.listObjectsIfCached(request.access, filter);
-      if (cached !== undefined) return listings.send(reply, cached, successBody);
-      return services.model.listObjects(request.access, filter).then(successBody);
+      const listing = services.model.listObjects(request.access, filter);
+      if (listing instanceof Promise) return listing.then(successBody);
+      return listings.send(reply, listing, successBody);
     },
   );
 
@@ -55,13 +55,9 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
     },
     (request, reply) => {
       const { elementIds, includeMetadata } = request.body;
-      const cached = services.model.listObjectsByIdIfCached(request.access, elementIds, includeMetadata);
-      if (cached !== undefined) {
-        return objects.send(reply, cached) ?? bulkBody("elementId", cached);
-      }
-      return services.model
-        .listObjectsById(request.access, elementIds, includeMetadata)
-        .then((items) => bulkBody("elementId", items));
+      const items = services.model.listObjectsById(request.access, elementIds, includeMetadata);
+      if (items instanceof Promise) return items.then((read) => bulkBody("elementId", read));
+      return objects.send(reply, items) ?? bulkBody("elementId", items);
     },
   );
 

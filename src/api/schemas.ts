@@ -5,6 +5,7 @@
  */
 
 import { QUALITIES } from "../domain/model.js";
+import { VQT_KEYS } from "../domain/vqt-wire.js";
 
 type Schema = Record<string, unknown>;
 
@@ -138,38 +139,39 @@ export const relatedEntry = {
 export const quality = { type: "string", enum: QUALITIES } as const;
 export const timestamp = { type: "string", description: "RFC 3339 UTC" } as const;
 
+/** A VQT's properties in `VQT_KEYS` order, the order the stores render stored points in. */
+const vqtProperties = Object.fromEntries(
+  VQT_KEYS.map((key) => [key, { value: anyValue, quality, timestamp }[key]]),
+) as { value: typeof anyValue; quality: typeof quality; timestamp: typeof timestamp };
+
 export const vqt = {
   type: "object",
-  properties: { value: anyValue, quality, timestamp },
-  required: ["value", "quality", "timestamp"],
+  properties: vqtProperties,
+  required: VQT_KEYS,
 } as const;
 
 /** A component's VQT; a component that is itself a composition nests its own `components` map. */
 const componentValue = {
   type: "object",
   properties: {
-    value: anyValue,
-    quality,
-    timestamp,
+    ...vqtProperties,
     components: { ...openObject, description: "Nested components, keyed by elementId, same shape" },
   },
-  required: ["value", "quality", "timestamp"],
+  required: VQT_KEYS,
 } as const;
 
 export const currentValueResult = {
   type: "object",
   properties: {
     isComposition: bool,
-    value: anyValue,
-    quality,
-    timestamp,
+    ...vqtProperties,
     components: {
       type: "object",
       description: "Component values keyed by elementId (maxDepth other than 1, compositions only)",
       additionalProperties: componentValue,
     },
   },
-  required: ["isComposition", "value", "quality", "timestamp"],
+  required: ["isComposition", ...VQT_KEYS],
 } as const;
 
 const componentHistory = {

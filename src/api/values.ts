@@ -20,17 +20,14 @@ export const valueRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, 
     },
     (request, reply) => {
       const { elementIds, maxDepth } = request.body;
-      // Not an async handler: an answer the cache holds whole is sent without a promise.
-      const cached = services.values.currentIfCached(request.access, elementIds, maxDepth);
-      if (cached !== undefined) {
-        return (
-          (cached.partial === undefined ? values.send(reply, cached.items) : undefined) ??
-          sendBulk(reply, "elementId", cached)
-        );
-      }
-      return services.values
-        .current(request.access, elementIds, maxDepth)
-        .then((outcome) => sendBulk(reply, "elementId", outcome));
+      // Not an async handler: an answer the cache holds whole comes synchronously and is sent without a
+      // promise, from rendered items.
+      const outcome = services.values.current(request.access, elementIds, maxDepth);
+      if (outcome instanceof Promise) return outcome.then((read) => sendBulk(reply, "elementId", read));
+      return (
+        (outcome.partial === undefined ? values.send(reply, outcome.items) : undefined) ??
+        sendBulk(reply, "elementId", outcome)
+      );
     },
   );
 };

@@ -1,5 +1,7 @@
 import type { Config } from "../config.js";
 import type { ChangeFeed } from "../domain/changes.js";
+import type { CachedStore } from "../store/decorators/cached.js";
+import { directCache } from "../store/decorators/traced.js";
 import type { Store } from "../store/store.js";
 import { ModelService } from "./model.js";
 import { SubscriptionService } from "./subscriptions.js";
@@ -20,9 +22,19 @@ export interface Services {
   writes: WriteService;
 }
 
-export function createServices(config: Config, store: Store, changes: ChangeFeed): Services {
-  const model = new ModelService(store);
-  const values = new ValueService(store, config);
+/**
+ * `cache` is the in-process cache inside `store` (when there is one): the reads it can answer whole are
+ * answered from it synchronously.
+ */
+export function createServices(
+  config: Config,
+  store: Store,
+  changes: ChangeFeed,
+  cache?: CachedStore,
+): Services {
+  const cached = directCache(cache);
+  const model = new ModelService(store, cached);
+  const values = new ValueService(store, config, cached);
   const services: Services = {
     config,
     store,

@@ -9,8 +9,7 @@ import {
   type Relationship,
   type RelationshipType,
 } from "../domain/model.js";
-import type { CachedStore } from "../store/decorators/cached.js";
-import { directCache } from "../store/decorators/traced.js";
+import type { CacheAccess } from "../store/decorators/cached.js";
 import type { Store } from "../store/store.js";
 
 /** An object as the wire shows it; `metadata` only when the client asked for it. */
@@ -67,8 +66,6 @@ export function unique(ids: readonly string[]): string[] {
  * relationship types are shared vocabulary and not restricted.
  */
 export class ModelService {
-  /** The cache this request's reads may be answered from synchronously, if any. */
-  private readonly cache: () => CachedStore | undefined;
   /** Views of cached listings: a listing stays the same array until the model changes. */
   private readonly listingViews = new WeakMap<readonly ObjectRecord[], ObjectView[]>();
   private readonly restrictedListings = new WeakMap<
@@ -85,15 +82,22 @@ export class ModelService {
    */
   private readonly cachedViews = new WeakMap<ObjectRecord, ObjectView>();
 
-  constructor(private readonly store: Store) {
-    this.cache = directCache(store);
-  }
+  constructor(
+    private readonly store: Store,
+    /** The cache reads may be answered from synchronously; none by default. */
+    private readonly cache: CacheAccess = () => undefined,
+  ) {}
 
   /**
-   * `listObjects`' answer, synchronously, when the cache holds the listing and no metadata is asked for;
-   * `undefined` otherwise. The views are shared between responses and never changed.
+   * The objects of a listing. Synchronous when the cache holds the listing and no metadata is asked for:
+   * then the views are shared between responses, never changed, and the same array while the model and the
+   * access stay the same (what src/api/rendered.ts keys rendered bodies by, docs/adr/010).
    */
-  listObjectsIfCached(access: Access, filter: ObjectFilter = {}): readonly ObjectView[] | undefined {
+  listObjects(access: Access, filter: ObjectFilter = {}): readonly ObjectView[] | Promise<ObjectView[]> {
+    return this.cachedListing(access, filter) ?? this.readListing(access, filter);
+  }
+
+  private cachedListing(access: Access, filter: ObjectFilter): readonly ObjectView[] | undefined {
     const cache = this.cache();
     if (cache === undefined || filter.includeMetadata === true) return undefined;
     const records = cache.cachedListing(storeFilter(access, filter));
@@ -130,13 +134,21 @@ export class ModelService {
   }
 
   /**
-   * `listObjectsById`'s answer, synchronously, when every id is cached and no metadata is asked for;
-   * `undefined` otherwise (a 404 or metadata needs the full read).
+   * Objects by id, in request order. Synchronous when every id is cached and no metadata is asked for
+   * (a 404 or metadata needs the full read): then each result is a shared view that never changes.
    */
-  listObjectsByIdIfCached(
+  listObjectsById(
     access: Access,
     ids: readonly string[],
     includeMetadata = false,
+  ): BulkItem<ObjectView>[] | Promise<BulkItem<ObjectView>[]> {
+    return this.cachedObjects(access, ids, includeMetadata) ?? this.readObjects(access, ids, includeMetadata);
+  }
+
+  private cachedObjects(
+    access: Access,
+    ids: readonly string[],
+    includeMetadata: boolean,
   ): BulkItem<ObjectView>[] | undefined {
     const cache = this.cache();
     if (cache === undefined || includeMetadata) return undefined;
@@ -201,16 +213,16 @@ export class ModelService {
     });
   }
 
-  async listObjects(access: Access, filter: ObjectFilter = {}): Promise<ObjectView[]> {
+  private async readListing(access: Access, filter: ObjectFilter): Promise<ObjectView[]> {
     const all = await this.store.listObjects(storeFilter(access, filter));
     const records = access.restricted ? visibleRecords(access, all, filter.root === true) : all;
     return this.toViews(access, records, filter.includeMetadata === true);
   }
 
-  async listObjectsById(
+  private async readObjects(
     access: Access,
     ids: readonly string[],
-    includeMetadata = false,
+    includeMetadata: boolean,
   ): Promise<BulkItem<ObjectView>[]> {
     const found = await this.store.getObjects(permitted(access, ids));
     const views = await this.viewMap(access, [...found.values()], includeMetadata);

@@ -4,8 +4,7 @@ import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from 
 import type { ObjectRecord, Vqt } from "../domain/model.js";
 import { RawJson } from "../domain/raw-json.js";
 import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
-import type { CachedStore } from "../store/decorators/cached.js";
-import { directCache } from "../store/decorators/traced.js";
+import type { CacheAccess } from "../store/decorators/cached.js";
 import type { HistoryJson, Store } from "../store/store.js";
 import { assembleComponents, planDepth, walkComposition } from "./composition.js";
 import { elementNotFound, permitted } from "./model.js";
@@ -47,9 +46,6 @@ export interface HistoryQuery {
  * comes first: a denied id is a 403 item and never read, and a component it denies is not part of a value.
  */
 export class ValueService {
-  /** The cache this request's reads may be answered from synchronously, if any. */
-  private readonly cache: () => CachedStore | undefined;
-
   /**
    * Results of cached reads, one per cached value and the record it was answered with (both never change;
    * a new value is a new object), so that a response can reuse what was rendered for them before.
@@ -59,19 +55,29 @@ export class ValueService {
   constructor(
     private readonly store: Store,
     private readonly config: Pick<Config, "maxCompositionDepth" | "maxHistoryPoints">,
-  ) {
-    this.cache = directCache(store);
-  }
+    /** The cache reads may be answered from synchronously; none by default. */
+    private readonly cache: CacheAccess = () => undefined,
+  ) {}
 
   /**
-   * `current`'s answer, synchronously, when no composition is followed and the cache holds every
-   * requested element and its value: the common read then costs no promise, no map and no set.
-   * `undefined` when that does not hold (a 404, GoodNoData or a component needs the full read).
+   * Current values, in request order. Synchronous when no composition is followed and the cache holds
+   * every requested element and its value: the common read then costs no promise, no map and no set, and
+   * each result is a shared object that never changes (a new value is a new object), which
+   * src/api/rendered.ts keys rendered bytes by (docs/adr/010). A 404, GoodNoData or a component needs the
+   * full read.
    */
-  currentIfCached(
+  current(
     access: Access,
     ids: readonly string[],
     maxDepth = 1,
+  ): BulkOutcome<CurrentValueResult> | Promise<BulkOutcome<CurrentValueResult>> {
+    return this.cachedCurrent(access, ids, maxDepth) ?? this.readCurrent(access, ids, maxDepth);
+  }
+
+  private cachedCurrent(
+    access: Access,
+    ids: readonly string[],
+    maxDepth: number,
   ): BulkOutcome<CurrentValueResult> | undefined {
     const cache = this.cache();
     if (cache === undefined) return undefined;
@@ -108,10 +114,10 @@ export class ValueService {
     return { items };
   }
 
-  async current(
+  private async readCurrent(
     access: Access,
     ids: readonly string[],
-    maxDepth = 1,
+    maxDepth: number,
   ): Promise<BulkOutcome<CurrentValueResult>> {
     const found = await this.store.getObjects(permitted(access, ids));
     const plan = planDepth(maxDepth, this.config.maxCompositionDepth);

@@ -112,8 +112,9 @@ export class WriteService {
     }
     if (points.length === 0) return results;
 
+    let becameCurrent: PointWrite[];
     try {
-      await this.store.writePoints(points, mode);
+      becameCurrent = await this.store.writePoints(points, mode);
     } catch (err) {
       if (!(err instanceof StoreFullError)) throw err;
       this.rejectForSpace(err, results, points.length);
@@ -124,7 +125,7 @@ export class WriteService {
       this.storeFull = undefined;
     }
     for (const [entity_type, n] of perType) dataPointsWritten.inc({ entity_type }, n);
-    this.changes.publish(mode === "current" ? points.map(toChange) : await this.becameCurrent(points));
+    this.changes.publish(becameCurrent.map(toChange));
     return results;
   }
 
@@ -192,25 +193,6 @@ export class WriteService {
     }
 
     return { elementId: object.elementId, tsUs, vqt: { value, quality, timestamp: formatTimestampUs(tsUs) } };
-  }
-
-  /**
-   * A history point changes the current value only when it is at least as new as the stored one; the store
-   * decides that inside its transaction, so read back which elements now carry the newest written point.
-   */
-  private async becameCurrent(points: readonly PointWrite[]): Promise<ValueChange[]> {
-    const newest = new Map<string, number>();
-    for (const p of points) {
-      const seen = newest.get(p.elementId);
-      if (seen === undefined || p.tsUs >= seen) newest.set(p.elementId, p.tsUs);
-    }
-    const current = await this.store.getCurrentValues([...newest.keys()]);
-    const changes: ValueChange[] = [];
-    for (const [elementId, tsUs] of newest) {
-      const vqt = current.get(elementId);
-      if (vqt && parseTimestampUs(vqt.timestamp) === tsUs) changes.push({ elementId, vqt });
-    }
-    return changes;
   }
 }
 

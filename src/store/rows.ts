@@ -1,5 +1,6 @@
 import { type ObjectRecord, type ObjectType, QUALITIES, type RelationshipType } from "../domain/model.js";
 import { formatTimestampUs, parseTimestampUs } from "../domain/time.js";
+import { POINT_HEAD, POINT_TAIL, type StoredVqtField } from "../domain/vqt-wire.js";
 import type { ModelValue } from "../model/format.js";
 import type { HistoryJson, PointWrite } from "./store.js";
 
@@ -20,12 +21,27 @@ export function toPointWrite(v: ModelValue): PointWrite {
 const QUOTED: Record<string, string> = Object.fromEntries(QUALITIES.map((q) => [q, JSON.stringify(q)]));
 
 /**
- * One stored point as the JSON text of its VQT, keys in `Vqt` order. `valueJson` is the stored value text,
- * which writes produce with `JSON.stringify`, so it is embedded as is; the timestamp needs no escaping.
+ * One stored point as the JSON text of its VQT, keys in `VQT_KEYS` order. `valueJson` is the stored value
+ * text, which writes produce with `JSON.stringify`, so it is embedded as is; the timestamp needs no escaping.
  */
 export function vqtJson(valueJson: string, quality: string, tsUs: number): string {
-  const q = QUOTED[quality] ?? JSON.stringify(quality);
-  return `{"value":${valueJson},"quality":${q},"timestamp":"${formatTimestampUs(tsUs)}"}`;
+  const fields: Record<StoredVqtField, string> = {
+    value: valueJson,
+    quality: QUOTED[quality] ?? JSON.stringify(quality),
+  };
+  let text = "";
+  for (const piece of POINT_HEAD) text += "text" in piece ? piece.text : fields[piece.field];
+  return `${text}${formatTimestampUs(tsUs)}${POINT_TAIL}`;
+}
+
+/**
+ * The SQL expression of a stored point's JSON text up to its timestamp's value, in `vqtJson`'s key order:
+ * each store says how its columns become JSON text, the order and the literal text are `POINT_HEAD`'s.
+ */
+export function pointHeadSql(fields: Record<StoredVqtField, string>): string {
+  return POINT_HEAD.map((piece) =>
+    "text" in piece ? `'${piece.text.replaceAll("'", "''")}'` : fields[piece.field],
+  ).join(" || ");
 }
 
 export const NO_POINTS: HistoryJson = { json: "[]", count: 0, truncated: false };
@@ -54,7 +70,7 @@ export function seriesFromText(text: string, limit: number): HistoryJson | undef
     // The aggregate's order is the statement's business: checked here rather than assumed.
     if (!(tsUs > previous) || tsText === "") return undefined;
     previous = tsUs;
-    points[i] = `${parts[2 * i + 1]}${formatTimestampUs(tsUs)}"}`;
+    points[i] = `${parts[2 * i + 1]}${formatTimestampUs(tsUs)}${POINT_TAIL}`;
   }
   return { json: `[${points.join(",")}]`, count: n, truncated: total > limit };
 }

@@ -84,8 +84,12 @@ export interface Store {
 
   getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>>;
   getHistoryJson(ids: readonly string[], range: HistoryRange): Promise<Map<string, HistoryJson>>;
-  /** Stores a batch atomically: all points or none. */
-  writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void>;
+  /**
+   * Stores a batch atomically: all points or none. Returns the points that became current values, as the
+   * write itself decided, in batch order: in `current` mode every point (each replaced the value in turn),
+   * in `history` mode the newest point of each element when it was at least as new as the stored value.
+   */
+  writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<PointWrite[]>;
 
   /** Loads a validated model document in one transaction (upserting by elementId). */
   importModel(model: ModelDocument): Promise<void>;

@@ -56,15 +56,30 @@ class MemoryStore {
     this.calls.push(`getCurrentValues:${ids.join(",")}`);
     return new Map([...this.current].filter(([id]) => ids.includes(id)));
   }
-  async writePoints(points: readonly PointWrite[], mode: WriteMode) {
+  // The port's contract: every point in current mode; in history mode each element's newest point, when
+  // at least as new as the stored value.
+  async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<PointWrite[]> {
     this.calls.push(`writePoints:${points.length}`);
     if (this.fail) throw new Error("disk full");
     this.writes.push({ points: [...points], mode });
-    for (const p of points) {
-      const cur = this.current.get(p.elementId);
-      const curUs = cur ? (parseTimestampUs(cur.timestamp) ?? 0) : -Infinity;
-      if (mode === "current" || p.tsUs >= curUs) this.current.set(p.elementId, p.vqt);
+    if (mode === "current") {
+      for (const p of points) this.current.set(p.elementId, p.vqt);
+      return [...points];
     }
+    const newest = new Map<string, PointWrite>();
+    for (const p of points) {
+      const seen = newest.get(p.elementId);
+      if (seen === undefined || p.tsUs >= seen.tsUs) newest.set(p.elementId, p);
+    }
+    const became = new Set<PointWrite>();
+    for (const [id, p] of newest) {
+      const cur = this.current.get(id);
+      if (cur === undefined || p.tsUs >= (parseTimestampUs(cur.timestamp) ?? 0)) {
+        this.current.set(id, p.vqt);
+        became.add(p);
+      }
+    }
+    return points.filter((p) => became.has(p));
   }
 }
 
@@ -126,7 +141,8 @@ describe("WriteService", () => {
       { elementId: "b", value: { value: 3, quality: "Good", timestamp: "2025-01-01T00:00:03Z" } },
     ]);
     expect(store.writes[0].mode).toBe("history");
-    expect(store.calls.at(-1)).toBe("getCurrentValues:a,b");
+    // What became current is the write's own answer: nothing is read back.
+    expect(store.calls.at(-1)).toBe("writePoints:3");
     expect(published).toEqual([
       [{ elementId: "b", vqt: { value: 3, quality: "Good", timestamp: "2025-01-01T00:00:03.000Z" } }],
     ]);

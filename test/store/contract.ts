@@ -321,12 +321,28 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 
     it("history-mode writes never move the current value backwards", async () => {
       await store.importModel(contractModel());
-      await store.writePoints([point("pump-temp", "2025-06-01T00:00:00Z", 1)], "history");
+      expect(await store.writePoints([point("pump-temp", "2025-06-01T00:00:00Z", 1)], "history")).toEqual([]);
       expect((await store.getCurrentValues(["pump-temp"])).get("pump-temp")?.value).toBe(40.5);
-      await store.writePoints([point("pump-temp", "2027-01-01T00:00:00Z", 99)], "history");
+      const newer = point("pump-temp", "2027-01-01T00:00:00Z", 99);
+      expect(await store.writePoints([newer], "history")).toEqual([newer]);
       expect((await store.getCurrentValues(["pump-temp"])).get("pump-temp")?.value).toBe(99);
       await store.writePoints([point("pump", "2020-01-01T00:00:00Z", { speed: 3 })], "history");
       expect((await store.getCurrentValues(["pump"])).get("pump")?.value).toEqual({ speed: 3 });
+    });
+
+    it("returns the points that became current values, in batch order", async () => {
+      await store.importModel(contractModel());
+      const pumpLate = point("pump", "2026-09-01T00:00:02Z", { speed: 1 });
+      const pumpEarly = point("pump", "2026-09-01T00:00:01Z", { speed: 2 });
+      // Current mode: every point replaced the value in turn.
+      expect(await store.writePoints([pumpLate, pumpEarly], "current")).toEqual([pumpLate, pumpEarly]);
+      const stale = point("pump-temp", "2020-01-01T00:00:00Z", 1);
+      const older = point("pump", "2026-09-01T00:00:00Z", { speed: 0 });
+      const newest = point("pump", "2026-09-01T00:00:09Z", { speed: 9 });
+      const newer = point("pump", "2026-09-01T00:00:05Z", { speed: 5 });
+      // History mode: per element the newest point, and only when at least as new as the stored value.
+      expect(await store.writePoints([stale, older, newest, newer], "history")).toEqual([newest]);
+      expect((await store.getCurrentValues(["pump"])).get("pump")?.value).toEqual({ speed: 9 });
     });
 
     it("applies a batch as its points one after another, several per element and timestamp included", async () => {

@@ -8,6 +8,13 @@ import { PassThroughStore } from "./pass-through.js";
 
 const log = getLogger("i3xd.store");
 
+/**
+ * The cache a read may be answered from synchronously, asked per read (tracing may hand a recording view of
+ * it to a sampled request), or `undefined` without a cache. Built by the composition root and given to the
+ * services that read through it.
+ */
+export type CacheAccess = () => CachedStore | undefined;
+
 /** Label values of `cache_hits_total` / `cache_misses_total` (observability contract §3). */
 export type CacheType = "object" | "type" | "relationship_type" | "value";
 
@@ -180,13 +187,13 @@ export class CachedStore extends PassThroughStore {
     this.values.countHits(values);
   }
 
-  override async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
+  override async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<PointWrite[]> {
     const ids = new Set<string>();
     for (const p of points) ids.add(p.elementId);
     // Before and after: a read that started before the write must not cache what it saw.
     this.values.delete(ids);
     try {
-      await this.inner.writePoints(points, mode);
+      return await this.inner.writePoints(points, mode);
     } finally {
       this.values.delete(ids);
     }

@@ -80,7 +80,7 @@ export class PassThroughStore implements Store {
     return this.inner.getHistoryJson(ids, range);
   }
 
-  writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
+  writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<PointWrite[]> {
     return this.inner.writePoints(points, mode);
   }
 

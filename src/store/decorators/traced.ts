@@ -16,7 +16,7 @@ import {
   tracingEnabled,
 } from "../../observability/tracing.js";
 import type { HistoryJson, HistoryRange, PointWrite, Store, WriteMode } from "../store.js";
-import { CachedStore } from "./cached.js";
+import type { CacheAccess, CachedStore } from "./cached.js";
 import { PassThroughStore } from "./pass-through.js";
 
 /** Ids and types listed on a span; a bulk call of thousands of ids records its count and the first few. */
@@ -44,16 +44,13 @@ export function traceStore(store: Store): Store {
 
 /**
  * The in-process cache that reads may be answered from synchronously, asked per request: the cache itself,
- * or, behind cache tracing, for a request whose trace is sampled, the cache recording the `cache.lookup`
- * spans of what it answers; `undefined` when there is no cache.
+ * or, with tracing on, for a request whose trace is sampled, the cache recording the `cache.lookup` spans
+ * of what it answers; `undefined` when there is no cache.
  */
-export function directCache(store: Store): () => CachedStore | undefined {
-  if (store instanceof CachedStore) return () => store;
-  if (store instanceof CacheTracingStore) {
-    const cache = store.cache;
-    return () => (sampledSpanActive() ? lookupRecorder(cache) : cache);
-  }
-  return () => undefined;
+export function directCache(cache: CachedStore | undefined): CacheAccess {
+  if (cache === undefined) return () => undefined;
+  if (!tracingEnabled()) return () => cache;
+  return () => (sampledSpanActive() ? lookupRecorder(cache) : cache);
 }
 
 /**
@@ -88,9 +85,9 @@ function lookupOutcome(requested: number, misses: number): Attributes {
   return { "cache.misses": misses, "cache.hits": Math.max(0, requested - misses), "cache.hit": misses === 0 };
 }
 
-/** A `CachedStore` with cache look-up spans when tracing is on; anything else unchanged. */
-export function traceCache(store: Store): Store {
-  return tracingEnabled() && store instanceof CachedStore ? new CacheTracingStore(store) : store;
+/** The cache with cache look-up spans when tracing is on; the cache itself otherwise. */
+export function traceCache(cache: CachedStore): Store {
+  return tracingEnabled() ? new CacheTracingStore(cache) : cache;
 }
 
 /**
@@ -220,7 +217,7 @@ export class TracingStore extends PassThroughStore {
     });
   }
 
-  override writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
+  override writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<PointWrite[]> {
     const ids = new Set<string>();
     for (const p of points) {
       ids.add(p.elementId);
@@ -285,7 +282,7 @@ function safeTimestamp(us: number): string {
  * `cache_hits_total` label, and the hit and miss counts). A miss shows as a `repository.*` child span.
  */
 export class CacheTracingStore extends PassThroughStore {
-  constructor(readonly cache: CachedStore) {
+  constructor(cache: CachedStore) {
     super(cache);
   }
 

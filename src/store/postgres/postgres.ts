@@ -26,6 +26,7 @@ import {
   byId,
   modelRowMappers,
   NO_POINTS,
+  pointHeadSql,
   type Row,
   seriesFromText,
   toPointWrite,
@@ -558,30 +559,36 @@ export class PostgresStore implements Store {
     return out;
   }
 
-  async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
-    if (points.length === 0) return;
+  async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<PointWrite[]> {
+    if (points.length === 0) return [];
     checkTimestamps(points);
     const plan = planPoints(points, mode);
     const single = singleStatementWrite(plan, points, mode, this.origin);
+    let changed: string[];
     if (single === undefined) {
-      await this.transaction(async (client) => {
-        const changed = await putPoints(client, plan, points, mode);
-        await notify(client, encodeChanges(this.origin, changed));
+      changed = await this.transaction(async (client) => {
+        const keys = await putPoints(client, plan, points, mode);
+        await notify(client, encodeChanges(this.origin, keys));
+        return keys.map((k) => k.elementId);
       });
-      return;
+    } else {
+      // The usual batch: both tables and the notification in one statement, its own transaction, one round
+      // trip. A connection lost while it runs leaves its outcome unknown: reported (503), not repeated.
+      changed = await this.withRetry(() =>
+        this.once(async (client) => {
+          try {
+            const { rows } = await client.query<{ ids: string[] | null }>(single);
+            return rows.flatMap((r) => r.ids ?? []);
+          } catch (err) {
+            if (isConnectionError(err)) Object.defineProperty(err, COMMIT_UNKNOWN, { value: true });
+            throw err;
+          }
+        }),
+      );
     }
-    // The usual batch: both tables and the notification in one statement, its own transaction, one round
-    // trip. A connection lost while it runs leaves its outcome unknown: reported (503), not repeated.
-    await this.withRetry(() =>
-      this.once(async (client) => {
-        try {
-          await client.query(single);
-        } catch (err) {
-          if (isConnectionError(err)) Object.defineProperty(err, COMMIT_UNKNOWN, { value: true });
-          throw err;
-        }
-      }),
-    );
+    if (mode === "current") return [...points];
+    const became = new Set(changed);
+    return points.filter((p) => became.has(p.elementId) && plan.becoming.get(p.elementId) === p);
   }
 
   async importModel(model: ModelDocument): Promise<void> {
@@ -823,8 +830,8 @@ export const HISTORY_SERIES_SQL = `
   SELECT ids.id, s.series
     FROM unnest($1::text[]) AS ids(id)
    CROSS JOIN LATERAL (
-     SELECT string_agg(h.ts_us::text || chr(1) || '{"value":' || h.value::text || ',"quality":'
-                       || to_json(h.quality)::text || ',"timestamp":"', chr(1) ORDER BY h.ts_us) AS series
+     SELECT string_agg(h.ts_us::text || chr(1) || ${pointHeadSql({ value: "h.value::text", quality: "to_json(h.quality)::text" })},
+                       chr(1) ORDER BY h.ts_us) AS series
        FROM (SELECT ts_us, value, quality FROM history
               WHERE element_id = ids.id AND ts_us >= $2::int8 AND ts_us <= $3::int8
               ORDER BY ts_us
@@ -844,6 +851,8 @@ interface WritePlan {
   history: PointRow[];
   /** The point per element that is to become current (if at least as new, in history mode), sorted. */
   current: PointRow[];
+  /** The same points as written, by element. */
+  becoming: Map<string, PointWrite>;
 }
 
 /**
@@ -855,6 +864,7 @@ interface WritePlan {
 function planPoints(points: readonly PointWrite[], mode: WriteMode): WritePlan {
   const history = new Map<string, PointRow>();
   const current = new Map<string, PointRow>();
+  const becoming = new Map<string, PointWrite>();
   for (const p of points) {
     const row: PointRow = {
       id: p.elementId,
@@ -864,11 +874,15 @@ function planPoints(points: readonly PointWrite[], mode: WriteMode): WritePlan {
     };
     history.set(`${p.elementId}\u0000${p.tsUs}`, row);
     const seen = current.get(p.elementId);
-    if (mode === "current" || seen === undefined || p.tsUs >= seen.ts) current.set(p.elementId, row);
+    if (mode === "current" || seen === undefined || p.tsUs >= seen.ts) {
+      current.set(p.elementId, row);
+      becoming.set(p.elementId, p);
+    }
   }
   return {
     history: [...history.values()].sort(compareRows),
     current: [...current.values()].sort(compareRows),
+    becoming,
   };
 }
 
@@ -892,10 +906,12 @@ const WRITE_CURRENT_SQL = `WITH h AS (${PUT_HISTORY}), c AS (${putCurrent(5, "cu
 /**
  * History mode: only what became current is announced, so the payloads are built from the upsert's
  * RETURNING, `$11` entries each (as many as surely fit below NOTIFY's limit), in the format of pg-notify.ts.
+ * Each row also names its entries' elements, which is what `writePoints` returns.
  */
 const WRITE_HISTORY_SQL = `WITH h AS (${PUT_HISTORY}), c AS (${putCurrent(5, "history")})
   SELECT pg_notify($9, $10 || string_agg(to_json(element_id)::text || ',' || ts_us::text, ','
-                                         ORDER BY element_id, ts_us) || ']}')
+                                         ORDER BY element_id, ts_us) || ']}'),
+         array_agg(element_id ORDER BY element_id, ts_us) AS ids
     FROM (SELECT element_id, ts_us, (row_number() OVER (ORDER BY element_id, ts_us) - 1) / $11 AS chunk
             FROM c) x
    GROUP BY chunk ORDER BY chunk`;

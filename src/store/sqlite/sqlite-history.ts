@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { NO_POINTS, seriesFromText, vqtJson } from "../rows.js";
+import { NO_POINTS, pointHeadSql, seriesFromText, vqtJson } from "../rows.js";
 import type { HistoryJson, HistoryRange } from "../store.js";
 
 /**
@@ -24,8 +24,8 @@ export function prepareHistoryStatements(db: Database.Database): HistoryStatemen
     // JSON.stringify wrote). SQLite builds it far cheaper than the driver hands over three values per row.
     text: db
       .prepare(
-        `SELECT group_concat(ts_us || '\x01{"value":' || value || ',"quality":' || json_quote(quality)
-                || ',"timestamp":"', '\x01')
+        `SELECT group_concat(ts_us || '\x01' || ${pointHeadSql({ value: "value", quality: "json_quote(quality)" })},
+                             '\x01')
            FROM (SELECT ts_us, value, quality FROM history
                   WHERE element_id = ? AND ts_us >= ? AND ts_us <= ? ORDER BY ts_us LIMIT ?)`,
       )

@@ -72,13 +72,19 @@ export function prepareWriteStatements(db: Database.Database): WriteStatements {
     upsertCurrentIfNewer: db.prepare(
       `INSERT INTO current_values (element_id, ts_us, value, quality) VALUES (?, ?, ?, ?)
         ON CONFLICT(element_id) DO UPDATE SET ts_us = excluded.ts_us, value = excluded.value, quality = excluded.quality
-        WHERE excluded.ts_us >= current_values.ts_us`,
+        WHERE excluded.ts_us >= current_values.ts_us
+        RETURNING element_id`,
     ),
   };
 }
 
-/** Writes a batch; the caller holds the transaction. */
-export function putPoints(stmts: WriteStatements, batch: PointBatch): void {
+/**
+ * Writes a batch; the caller holds the transaction. Returns the positions in the batch of the points that
+ * became current values, in order: every point in `current` mode (each replaced the value in turn), in
+ * `history` mode the newest point of each element that was at least as new as the stored value, as the
+ * upsert's `RETURNING` says.
+ */
+export function putPoints(stmts: WriteStatements, batch: PointBatch): number[] {
   const { ids, tsUs, values, qualities, mode } = batch;
   // Inside one transaction only the last current-value upsert of each element decides what stays, so
   // one upsert per element does what one per point did: in `current` mode the element's last point, in
@@ -90,6 +96,13 @@ export function putPoints(stmts: WriteStatements, batch: PointBatch): void {
     const seen = last.get(ids[i]);
     if (seen === undefined || mode === "current" || tsUs[i] >= tsUs[seen.i]) last.set(ids[i], { i, value });
   }
-  const current = mode === "current" ? stmts.upsertCurrent : stmts.upsertCurrentIfNewer;
-  for (const [id, { i, value }] of last) current.run(id, tsUs[i], value, qualities[i]);
+  if (mode === "current") {
+    for (const [id, { i, value }] of last) stmts.upsertCurrent.run(id, tsUs[i], value, qualities[i]);
+    return ids.map((_, i) => i);
+  }
+  const became: number[] = [];
+  for (const [id, { i, value }] of last) {
+    if (stmts.upsertCurrentIfNewer.get(id, tsUs[i], value, qualities[i]) !== undefined) became.push(i);
+  }
+  return became.sort((a, b) => a - b);
 }

@@ -346,10 +346,11 @@ export class SqliteStore implements Store {
     return out;
   }
 
-  async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<void> {
-    if (points.length === 0) return;
+  async writePoints(points: readonly PointWrite[], mode: WriteMode): Promise<PointWrite[]> {
+    if (points.length === 0) return [];
     const batch = toBatch(points, mode);
-    this.spaceChecked(() => this.db.transaction(() => putPoints(this.writes, batch))());
+    const became = this.spaceChecked(() => this.db.transaction(() => putPoints(this.writes, batch))());
+    return became.map((i) => points[i]);
   }
 
   /**
