@@ -6,7 +6,7 @@
 #   docker run -p 8080:8080 -v i3xd-data:/data -e I3XD_API_KEYS='[...]' i3xd:0.1.0
 #
 # Nothing secret is baked in: API keys, I3XD_STORE_URL, SENTRY_DSN and the like come from the environment
-# (or a mounted keys file) at run time. NODE_ENV=production makes API keys required (README, Security).
+# (or a mounted keys file) at run time. NODE_ENV=production makes API keys required (docs/security.md).
 
 FROM node:24.22.3-bookworm-slim AS build
 WORKDIR /app

@@ -3,7 +3,8 @@
  * the demo plant with its 24 h of seeded history, then `RETENTION_BENCH_HOURS` of simulator ticks (every
  * demo value, once per simulated second, as `PUT /v1/objects/value` stores them), the store's upkeep run
  * once per simulated minute as its timer would. Prints the database file and WAL sizes every
- * simulated 15 minutes. Run: `node --import tsx bench/retention-size.ts`; results in bench/README.md.
+ * simulated 15 minutes. Run: `node --import tsx bench/retention-size.ts`; results in
+ * docs/performance-notes.md.
  */
 import fs from "node:fs";
 import os from "node:os";

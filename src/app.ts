@@ -111,7 +111,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         version: SERVER_VERSION,
         description: "CESMII i3X 1.0 (Industrial Information Interface eXchange)",
       },
-      // Every route takes an API key as a bearer token (README "Security"); /v1/info opts out.
+      // Every route takes an API key as a bearer token (docs/security.md); /v1/info opts out.
       components: {
         securitySchemes: {
           apiKey: { type: "http", scheme: "bearer", description: "An i3xd API key (`i3xd keys create`)" },

@@ -15,7 +15,7 @@ import { loadTelemetryConfig, type TelemetryConfig } from "./observability/telem
 
 /**
  * The whole configuration, read once from the environment and validated. Every variable is documented in
- * the README's configuration table; an invalid value stops start-up with one message naming the variable.
+ * docs/configuration.md's table; an invalid value stops start-up with one message naming the variable.
  */
 export interface Config {
   host: string;

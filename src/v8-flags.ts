@@ -7,9 +7,8 @@ import v8 from "node:v8";
  * `--no-allocation-site-pretenuring`: V8 allocates the objects of a code site straight into the old
  * generation once most of them have survived a young-generation collection. A loaded server could tip
  * into that for request objects, and then the pretenured objects kept the young ones they point to alive,
- * those were promoted too, and every young collection copied megabytes (6–10 ms instead of 0.8); a run
- * that fell into it stayed there. With tracing on, 4 of 5 runs of the value benchmark did, at ~40 µs
- * more CPU per request; none of 10 with the flag (bench/README.md, fifth round).
+ * those were promoted too, and every young collection copied megabytes; a run that fell into it stayed
+ * there. The measurements are in docs/performance-notes.md.
  */
 const FLAGS = ["--no-allocation-site-pretenuring"];
 

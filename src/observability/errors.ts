@@ -25,8 +25,8 @@ export function errorReportingEnabled(): boolean {
  *
  * Only integrations that work when an event is sent are on, so a request that does not fail costs nothing.
  * Sentry's defaults would hook every request: its HTTP server integration clones an isolation scope,
- * continues a trace and records a span of its own per request (a second tracing pipeline; bench/README.md
- * has the profile), and console, fetch and child-process capture add breadcrumbs our logs already hold.
+ * continues a trace and records a span of its own per request (a second tracing pipeline; the profile
+ * is in docs/performance-notes.md), and console, fetch and child-process capture add breadcrumbs our logs already hold.
  * Sentry keeps out of OpenTelemetry too: no tracer provider (`enableOpenTelemetrySetup: false`), no Fastify
  * instrumentation. Its transactions are made from our own spans (`reportTransaction`).
  */

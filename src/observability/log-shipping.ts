@@ -67,7 +67,7 @@ export function startLogShipping(config: TelemetryConfig): LogShipping | undefin
   let closing: Promise<void> | undefined;
   // The logger owns this stream from now on: it writes, flushes and, when logging is reconfigured, ends it.
   // Lines reach the worker in batches, as the primary destination's do: a hand-over per line woke the
-  // worker for every line (bench/README.md, telemetry case).
+  // worker for every line (docs/performance-notes.md, telemetry back-ends).
   const stream: BatchedStream = new BatchedStream({
     write(text: string) {
       if (!closed) transport.write(text);

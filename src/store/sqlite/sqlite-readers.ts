@@ -6,8 +6,8 @@ import { type Cooldown, ThreadSlot } from "./store-thread.js";
 export type ReadInLoop = (request: ReadRequest) => HistoryJson[];
 
 /**
- * History range reads of the SQLite store in worker threads, each with a read-only connection. A
- * 36,000-point read costs SQLite and JavaScript some 50 ms of CPU; on the event loop that holds every other
+ * History range reads of the SQLite store in worker threads, each with a read-only connection. A large
+ * read costs SQLite and JavaScript tens of milliseconds of CPU; on the event loop that holds every other
  * request for as long, and it uses one core. Here the elements of a read are split between the threads,
  * which answer with each element's finished JSON text, while the event loop serves everything else.
  * Threads start on the first read and end when idle, so a server nobody asks for history pays no memory
@@ -28,8 +28,8 @@ export class HistoryReaders {
             name: "i3xd-history-reader",
             workerData: { file },
             // A read leaves megabytes of short-lived strings; a young generation smaller than V8's default
-            // collects them sooner. In the benchmark's 36,000-point read loop: RSS 236 MiB afterwards
-            // instead of 344 (265 with 32 MB), for ~5 ms more CPU per read.
+            // collects them sooner, trading a little CPU per read for much less RSS
+            // (docs/performance-notes.md).
             resourceLimits: { maxYoungGenerationSizeMb: 8 },
             inLoop: readInLoop,
           },
