@@ -13,7 +13,7 @@ import { SERVER_VERSION } from "./version.js";
 const USAGE = `Usage: i3xd [command]
 
 Commands:
-  serve            Start the i3X server (default). Configured by environment variables (see README).
+  serve            Start the i3X server (default). Configured by environment variables (see docs/configuration.md).
   import <file>    Load a model document (JSON) into the store, all or nothing.
   keys <command>   Manage API keys: create, list, revoke (i3xd keys --help).
 
