@@ -272,7 +272,7 @@ export const subscriptionRoutes: FastifyPluginAsync<AppDeps> = async (app, { ser
   app.post<{ Body: { clientId: string; subscriptionId: string } }>(
     "/subscriptions/stream",
     {
-      config: { scope: "read" },
+      config: { scope: "read", stream: true },
       schema: {
         tags,
         summary: "Server-Sent Events: queued updates first, then changes as they happen",

@@ -2,15 +2,21 @@ import rateLimit from "@fastify/rate-limit";
 import type { FastifyInstance } from "fastify";
 import type { Config } from "../config.js";
 import { failureBody, I3xError } from "../domain/errors.js";
-import { StreamShares } from "./quotas.js";
+import { ownerOf, StreamShares } from "./quotas.js";
 
 /**
- * The limits that need to know who is asking: concurrent streams (per key, per address and for the process) and the
- * request rate per API key (or per client address when running open), and the Host rule for HTTP/1.1 (JSON depth: `json.ts`). The per-key
- * limits are registered after authentication, so the key is known.
+ * The limits that need to know who is asking: concurrent streams (per key, per address and for the
+ * process) and the request rate per API key (or per client address when running open), and the Host rule
+ * for HTTP/1.1 (JSON depth: `json.ts`). The per-key limits are registered after authentication, so the key
+ * is known.
  */
 
-const STREAM_ROUTE = "POST /v1/subscriptions/stream";
+declare module "fastify" {
+  interface FastifyContextConfig {
+    /** The route holds an SSE stream open: it counts against the stream shares (`quotas.ts`). */
+    stream?: boolean;
+  }
+}
 
 /** HTTP/1.1 requires Host; answered before authentication, with the failure envelope. */
 export function requireHostHeader(app: FastifyInstance): void {
@@ -30,8 +36,7 @@ export function limitStreams(
 ): void {
   const streamShares = new StreamShares(config);
   app.addHook("preHandler", (request, reply, done) => {
-    const url = request.routeOptions.url;
-    if (url === undefined || `${request.method} ${url}` !== STREAM_ROUTE) return done();
+    if (request.is404 || request.routeOptions.config.stream !== true) return done();
     if (streamShares.admit(request, reply)) done();
   });
 }
@@ -47,7 +52,7 @@ export async function limitRate(
       global: true,
       max: config.rateLimitMax,
       timeWindow: config.rateLimitWindowMs,
-      keyGenerator: (request) => (request.principal ? `key:${request.principal.id}` : `ip:${request.ip}`),
+      keyGenerator: ownerOf,
       // Probes and scrapes come from infrastructure at a fixed pace; throttling them helps nobody.
       allowList: (request) => {
         const url = request.routeOptions.url;
