@@ -5,6 +5,7 @@ import type { LimitsConfig } from "../config.js";
 import { LogBursts } from "../observability/log-bursts.js";
 import { getLogger } from "../observability/logger.js";
 import { httpConnectionsOpen, httpConnectionsRejected } from "../observability/metrics.js";
+import { Holdings } from "./quotas.js";
 
 const log = getLogger("i3xd.security");
 
@@ -17,7 +18,7 @@ const log = getLogger("i3xd.security");
  */
 export function guardConnections(server: Server, limits: LimitsConfig): void {
   const bursts = new LogBursts(log, 10_000);
-  const perAddress = new Map<string, number>();
+  const perAddress = new Holdings();
   const fdWarnAt = Math.floor(limits.fdLimit * 0.8);
   let open = 0;
   server.maxConnections = limits.maxConnections;
@@ -35,8 +36,7 @@ export function guardConnections(server: Server, limits: LimitsConfig): void {
 
   server.on("connection", (socket: Socket) => {
     const address = socket.remoteAddress ?? "unknown";
-    const held = perAddress.get(address) ?? 0;
-    if (held >= limits.maxConnectionsPerAddress) {
+    if (perAddress.count(address) >= limits.maxConnectionsPerAddress) {
       httpConnectionsRejected.inc({ reason: "per_address" });
       bursts.write(
         `per_address ${address}`,
@@ -48,7 +48,7 @@ export function guardConnections(server: Server, limits: LimitsConfig): void {
       socket.destroy();
       return;
     }
-    perAddress.set(address, held + 1);
+    perAddress.take(address);
     open++;
     httpConnectionsOpen.inc();
     if (open >= fdWarnAt) {
@@ -62,9 +62,7 @@ export function guardConnections(server: Server, limits: LimitsConfig): void {
     socket.once("close", () => {
       open--;
       httpConnectionsOpen.dec();
-      const n = (perAddress.get(address) ?? 1) - 1;
-      if (n > 0) perAddress.set(address, n);
-      else perAddress.delete(address);
+      perAddress.give(address);
     });
   });
 }

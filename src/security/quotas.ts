@@ -16,8 +16,8 @@ export function ownerOf(request: FastifyRequest): string {
   return p ? `key:${p.id}` : `ip:${request.ip}`;
 }
 
-/** Counts of something held, per holder. */
-class Holdings {
+/** Counts of something held, per holder (streams, connections). */
+export class Holdings {
   private readonly held = new Map<string, number>();
 
   count(holder: string): number {
