@@ -1,0 +1,177 @@
+import { readFileSync } from "node:fs";
+import mqtt, { type IClientOptions, type IPublishPacket, type ISubscriptionMap, type MqttClient } from "mqtt";
+
+export type QoS = 0 | 1 | 2;
+
+/**
+ * One MQTT broker connection as the MQTT and Sparkplug B connectors use it: MQTT.js underneath, with the
+ * reconnect policy, the subscription list and message backpressure this project needs on top.
+ */
+export interface MqttConnectionOptions {
+  /** Broker URLs (`mqtt://`, `mqtts://`, `ws://`, `wss://`); tried in turn after each loss. */
+  urls: readonly string[];
+  clientId: string;
+  username?: string;
+  password?: string;
+  /** PEM files: the CA that signs the broker's certificate, and this client's certificate and key. */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string; rejectUnauthorized?: boolean };
+  /** MQTT 3.1.1 (4) or 5. */
+  protocolVersion: 4 | 5;
+  clean: boolean;
+  keepaliveSeconds: number;
+  /** Reconnect delay: doubles from `minMs` up to `maxMs`, each delay drawn with full jitter. */
+  reconnect: { minMs: number; maxMs: number };
+  will?: { topic: string; payload: Buffer; qos: QoS; retain: boolean };
+}
+
+export interface MqttSubscription {
+  topic: string;
+  qos: QoS;
+}
+
+export interface MqttMessage {
+  topic: string;
+  payload: Buffer;
+  /** Delivered from the broker's retained store when the subscription was made. */
+  retained: boolean;
+  qos: QoS;
+}
+
+export interface MqttConnectionEvents {
+  /**
+   * One message at a time, in order. The next one is not read until the returned promise (if any)
+   * settles: that is how a full write queue stops reading from the broker (TCP backpressure reaches it).
+   */
+  message(message: MqttMessage): void | Promise<void>;
+  /** Connected (and subscribed) or lost, with why. `reconnect` is true from the second connect on. */
+  state(up: boolean, detail: string, reconnect: boolean): void;
+}
+
+export class MqttConnection {
+  private client: MqttClient | undefined;
+  private readonly subscriptions: MqttSubscription[] = [];
+  private failures = 0;
+  private connects = 0;
+  private up = false;
+
+  constructor(
+    private readonly options: MqttConnectionOptions,
+    private readonly events: MqttConnectionEvents,
+  ) {}
+
+  get connected(): boolean {
+    return this.up;
+  }
+
+  /** Starts connecting; returns at once. The subscriptions are (re)made after every connect. */
+  start(subscriptions: readonly MqttSubscription[]): void {
+    if (this.client) return;
+    this.subscriptions.push(...subscriptions);
+    const o = this.options;
+    const [first, ...rest] = o.urls;
+    const clientOptions: IClientOptions = {
+      clientId: o.clientId,
+      username: o.username,
+      password: o.password,
+      protocolVersion: o.protocolVersion,
+      clean: o.clean,
+      keepalive: o.keepaliveSeconds,
+      reconnectPeriod: o.reconnect.minMs,
+      connectTimeout: 10_000,
+      // Our own subscribe runs on every connect, with the grants checked.
+      resubscribe: false,
+      will: o.will,
+      ...(o.tls?.caFile ? { ca: readFileSync(o.tls.caFile) } : {}),
+      ...(o.tls?.certFile ? { cert: readFileSync(o.tls.certFile) } : {}),
+      ...(o.tls?.keyFile ? { key: readFileSync(o.tls.keyFile) } : {}),
+      ...(o.tls?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+      ...(rest.length > 0 ? { servers: o.urls.map(serverOf) } : {}),
+    };
+    const client = mqtt.connect(first, clientOptions);
+    this.client = client;
+    client.handleMessage = (packet: IPublishPacket, done) => {
+      const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+      let pending: void | Promise<void>;
+      try {
+        pending = this.events.message({
+          topic: packet.topic,
+          payload: Buffer.isBuffer(payload) ? payload : Buffer.from(payload),
+          retained: packet.retain,
+          qos: packet.qos,
+        });
+      } catch (err) {
+        done(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      if (pending instanceof Promise)
+        pending.then(
+          () => done(),
+          (err: unknown) => done(toError(err)),
+        );
+      else done();
+    };
+    client.on("connect", () => void this.onConnect(client));
+    client.on("close", () => this.onLoss("connection closed"));
+    client.on("error", (err) => this.onLoss(err.message));
+    client.on("offline", () => this.onLoss("broker unreachable"));
+  }
+
+  /** Publishes and resolves once the broker acknowledged it (QoS 1 and 2). */
+  publish(topic: string, payload: Buffer | string, qos: QoS, retain: boolean): Promise<void> {
+    const client = this.client;
+    if (!client || !this.up) return Promise.reject(new Error("not connected to the broker"));
+    return client.publishAsync(topic, payload, { qos, retain }).then(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    this.up = false;
+    if (client) await client.endAsync(true);
+  }
+
+  private async onConnect(client: MqttClient): Promise<void> {
+    this.failures = 0;
+    client.options.reconnectPeriod = this.options.reconnect.minMs;
+    try {
+      if (this.subscriptions.length > 0) {
+        const granted = await client.subscribeAsync(
+          Object.fromEntries(this.subscriptions.map((s) => [s.topic, { qos: s.qos }])) as ISubscriptionMap,
+        );
+        const refused = granted.filter((g) => g.qos === 128).map((g) => g.topic);
+        if (refused.length > 0) throw new Error(`broker refused subscriptions: ${refused.join(", ")}`);
+      }
+    } catch (err) {
+      this.onLoss(toError(err).message);
+      client.end(true, undefined, () => client.reconnect());
+      return;
+    }
+    this.connects++;
+    this.up = true;
+    this.events.state(true, "connected", this.connects > 1);
+  }
+
+  private onLoss(detail: string): void {
+    const client = this.client;
+    if (!client) return;
+    // MQTT.js reads `reconnectPeriod` again before each attempt: full jitter over an exponential ceiling.
+    this.failures++;
+    const { minMs, maxMs } = this.options.reconnect;
+    const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(this.failures, 20));
+    client.options.reconnectPeriod = Math.max(minMs, Math.round(Math.random() * ceiling));
+    if (!this.up) return;
+    this.up = false;
+    this.events.state(false, detail, false);
+  }
+}
+
+function serverOf(url: string): { host: string; port: number; protocol: "mqtt" | "mqtts" | "ws" | "wss" } {
+  const u = new URL(url);
+  const protocol = u.protocol.replace(":", "") as "mqtt" | "mqtts" | "ws" | "wss";
+  const defaultPort = { mqtt: 1883, mqtts: 8883, ws: 80, wss: 443 }[protocol] ?? 1883;
+  return { host: u.hostname, port: u.port ? Number(u.port) : defaultPort, protocol };
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
