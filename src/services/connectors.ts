@@ -11,6 +11,8 @@ export interface ConnectorStatus {
   state: string;
   required: boolean;
   detail?: string;
+  /** Kind-specific figures (e.g. `{ edgeNodesOnline: 3 }`). */
+  extra?: Record<string, unknown>;
 }
 
 /** One value a client asked to write to an element a connector owns (`system.source` is where it goes). */

@@ -186,8 +186,8 @@ describe("a server with connectors", () => {
     expect(ready.status).toBe(200);
     expect(ready.body.result.connectors).toEqual(
       expect.arrayContaining([
-        { name: "plant", kind: TEST_KIND, state: "up", required: false },
-        { name: "critical", kind: TEST_KIND, state: "up", required: true },
+        { name: "plant", kind: TEST_KIND, state: "up", required: false, extra: { emitted: 7 } },
+        { name: "critical", kind: TEST_KIND, state: "up", required: true, extra: { emitted: 0 } },
       ]),
     );
 
@@ -201,6 +201,7 @@ describe("a server with connectors", () => {
       state: "down",
       required: false,
       detail: "broker unreachable",
+      extra: { emitted: 0 },
     });
     source("writer").up();
 
@@ -304,6 +305,22 @@ describe("loss across restarts", () => {
       expect(second).not.toBe(first);
       second.down("lost right after start", us(T0 + 1000));
       await eventually(async () => (await readValues(server, ["again.e1"]))[0].quality === "Bad");
+      second.emit([{ elementId: "again.e1", value: 6, quality: "Good", tsUs: us(T0 + 2000) }]);
+      await eventually(async () => (await readValues(server, ["again.e1"]))[0].value === 6);
+      await server.close();
+
+      // A source that cannot even be started: what an earlier run stored must not look live.
+      writeFileSync(
+        file,
+        `connectors:\n  - { name: again, kind: ${TEST_KIND}, prefix: again, failStart: "certificate expired", required: true }\n`,
+      );
+      server = await startTestServer(env);
+      await eventually(async () => (await readValues(server, ["again.e1"]))[0].quality === "Bad");
+      const ready = await getJson(server.url, "/health/ready");
+      expect(ready.status).toBe(503);
+      expect(ready.body.detail ?? JSON.stringify(ready.body)).toContain(
+        "again (could not start: certificate expired)",
+      );
       await server.close();
     } finally {
       data.remove();

@@ -17,7 +17,7 @@ import type {
  *
  * Options: `prefix` (ids: `<prefix>` for the folder, `<prefix>.e0` … for its readings), `elements`,
  * `canWrite` (a `write` method at all), `refuse` (ids whose write-back the source refuses), `password`
- * (carried only to check `${VAR}` substitution; never used).
+ * (carried only to check `${VAR}` substitution; never used), `failStart` (start() throws this message).
  */
 export const TEST_KIND = "test-source";
 
@@ -27,6 +27,8 @@ export interface TestSourceOptions {
   canWrite?: boolean;
   refuse?: string[];
   password?: string;
+  /** start() fails with this message. */
+  failStart?: string;
 }
 
 export class TestSource implements Connector {
@@ -36,6 +38,7 @@ export class TestSource implements Connector {
   started = false;
   stopped = false;
   readonly written: WriteBackItem[] = [];
+  emitted = 0;
   write?: (items: readonly WriteBackItem[]) => Promise<WriteBackResult[]>;
 
   constructor(readonly settings: ConnectorSettings) {
@@ -59,6 +62,7 @@ export class TestSource implements Connector {
 
   async start(context: ConnectorContext): Promise<void> {
     this.context = context;
+    if (this.options.failStart !== undefined) throw new Error(this.options.failStart);
     const { prefix } = this.options;
     await context.applyModel({
       namespaces: [{ uri: `urn:test:${prefix}`, displayName: prefix }],
@@ -96,12 +100,13 @@ export class TestSource implements Connector {
   }
 
   health(): ConnectorHealth {
-    return { state: this.started && !this.stopped ? "up" : "stopped" };
+    return { state: this.started && !this.stopped ? "up" : "stopped", extra: { emitted: this.emitted } };
   }
 
   /** Submits one message carrying these points, as a source would on receiving it. */
   emit(points: SourcePoint[], bytes = 64 * points.length): boolean {
     const ctx = this.ctx();
+    this.emitted++;
     ctx.count("received");
     return ctx.submit(points, 1, bytes);
   }
@@ -134,6 +139,7 @@ export const testSourceKind: ConnectorKind = {
       canWrite: { type: "boolean" },
       refuse: { type: "array", items: { type: "string" } },
       password: { type: "string" },
+      failStart: { type: "string" },
     },
     required: ["prefix"],
     additionalProperties: false,
