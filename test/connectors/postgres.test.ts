@@ -143,15 +143,34 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
       leader.emit([{ elementId: "shared.e0", value: 1, quality: "Good", tsUs: T0 * 1000 }]);
       await eventually(async () => (await readValue(standby, "shared.e0")).value === 1);
 
-      // Write-back must reach the source, which runs on the other replica.
-      const refused = await postJson(
+      // Write-back through the standby reaches the source, which runs on the other replica; the value is
+      // stored once the source took it.
+      const forwarded = await postJson(
         b.url,
         "/v1/objects/value",
-        { updates: [{ elementId: "shared.e0", value: { value: 2 } }] },
+        {
+          updates: [
+            { elementId: "shared.e0", value: { value: 2 } },
+            { elementId: "shared.e1", value: { value: "x" } },
+          ],
+        },
         { method: "PUT" },
       );
-      expect(refused.body.results[0].responseDetail.status).toBe(503);
-      expect(refused.body.results[0].responseDetail.detail).toContain("does not run on this replica");
+      expect(forwarded.body.results.map((r: any) => r.success || r.responseDetail.status)).toEqual([
+        true,
+        400,
+      ]);
+      expect(leader.written).toEqual([{ elementId: "shared.e0", value: 2, source: "plant/shared.e0" }]);
+      expect((await readValue(a, "shared.e0")).value).toBe(2);
+      // One request, one notification: a write-back too large for it is refused whole, nothing written.
+      const large = await postJson(
+        b.url,
+        "/v1/objects/value",
+        { updates: Array.from({ length: 300 }, (_, i) => ({ elementId: "shared.e0", value: { value: i } })) },
+        { method: "PUT" },
+      );
+      expect(new Set(large.body.results.map((r: any) => r.responseDetail?.status))).toEqual(new Set([413]));
+      expect(leader.written).toHaveLength(1);
 
       const closedAt = Date.now();
       await a.close();

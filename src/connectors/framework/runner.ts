@@ -113,6 +113,11 @@ export class ConnectorRunner implements ConnectorContext {
     return this.settings.name;
   }
 
+  /** This replica holds the connector's leadership (whether or not its source is up). */
+  get leading(): boolean {
+    return this.lease !== undefined;
+  }
+
   /** Starts asking for the leadership; returns at once (the connector starts when this replica leads). */
   start(): void {
     this.running ??= this.run();
