@@ -17,7 +17,8 @@ import type {
  *
  * Options: `prefix` (ids: `<prefix>` for the folder, `<prefix>.e0` … for its readings), `elements`,
  * `canWrite` (a `write` method at all), `refuse` (ids whose write-back the source refuses), `password`
- * (carried only to check `${VAR}` substitution; never used), `failStart` (start() throws this message).
+ * (carried only to check `${VAR}` substitution; never used), `failStart` (start() throws this message),
+ * `tickMs` (emits a counter by itself).
  */
 export const TEST_KIND = "test-source";
 
@@ -29,6 +30,8 @@ export interface TestSourceOptions {
   password?: string;
   /** start() fails with this message. */
   failStart?: string;
+  /** Emits a counter to `<prefix>.e0` this often, by itself (for a server in a child process). */
+  tickMs?: number;
 }
 
 export class TestSource implements Connector {
@@ -39,6 +42,7 @@ export class TestSource implements Connector {
   stopped = false;
   readonly written: WriteBackItem[] = [];
   emitted = 0;
+  private ticker: NodeJS.Timeout | undefined;
   write?: (items: readonly WriteBackItem[]) => Promise<WriteBackResult[]>;
 
   constructor(readonly settings: ConnectorSettings) {
@@ -93,10 +97,19 @@ export class TestSource implements Connector {
     });
     this.started = true;
     context.setState("up");
+    if (this.options.tickMs !== undefined) {
+      let n = 0;
+      this.ticker = setInterval(
+        () =>
+          this.emit([{ elementId: `${prefix}.e0`, value: n++, quality: "Good", tsUs: Date.now() * 1000 }]),
+        this.options.tickMs,
+      );
+    }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.ticker);
   }
 
   health(): ConnectorHealth {
@@ -140,6 +153,7 @@ export const testSourceKind: ConnectorKind = {
       refuse: { type: "array", items: { type: "string" } },
       password: { type: "string" },
       failStart: { type: "string" },
+      tickMs: { type: "integer", minimum: 10 },
     },
     required: ["prefix"],
     additionalProperties: false,
