@@ -105,6 +105,37 @@ describe("a server with connectors", () => {
     expect(reading.parentId).toBe("plant");
   });
 
+  it("never lets a connector take over objects it did not create", async () => {
+    const held = source("held");
+    const change = {
+      objects: [{ elementId: "plant.e0", displayName: "mine now", typeElementId: "held-reading-type" }],
+    };
+    await expect(held.context?.applyModel(change)).rejects.toThrow(
+      'objects (plant.e0): already exists and belongs to connector "plant"',
+    );
+    const res = await postJson(server.url, "/v1/objects/list", { elementIds: ["plant.e0"] });
+    expect(res.body.results[0].result.displayName).toBe("plant.e0");
+  });
+
+  it("applies a model it already stored without writing it again", async () => {
+    const plant = source("plant");
+    const context = plant.context as NonNullable<typeof plant.context>;
+    const ids = { elementIds: ["plant", "plant.e0", "plant.e1"] };
+    const misses = async () =>
+      (await scrapeSamples(server.url))
+        .filter((s) => s.name === "cache_misses_total")
+        .reduce((n, s) => n + s.value, 0);
+    // Warm the caches, including what applying the model reads.
+    await plant.start(context);
+    await postJson(server.url, "/v1/objects/list", ids);
+    const before = await misses();
+    await plant.start(context);
+    const res = await postJson(server.url, "/v1/objects/list", ids);
+    expect(res.body.results.every((r: any) => r.success)).toBe(true);
+    // Had the model been imported again, the cache in front of the store would have been dropped.
+    expect(await misses()).toBe(before);
+  });
+
   it("stores submitted points as current values and history, and streams them to subscribers", async () => {
     const client = await postJson(server.url, "/v1/subscriptions", { clientId: "c-plant" });
     const subscriptionId = client.body.result.subscriptionId;

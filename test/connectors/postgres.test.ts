@@ -140,6 +140,33 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
       expect((await getJson(b.url, "/health/ready")).status).toBe(200);
       expect(runningSource("shared", b.dataDir)).toBeUndefined();
 
+      // A model change made by the connector on one replica reaches the caches of the others.
+      const listed = async (server: TestServer) =>
+        (await getJson(server.url, "/v1/objects")).body.result.map(
+          (o: any) => `${o.elementId}=${o.displayName}`,
+        );
+      expect(await listed(standby)).toContain("shared.e1=shared.e1");
+      await leader.context?.applyModel({
+        objects: [
+          {
+            elementId: "shared.e1",
+            displayName: "renamed",
+            typeElementId: "shared-reading-type",
+            parentId: "shared",
+          },
+          {
+            elementId: "shared.extra",
+            displayName: "extra",
+            typeElementId: "shared-reading-type",
+            parentId: "shared",
+          },
+        ],
+      });
+      await eventually(async () => {
+        const names = await listed(standby);
+        return names.includes("shared.e1=renamed") && names.includes("shared.extra=extra");
+      });
+
       leader.emit([{ elementId: "shared.e0", value: 1, quality: "Good", tsUs: T0 * 1000 }]);
       await eventually(async () => (await readValue(standby, "shared.e0")).value === 1);
 

@@ -192,11 +192,8 @@ export class ConnectorRunner implements ConnectorContext {
     if (points.length === 0) return !this.queue.aboveHighWater;
     const batch: QueuedBatch = { kind: "points", points, messages, bytes };
     if (!this.queue.offer(batch)) {
-      this.count(
-        "dropped",
-        messages,
-        `queue full (${this.queue.points}/${this.queue.limits.maxPoints} points, ${this.queue.bytes}/${this.queue.limits.maxBytes} bytes)`,
-      );
+      // A fixed reason, so a flood of drops is one burst of log lines; the queue gauges give the figures.
+      this.count("dropped", messages, "queue to the write path full");
       return false;
     }
     this.drainLoop ??= this.drain().finally(() => {
