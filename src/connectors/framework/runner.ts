@@ -389,7 +389,9 @@ export class ConnectorRunner implements ConnectorContext {
             "Could not store the connector's points; retrying",
           );
           if (this.stopping && failures > 3) {
-            const messages = entries.reduce((n, e) => n + (e.kind === "points" ? e.messages : 0), 0);
+            // Shutting down with the store gone: what is left cannot be written; count it rather than wait.
+            const left = [...entries, ...this.queue.clear()];
+            const messages = left.reduce((n, e) => n + (e.kind === "points" ? e.messages : 0), 0);
             this.count("dropped", messages, "store unavailable while stopping");
             break;
           }
