@@ -1,4 +1,4 @@
-import { type Access, forbiddenItem } from "../domain/access.js";
+import { Access, forbiddenItem } from "../domain/access.js";
 import { type BulkItem, I3xError, itemError, itemOk } from "../domain/errors.js";
 import {
   COMPONENT_OF,
@@ -87,7 +87,7 @@ export class ModelService {
     if (cache === undefined || filter.includeMetadata === true) return undefined;
     const records = cache.cachedListing(storeFilter(access, filter));
     if (records === undefined) return undefined;
-    if (!access.restricted) return { objects: records.map((r) => baseView(access, r)), source: records };
+    if (!access.restricted) return new CachedListing(records);
     // What a restricted key sees of a listing depends on the key as well as on the listing.
     const visible = visibleRecords(access, records, filter.root === true);
     return { objects: visible.map((r) => baseView(access, r)) };
@@ -287,6 +287,21 @@ export class ModelService {
       }
     }
     return bySource;
+  }
+}
+
+/**
+ * A cached listing as a key that sees the whole model reads it: the views are made only when asked for,
+ * which a route that sends the bytes it rendered for the same source before never does.
+ */
+class CachedListing implements ObjectListing {
+  private views: readonly ObjectView[] | undefined;
+
+  constructor(readonly source: readonly ObjectRecord[]) {}
+
+  get objects(): readonly ObjectView[] {
+    if (this.views === undefined) this.views = this.source.map((r) => baseView(Access.everything, r));
+    return this.views;
   }
 }
 
