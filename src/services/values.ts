@@ -1,11 +1,12 @@
 import type { Config } from "../config.js";
 import { type Access, forbiddenItem } from "../domain/access.js";
 import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from "../domain/errors.js";
-import type { ObjectRecord, Vqt } from "../domain/model.js";
+import type { Vqt } from "../domain/model.js";
 import { RawJson } from "../domain/raw-json.js";
 import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
 import type { CacheAccess } from "../store/decorators/cached.js";
 import type { HistoryJson, Store } from "../store/store.js";
+import { answerFromCache, type BulkOutcome } from "./answers.js";
 import { assembleComponents, planDepth, walkComposition } from "./composition.js";
 import { elementNotFound, permitted } from "./model.js";
 
@@ -28,12 +29,6 @@ export interface HistoryResult extends ComponentHistory {
   isComposition: boolean;
 }
 
-/** Bulk items plus, when a server limit cut something short, the 206 detail for the whole response. */
-export interface BulkOutcome<T> {
-  items: BulkItem<T>[];
-  partial?: ResponseDetail;
-}
-
 export interface HistoryQuery {
   elementIds: readonly string[];
   startTime: string;
@@ -46,12 +41,6 @@ export interface HistoryQuery {
  * comes first: a denied id is a 403 item and never read, and a component it denies is not part of a value.
  */
 export class ValueService {
-  /**
-   * Results of cached reads, one per cached value and the record it was answered with (both never change;
-   * a new value is a new object), so that a response can reuse what was rendered for them before.
-   */
-  private readonly cachedResults = new WeakMap<Vqt, { record: ObjectRecord; result: CurrentValueResult }>();
-
   constructor(
     private readonly store: Store,
     private readonly config: Pick<Config, "maxCompositionDepth" | "maxHistoryPoints">,
@@ -62,9 +51,8 @@ export class ValueService {
   /**
    * Current values, in request order. Synchronous when no composition is followed and the cache holds
    * every requested element and its value: the common read then costs no promise, no map and no set, and
-   * each result is a shared object that never changes (a new value is a new object), which
-   * src/api/rendered.ts keys rendered bytes by (docs/adr/010). A 404, GoodNoData or a component needs the
-   * full read.
+   * names the cached value each item was made from (`sources`). A 404, GoodNoData or a component needs
+   * the full read.
    */
   current(
     access: Access,
@@ -83,35 +71,24 @@ export class ValueService {
     if (cache === undefined) return undefined;
     const plan = planDepth(maxDepth, this.config.maxCompositionDepth);
     if (plan.levels !== 0 || plan.serverLimited) return undefined;
-    const items: BulkItem<CurrentValueResult>[] = [];
-    let denied = 0;
-    for (const id of ids) {
-      if (!access.allows(id)) {
-        items.push(forbiddenItem(id));
-        denied++;
-        continue;
-      }
-      const record = cache.cachedObject(id);
-      if (record === undefined) return undefined;
-      const v = cache.cachedValue(id);
-      if (v === undefined) return undefined;
-      let cached = this.cachedResults.get(v);
-      if (cached === undefined || cached.record !== record) {
-        const result = Object.freeze({
+    return answerFromCache(
+      access,
+      ids,
+      (id) => {
+        const record = cache.cachedObject(id);
+        const v = record === undefined ? undefined : cache.cachedValue(id);
+        if (record === undefined || v === undefined) return undefined;
+        const result = {
           isComposition: record.isComposition,
           value: v.value,
           quality: v.quality,
           timestamp: v.timestamp,
-        });
-        cached = { record, result };
-        this.cachedResults.set(v, cached);
-      }
-      items.push(itemOk(id, cached.result));
-    }
-    const read = denied === 0 ? ids : ids.filter((id) => access.allows(id));
-    const distinct = read.length < 2 ? read.length : new Set(read).size;
-    cache.countCachedReads(distinct, distinct);
-    return { items };
+        };
+        // The value stands for the record too: the cache drops every value when the model changes.
+        return { result, source: v };
+      },
+      (distinct) => cache.countCachedReads(distinct, distinct),
+    );
   }
 
   private async readCurrent(
