@@ -212,7 +212,7 @@ export function readScalar(datatype: number, fields: ValueFields): unknown {
     case 8:
       return int64Json(toBigUint(fields.longValue ?? fields.intValue));
     case 9:
-      return finite(fields.floatValue);
+      return float32Json(fields.floatValue);
     case 10:
       return finite(fields.doubleValue);
     case 11:
@@ -231,6 +231,20 @@ export function readScalar(datatype: number, fields: ValueFields): unknown {
         return readArray(datatype, fields.bytesValue ?? new Uint8Array());
       throw new ValueError(`datatype ${datatype} is not a scalar datatype`);
   }
+}
+
+/**
+ * A 32-bit float as the shortest decimal that reads back as the same float (2.1, not 2.0999999046325684):
+ * the digits the edge node meant, and nothing lost, since the float is all there was.
+ */
+function float32Json(v: number | null | undefined): number | null {
+  const f = finite(v);
+  if (f === null || f === 0) return f;
+  for (let digits = 1; digits < 9; digits++) {
+    const shorter = Number(f.toPrecision(digits));
+    if (Math.fround(shorter) === f) return shorter;
+  }
+  return f;
 }
 
 function dateTimeJson(ms: bigint): string {
@@ -269,7 +283,7 @@ function readArray(datatype: number, bytes: Uint8Array): unknown[] {
     case 29:
       return fixed(8, (o) => int64Json(buf.readBigUInt64LE(o)));
     case 30:
-      return fixed(4, (o) => finite(buf.readFloatLE(o)));
+      return fixed(4, (o) => float32Json(buf.readFloatLE(o)));
     case 31:
       return fixed(8, (o) => finite(buf.readDoubleLE(o)));
     case 34:

@@ -111,7 +111,6 @@ interface EdgeNode {
   devices: Map<string, Owner>;
   aliases: Map<string, { owner: Owner; metric: MetricState }>;
   templates: Map<string, TemplateValue>;
-  metricCount: number;
   stash: Stashed[];
   stashBytes: number;
   gapDeadline?: number;
@@ -331,7 +330,6 @@ export class SparkplugHost {
       devices: new Map(),
       aliases: new Map(),
       templates: new Map(),
-      metricCount: 0,
       stash: [],
       stashBytes: 0,
     };
@@ -456,7 +454,6 @@ export class SparkplugHost {
     node.gapDeadline = undefined;
     node.aliases.clear();
     node.templates = definitions;
-    node.metricCount = 0;
     for (const device of node.devices.values()) device.online = false;
     for (const [name, def] of definitions) {
       const typeId = ids.templateType(node.group, node.edgeNode, name);
@@ -488,7 +485,9 @@ export class SparkplugHost {
     nowMs: number,
     fx: HostEffects,
   ): void {
-    if (node.metricCount + payload.metrics.length > this.options.maxMetricsPerEdgeNode) {
+    let others = node.node.metrics.size;
+    for (const [id, d] of node.devices) if (id !== device) others += d.metrics.size;
+    if (others + payload.metrics.length > this.options.maxMetricsPerEdgeNode) {
       fx.invalid = `DBIRTH beyond ${this.options.maxMetricsPerEdgeNode} metrics for its edge node`;
       return;
     }
@@ -598,7 +597,6 @@ export class SparkplugHost {
         fx,
       );
       owner.metrics.set(name, state);
-      node.metricCount++;
       if (metric.alias !== undefined) {
         state.alias = metric.alias;
         node.aliases.set(metric.alias, { owner, metric: state });

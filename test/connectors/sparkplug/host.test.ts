@@ -88,6 +88,8 @@ describe("decoding", () => {
         { name: "dt", type: "DateTime", value: 1_700_000_000_123 },
         { name: "nan", type: "Double", value: Number.NaN },
         { name: "none", type: "Float", value: null },
+        { name: "f32", type: "Float", value: 14.96 },
+        { name: "f32big", type: "Float", value: 16777217 },
       ]),
     );
     const v = Object.fromEntries(decoded.metrics.map((m) => [m.name, m.value]));
@@ -104,6 +106,9 @@ describe("decoding", () => {
       dt: "2023-11-14T22:13:20.123Z",
       nan: null,
       none: null,
+      // Floats as the shortest decimal of the same 32-bit float, not the double's 14.960000038146973.
+      f32: 14.96,
+      f32big: 16777216,
     });
     expect(decoded.metrics.find((m) => m.name === "nan")?.unrepresentable).toBe(true);
     expect(decoded.metrics.find((m) => m.name === "none")?.isNull).toBe(true);

@@ -89,7 +89,7 @@ beforeAll(async () => {
   );
   server = await startTestServer({ I3XD_DEMO: "false", I3XD_CONNECTORS_FILE: file });
   await eventually(async () => {
-    const ready = await fetch(`${server.url}/health/ready`).then((r) => r.json());
+    const ready = (await fetch(`${server.url}/health/ready`).then((r) => r.json())) as any;
     return ready.result?.connectors?.some((c: any) => c.name === "spb" && c.state === "up");
   });
   await edge.connect(0);
