@@ -62,6 +62,12 @@ export const sparkplugConnectorKind: ConnectorKind = {
 };
 
 const DEFAULT_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
+const REBIRTH_REASONS: readonly (RebirthReason | "reconnect")[] = [
+  "data_before_birth",
+  "unknown_alias",
+  "sequence_gap",
+  "reconnect",
+];
 const REBIRTH_METRIC: CommandMetric = { name: "Node Control/Rebirth", datatype: 11, value: true };
 
 /**
@@ -106,6 +112,9 @@ export class SparkplugConnector implements Connector {
 
   async start(context: ConnectorContext): Promise<void> {
     this.context = context;
+    // Series from the start, so a rate, a panel or an alert is defined before the first rebirth or gap.
+    for (const reason of REBIRTH_REASONS) sparkplugRebirthRequests.inc({ connector: this.name, reason }, 0);
+    sparkplugSequenceGaps.inc({ connector: this.name }, 0);
     this.updateEdgeNodeGauge();
     const o = this.options;
     this.stateTimestamp = Date.now();
