@@ -158,3 +158,26 @@ export class TestEdgeNode {
     return this.commands.filter((c) => c.payload.metrics?.some((m) => m.name === name));
   }
 }
+
+/** The retained `spBv1.0/STATE/<id>` as a new subscriber gets it (parsed); `{}` when none comes within 2 s. */
+// biome-ignore lint/suspicious/noExplicitAny: STATE payloads are arbitrary JSON read by assertions
+export async function retainedState(id: string, url = BROKER_URL): Promise<any> {
+  const client = await mqtt.connectAsync(url);
+  try {
+    const state = new Promise<unknown>((resolve) => {
+      client.on("message", (_t, payload) => resolve(JSON.parse(payload.toString())));
+      setTimeout(() => resolve({}), 2000);
+    });
+    await client.subscribeAsync(`spBv1.0/STATE/${id}`);
+    return await state;
+  } finally {
+    await client.endAsync();
+  }
+}
+
+/** Removes a retained message. */
+export async function clearRetained(topic: string, url = BROKER_URL): Promise<void> {
+  const client = await mqtt.connectAsync(url);
+  await client.publishAsync(topic, "", { retain: true, qos: 1 });
+  await client.endAsync();
+}

@@ -241,7 +241,7 @@ export class SparkplugConnector implements Connector {
     if (reconnect) {
       context.reconnected();
       // What the nodes sent while we were away is lost (clean session): ask every known node to rebirth.
-      this.enqueue(() => this.rebirthAll("reconnect"));
+      this.enqueue(async () => this.rebirthAll("reconnect"));
     }
   }
 
@@ -283,7 +283,7 @@ export class SparkplugConnector implements Connector {
       return;
     }
     if (this.options.primaryHostId && message.topic === this.stateTopic()) {
-      await this.ownState(message.payload);
+      this.ownState(message.payload);
       return;
     }
     const fx = this.host.handle(message.topic, message.payload, Date.now());
@@ -291,14 +291,16 @@ export class SparkplugConnector implements Connector {
   }
 
   /** Another client said this host is offline while it is not: say online again (Sparkplug 3.0). */
-  private async ownState(payload: Buffer): Promise<void> {
+  private ownState(payload: Buffer): void {
     let online: unknown;
     try {
       online = (JSON.parse(payload.toString("utf8")) as { online?: unknown }).online;
     } catch {
       online = undefined;
     }
-    if (online !== true && this.connection?.connected) await this.publishOnline();
+    // Not awaited: messages are handled one at a time, and the broker sends our own STATE back to us
+    // before the PUBACK, so waiting here for the acknowledgement would wait for ourselves.
+    if (online !== true && this.connection?.connected) void this.publishOnline();
   }
 
   private async applyEffects(fx: HostEffects, bytes: number, topic?: string): Promise<void> {
@@ -322,16 +324,12 @@ export class SparkplugConnector implements Connector {
     if (fx.points.length > 0 && !modelFailed) {
       if (!context.submit(fx.points, 1, bytes)) await context.drained();
     }
-    for (const r of fx.rebirths) await this.requestRebirth(r.group, r.edgeNode, r.reason);
+    for (const r of fx.rebirths) this.requestRebirth(r.group, r.edgeNode, r.reason);
     this.updateEdgeNodeGauge();
     this.schedule();
   }
 
-  private async requestRebirth(
-    group: string,
-    edgeNode: string,
-    reason: RebirthReason | "reconnect",
-  ): Promise<void> {
+  private requestRebirth(group: string, edgeNode: string, reason: RebirthReason | "reconnect"): void {
     const key = `${group}/${edgeNode}`;
     const now = Date.now();
     const last = this.lastRebirth.get(key);
@@ -347,21 +345,21 @@ export class SparkplugConnector implements Connector {
     }
     sparkplugRebirthRequests.inc({ connector: this.name, reason });
     this.context?.log.info({ group, edgeNode, reason }, "Requesting a rebirth");
-    try {
-      await connection.publish(
+    // Not awaited, like every publish made while a message is handled (see ownState).
+    connection
+      .publish(
         `spBv1.0/${group}/NCMD/${edgeNode}`,
         Buffer.from(encodeCommand([REBIRTH_METRIC], now)),
         0,
         false,
+      )
+      .catch((err: unknown) =>
+        this.context?.log.warn({ err, group, edgeNode }, "Could not send a rebirth request"),
       );
-    } catch (err) {
-      this.context?.log.warn({ err, group, edgeNode }, "Could not send a rebirth request");
-    }
   }
 
-  private async rebirthAll(reason: "reconnect"): Promise<void> {
-    for (const { group, edgeNode } of this.host.edgeNodes())
-      await this.requestRebirth(group, edgeNode, reason);
+  private rebirthAll(reason: "reconnect"): void {
+    for (const { group, edgeNode } of this.host.edgeNodes()) this.requestRebirth(group, edgeNode, reason);
   }
 
   /** Runs the host's reorder expiry when its earliest wait runs out. */

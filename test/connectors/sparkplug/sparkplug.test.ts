@@ -6,7 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { postJson } from "../../helpers/http.js";
 import { sampleValue, scrapeSamples } from "../../helpers/metrics.js";
 import { makeTempDir, startTestServer, type TestServer } from "../../helpers/server.js";
-import { BROKER_URL, TestEdgeNode, uniqueGroup } from "../../helpers/sparkplug-edge-node.js";
+import {
+  BROKER_URL,
+  clearRetained,
+  retainedState,
+  TestEdgeNode,
+  uniqueGroup,
+} from "../../helpers/sparkplug-edge-node.js";
 import { eventually } from "../test-source.js";
 
 // The Sparkplug B host through the server's public interface: a real Mosquitto (127.0.0.1:1883), a test
@@ -63,7 +69,7 @@ async function readValues(ids: string[], maxDepth?: number): Promise<any[]> {
   expect(res.status).toBe(200);
   return res.body.results.map((r: any) => (r.success ? r.result : r.responseDetail));
 }
-const valueOf = async (id: string) => (await readValues([id]))[0];
+const currentOf = async (id: string) => (await readValues([id]))[0];
 const metricSample = async (name: string, labels: Record<string, string>) =>
   sampleValue(await scrapeSamples(server.url), name, labels);
 
@@ -94,16 +100,13 @@ beforeAll(async () => {
   });
   await edge.connect(0);
   await birthAll();
-  await eventually(async () => (await valueOf(`${dev}#Pump101#Speed`)).value === 1450);
+  await eventually(async () => (await currentOf(`${dev}#Pump101#Speed`)).value === 1450);
 });
 
 afterAll(async () => {
   await edge.close();
   await server?.close();
-  // Clear the retained STATE this run left.
-  const client = await mqtt.connectAsync(BROKER_URL);
-  await client.publishAsync(`spBv1.0/STATE/${hostId}`, "", { retain: true, qos: 1 });
-  await client.endAsync();
+  await clearRetained(`spBv1.0/STATE/${hostId}`);
   files.remove();
 });
 
@@ -180,9 +183,12 @@ describe("births", () => {
   });
 
   it("keep UInt64 values beyond 2^53 exact", async () => {
-    expect(await valueOf(`${dev}#Counter`)).toMatchObject({ value: "18446744073709551615", quality: "Good" });
+    expect(await currentOf(`${dev}#Counter`)).toMatchObject({
+      value: "18446744073709551615",
+      quality: "Good",
+    });
     await edge.data([{ alias: 13, type: "UInt64", value: "9007199254740993" as any }], "pump-station");
-    await eventually(async () => (await valueOf(`${dev}#Counter`)).value === "9007199254740993");
+    await eventually(async () => (await currentOf(`${dev}#Counter`)).value === "9007199254740993");
   });
 });
 
@@ -190,8 +196,8 @@ describe("data", () => {
   it("arrives by alias with the metric's timestamp", async () => {
     const ts = Date.UTC(2030, 0, 1, 0, 0, 1, 250);
     await edge.data([{ alias: 10, type: "Double", value: 43.25, timestamp: ts }], "pump-station");
-    await eventually(async () => (await valueOf(`${dev}#Inputs/Flow`)).value === 43.25);
-    expect(await valueOf(`${dev}#Inputs/Flow`)).toMatchObject({
+    await eventually(async () => (await currentOf(`${dev}#Inputs/Flow`)).value === 43.25);
+    expect(await currentOf(`${dev}#Inputs/Flow`)).toMatchObject({
       quality: "Good",
       timestamp: "2030-01-01T00:00:01.250Z",
     });
@@ -200,7 +206,7 @@ describe("data", () => {
   it("stores historical metrics in history only, never over a newer current value", async () => {
     const now = Date.now();
     await edge.data([{ alias: 11, type: "Float", value: 3.5, timestamp: now }], "pump-station");
-    await eventually(async () => (await valueOf(`${dev}#Inputs/Pressure`)).value === 3.5);
+    await eventually(async () => (await currentOf(`${dev}#Inputs/Pressure`)).value === 3.5);
     await edge.data(
       [{ alias: 11, type: "Float", value: 1.25, timestamp: now - 60_000, isHistorical: true }],
       "pump-station",
@@ -214,7 +220,7 @@ describe("data", () => {
       return res.body.results[0].result.values.map((v: any) => v.value);
     };
     await eventually(async () => (await history()).includes(1.25));
-    expect(await valueOf(`${dev}#Inputs/Pressure`)).toMatchObject({ value: 3.5, quality: "Good" });
+    expect(await currentOf(`${dev}#Inputs/Pressure`)).toMatchObject({ value: 3.5, quality: "Good" });
   });
 
   it("a sequence gap that outlasts the reorder timeout is counted and a rebirth requested on the broker", async () => {
@@ -230,7 +236,7 @@ describe("data", () => {
       await metricSample("sparkplug_rebirth_requests_total", { connector: "spb", reason: "sequence_gap" }),
     ).toBeGreaterThanOrEqual(1);
     // The data that arrived after the gap was kept.
-    await eventually(async () => (await valueOf(`${dev}#Setpoint`)).value === 7);
+    await eventually(async () => (await currentOf(`${dev}#Setpoint`)).value === 7);
     await birthAll();
   });
 
@@ -243,7 +249,23 @@ describe("data", () => {
         invalid + 1,
     );
     await edge.data([{ alias: 12, type: "Int16", value: 8 }], "pump-station");
-    await eventually(async () => (await valueOf(`${dev}#Setpoint`)).value === 8);
+    await eventually(async () => (await currentOf(`${dev}#Setpoint`)).value === 8);
+  });
+});
+
+describe("rebirth", () => {
+  it("with a changed metric set adds objects and turns the metrics it lacks Bad until they return", async () => {
+    const changed = [
+      ...deviceMetrics().filter((m) => m.name !== "Setpoint"),
+      { name: "Inputs/Level", alias: 15, type: "Float" as const, value: 2.75 },
+    ];
+    await edge.deviceBirth("pump-station", changed as any);
+    await eventually(async () => (await currentOf(`${dev}#Inputs/Level`)).value === 2.75);
+    expect(await currentOf(`${dev}#Setpoint`)).toMatchObject({ value: null, quality: "Bad" });
+    const [folder] = await readValues([`${dev}#Inputs/`], 2);
+    expect(Object.keys(folder.components)).toContain(`${dev}#Inputs/Level`);
+    await edge.deviceBirth("pump-station", deviceMetrics() as any);
+    await eventually(async () => (await currentOf(`${dev}#Setpoint`)).quality === "Good");
   });
 });
 
@@ -286,50 +308,41 @@ describe("deaths", () => {
   it("a stale NDEATH (another bdSeq) is ignored", async () => {
     await edge.death(edge.bdSeq + 40);
     await edge.data([{ alias: 12, type: "Int16", value: 9 }], "pump-station");
-    await eventually(async () => (await valueOf(`${dev}#Setpoint`)).value === 9);
-    expect((await valueOf(`${node}#Uptime`)).quality).toBe("Good");
+    await eventually(async () => (await currentOf(`${dev}#Setpoint`)).value === 9);
+    expect((await currentOf(`${node}#Uptime`)).quality).toBe("Good");
   });
 
   it("DDEATH marks the device's metrics Bad at the payload's timestamp", async () => {
     const ts = Date.now() + 5;
     await edge.deviceDeath("pump-station", ts);
-    await eventually(async () => (await valueOf(`${dev}#Setpoint`)).quality === "Bad");
-    expect(await valueOf(`${dev}#Pump101#Speed`)).toMatchObject({
+    await eventually(async () => (await currentOf(`${dev}#Setpoint`)).quality === "Bad");
+    expect(await currentOf(`${dev}#Pump101#Speed`)).toMatchObject({
       value: null,
       quality: "Bad",
       timestamp: new Date(ts).toISOString(),
     });
-    expect((await valueOf(`${node}#Uptime`)).quality).toBe("Good");
+    expect((await currentOf(`${node}#Uptime`)).quality).toBe("Good");
     await edge.deviceBirth("pump-station", deviceMetrics() as any);
-    await eventually(async () => (await valueOf(`${dev}#Setpoint`)).quality === "Good");
+    await eventually(async () => (await currentOf(`${dev}#Setpoint`)).quality === "Good");
   });
 
   it("the NDEATH Will of a killed edge node marks everything Bad; a rebirth brings it back Good", async () => {
     const offline = () => metricSample("sparkplug_edge_nodes", { connector: "spb", state: "offline" });
     edge.kill();
-    await eventually(async () => (await valueOf(`${node}#Uptime`)).quality === "Bad");
-    expect(await valueOf(`${dev}#Inputs/Flow`)).toMatchObject({ value: null, quality: "Bad" });
+    await eventually(async () => (await currentOf(`${node}#Uptime`)).quality === "Bad");
+    expect(await currentOf(`${dev}#Inputs/Flow`)).toMatchObject({ value: null, quality: "Bad" });
     expect(await offline()).toBe(1);
 
     await edge.connect(edge.bdSeq + 1);
     await birthAll();
-    await eventually(async () => (await valueOf(`${dev}#Inputs/Flow`)).quality === "Good");
-    expect(await valueOf(`${node}#Uptime`)).toMatchObject({ value: 5, quality: "Good" });
+    await eventually(async () => (await currentOf(`${dev}#Inputs/Flow`)).quality === "Good");
+    expect(await currentOf(`${node}#Uptime`)).toMatchObject({ value: 5, quality: "Good" });
     expect(await offline()).toBe(0);
   });
 });
 
 describe("primary host", () => {
   it("publishes its STATE online, retained", async () => {
-    const client = await mqtt.connectAsync(BROKER_URL);
-    try {
-      const state = new Promise<any>((resolve) =>
-        client.on("message", (_t, payload) => resolve(JSON.parse(payload.toString()))),
-      );
-      await client.subscribeAsync(`spBv1.0/STATE/${hostId}`);
-      expect(await state).toMatchObject({ online: true, timestamp: expect.any(Number) });
-    } finally {
-      await client.endAsync();
-    }
+    expect(await retainedState(hostId)).toMatchObject({ online: true, timestamp: expect.any(Number) });
   });
 });
