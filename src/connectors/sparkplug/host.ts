@@ -6,6 +6,7 @@ import {
   type Quality,
 } from "../../domain/model.js";
 import type { ModelDocument, ModelObject, ModelObjectType, ModelRelationship } from "../../model/format.js";
+import { MAX_ELEMENT_ID_LENGTH } from "../../model/validate.js";
 import type { SourcePoint } from "../connector.js";
 import {
   decodeSparkplug,
@@ -15,7 +16,7 @@ import {
   type TemplateValue,
 } from "./codec.js";
 import { DATATYPE_NAMES, datatypeSchema, TEMPLATE } from "./datatypes.js";
-import { hasFolders, type SparkplugIds } from "./ids.js";
+import { encodeName, hasFolders, type SparkplugIds } from "./ids.js";
 
 /**
  * The Sparkplug B host application's state machine, free of I/O: it takes each message (topic, payload,
@@ -54,6 +55,8 @@ export interface HostEffects {
   sequenceGaps: number;
   /** The message was not Sparkplug data for a host (commands, STATE): counted as received only. */
   ignored: boolean;
+  /** Metrics of a birth left out because their element id would be too long (the rest is applied). */
+  skipped: string[];
 }
 
 /** Where a write goes, from the metric's current session. */
@@ -168,8 +171,20 @@ function placeSchema(root: JsonSchema, segments: readonly string[], schema: Json
   propertiesOf(at)[segments[segments.length - 1]] = schema;
 }
 
+/** The longest element id a metric makes: its own, or one of its template members' down the tree. */
+function longestId(elementId: string, metric: SparkplugMetric): number {
+  const template = metric.datatype === TEMPLATE ? (metric.value as TemplateValue | null) : null;
+  let longest = elementId.length;
+  for (const member of template?.metrics ?? []) {
+    if (member.name === undefined) continue;
+    const memberId = `${elementId}#${encodeName(member.name, false)}`;
+    longest = Math.max(longest, longestId(memberId, member));
+  }
+  return longest;
+}
+
 function emptyEffects(): HostEffects {
-  return { points: [], rebirths: [], unmatched: false, sequenceGaps: 0, ignored: false };
+  return { points: [], rebirths: [], unmatched: false, sequenceGaps: 0, ignored: false, skipped: [] };
 }
 
 /** A model change being built from one birth. */
@@ -177,8 +192,17 @@ class ModelDraft {
   readonly types = new Map<string, ModelObjectType>();
   readonly objects = new Map<string, ModelObject>();
   readonly relationships: ModelRelationship[] = [];
+  private readonly edges = new Set<string>();
   /** Set on the first change of a run: it carries the namespaces and relationship types too. */
   withVocabulary = false;
+
+  /** A `HasComponent` edge, once (a birth may name a metric twice). */
+  component(sourceId: string, targetId: string): void {
+    const key = `${sourceId}\n${targetId}`;
+    if (this.edges.has(key)) return;
+    this.edges.add(key);
+    this.relationships.push({ sourceId, relationshipType: HAS_COMPONENT, targetId });
+  }
 
   toChange(): Partial<ModelDocument> | undefined {
     if (this.types.size === 0 && this.objects.size === 0) return undefined;
@@ -251,6 +275,10 @@ export class SparkplugHost {
     } catch (err) {
       if (!(err instanceof PayloadError)) throw err;
       fx.invalid = err.message;
+      return fx;
+    }
+    if (this.options.ids.owner(group, edgeNode, device || undefined).length > MAX_ELEMENT_ID_LENGTH) {
+      fx.invalid = `element id of ${device ? "device" : "edge node"} longer than ${MAX_ELEMENT_ID_LENGTH} characters`;
       return fx;
     }
     const key = `${group}/${edgeNode}`;
@@ -557,6 +585,10 @@ export class SparkplugHost {
     for (const metric of metrics) {
       if (metric.name === undefined || metric.name === "") continue;
       const name = metric.name;
+      if (longestId(ids.metric(owner.elementId, [name]), metric) > MAX_ELEMENT_ID_LENGTH) {
+        fx.skipped.push(name);
+        continue;
+      }
       const folders = hasFolders(name) ? name.split("/") : [name];
       const source: MetricSource = {
         group: node.group,
@@ -577,7 +609,7 @@ export class SparkplugHost {
             }),
             parentId: parent,
           });
-          draft.relationships.push({ sourceId: parent, relationshipType: HAS_COMPONENT, targetId: folderId });
+          draft.component(parent, folderId);
         }
         parent = folderId;
       }
@@ -682,7 +714,7 @@ export class SparkplugHost {
       ...(description ? { description } : {}),
       system,
     });
-    draft.relationships.push({ sourceId: parentId, relationshipType: HAS_COMPONENT, targetId: elementId });
+    draft.component(parentId, elementId);
     return state;
   }
 

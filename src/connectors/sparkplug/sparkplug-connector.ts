@@ -309,6 +309,11 @@ export class SparkplugConnector implements Connector {
     if (fx.invalid !== undefined)
       context.count("invalid", 1, topic ? `${fx.invalid} (${topic})` : fx.invalid);
     if (fx.unmatched) context.count("unmatched");
+    if (fx.skipped.length > 0)
+      context.log.warn(
+        { topic, skipped: fx.skipped.length, metrics: fx.skipped.slice(0, 5) },
+        "Birth metrics left out: their element ids would be longer than 512 characters",
+      );
     if (fx.sequenceGaps > 0) sparkplugSequenceGaps.inc({ connector: this.name }, fx.sequenceGaps);
     let modelFailed = false;
     if (fx.model) {

@@ -523,6 +523,30 @@ describe("write targets", () => {
 });
 
 describe("bad input", () => {
+  it("a metric whose id would be too long is left out of its birth; the rest is applied", () => {
+    const host = newHost();
+    const long = "x".repeat(600);
+    const fx = host.handle(
+      "spBv1.0/G/NBIRTH/E",
+      nbirth(0, [
+        { name: long, type: "Int32", value: 1, alias: 3 },
+        { name: "Short", type: "Int32", value: 2, alias: 4 },
+        { name: "Named twice", type: "Int32", value: 3 },
+        { name: "Named twice", type: "Int32", value: 4 },
+      ]),
+      T,
+    );
+    expect(fx.skipped).toEqual([long]);
+    const objects = (fx.model as any).objects.map((o: any) => o.elementId);
+    expect(objects).toContain("spBv1.0/G/E#Short");
+    expect(objects.some((id: string) => id.length > 512)).toBe(false);
+    const edges = (fx.model as any).relationships.map((r: any) => `${r.sourceId}>${r.targetId}`);
+    expect(new Set(edges).size).toBe(edges.length);
+    expect(host.handle(`spBv1.0/G/NBIRTH/${"e".repeat(600)}`, nbirth(0), T).invalid).toMatch(
+      /longer than 512/,
+    );
+  });
+
   it("is reported, never thrown", () => {
     const host = newHost();
     expect(host.handle("spBv1.0/G/NBIRTH/E", Buffer.from([0xff, 0xff, 0xff]), T).invalid).toMatch(

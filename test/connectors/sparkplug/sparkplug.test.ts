@@ -1,7 +1,6 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { postJson } from "../../helpers/http.js";
 import { sampleValue, scrapeSamples } from "../../helpers/metrics.js";
