@@ -46,6 +46,20 @@ const deviceMetrics = () => [
   { name: "Setpoint", alias: 12, type: "Int16" as const, value: 100 },
   { name: "Counter", alias: 13, type: "UInt64" as const, value: "18446744073709551615" },
   {
+    name: "Recipe",
+    alias: 16,
+    type: "DataSet" as const,
+    value: {
+      numOfColumns: 2,
+      columns: ["step", "action"],
+      types: ["Int32", "String"],
+      rows: [
+        [1, "fill"],
+        [-2, "drain"],
+      ],
+    },
+  },
+  {
     name: "Pump101",
     alias: 14,
     type: "Template" as const,
@@ -137,7 +151,7 @@ describe("births", () => {
     });
     const components = related.body.results[0].result.map((r: any) => r.object.elementId).sort();
     expect(components).toEqual(
-      [`${dev}#Counter`, `${dev}#Inputs/`, `${dev}#Pump101`, `${dev}#Setpoint`].sort(),
+      [`${dev}#Counter`, `${dev}#Inputs/`, `${dev}#Pump101`, `${dev}#Recipe`, `${dev}#Setpoint`].sort(),
     );
   });
 
@@ -176,9 +190,25 @@ describe("births", () => {
     expect(flat).toContain(`${dev}#Pump101#Speed`);
     const [two] = await readValues([dev], 2);
     expect(Object.keys(two.components).sort()).toEqual(
-      [`${dev}#Counter`, `${dev}#Inputs/`, `${dev}#Pump101`, `${dev}#Setpoint`].sort(),
+      [`${dev}#Counter`, `${dev}#Inputs/`, `${dev}#Pump101`, `${dev}#Recipe`, `${dev}#Setpoint`].sort(),
     );
     expect(two.components[`${dev}#Setpoint`]).toMatchObject({ value: 100, quality: "Good" });
+  });
+
+  it("store a DataSet as JSON that its type's schema describes", async () => {
+    expect(await currentOf(`${dev}#Recipe`)).toMatchObject({
+      quality: "Good",
+      value: {
+        columns: ["step", "action"],
+        types: ["Int32", "String"],
+        rows: [
+          [1, "fill"],
+          [-2, "drain"],
+        ],
+      },
+    });
+    const type = await postJson(server.url, "/v1/objecttypes/query", { elementIds: ["spBv1.0:DataSet"] });
+    expect(type.body.results[0].result.schema.required).toEqual(["columns", "types", "rows"]);
   });
 
   it("keep UInt64 values beyond 2^53 exact", async () => {
