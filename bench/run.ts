@@ -1104,11 +1104,8 @@ async function main(): Promise<void> {
 
   if (wanted("sparkplug"))
     await sparkplugCost(
-      {
-        ...{ startNodeHelper, startI3xd, figureRow, add, tracedAtTenPercent, rssMb, cpuSeconds },
-        addTarget: (t) => targets.push(t),
-      },
-      logDir,
+      { startI3xd, figureRow, add, addTarget: (t) => targets.push(t), rssMb, cpuSeconds },
+      observed,
     );
 
   const all = merge(

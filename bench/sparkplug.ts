@@ -19,7 +19,6 @@ import type { UMetric } from "sparkplug-payload/lib/sparkplugbpayload.js";
 
 /** What the case needs from the harness (bench/run.ts); its shapes, kept structural. */
 export interface SparkplugHarness {
-  startNodeHelper(script: string, env?: Record<string, string>): Promise<{ url: string }>;
   startI3xd(
     label: string,
     env: Record<string, string>,
@@ -27,7 +26,6 @@ export interface SparkplugHarness {
   figureRow(name: string, store: string, figures: Record<string, unknown>): unknown;
   add(row: unknown): unknown;
   addTarget(target: { target: string; want: string; measured: string; met: boolean | null }): void;
-  tracedAtTenPercent(url: string): Record<string, string>;
   rssMb(pid: number | undefined): number | null;
   cpuSeconds(pid: number | undefined): number;
 }
@@ -49,21 +47,15 @@ const sparkplug = codec;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function sparkplugCost(h: SparkplugHarness, logDir: string): Promise<void> {
+/** `observed`: the environment of "observability on" that every case runs with (bench/run.ts). */
+export async function sparkplugCost(h: SparkplugHarness, observed: Record<string, string>): Promise<void> {
   const group = `bench-${randomUUID().slice(0, 8)}`;
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-bench-spb-")), "connectors.yaml");
   fs.writeFileSync(
     file,
     `connectors:\n  - { name: bench-spb, kind: sparkplug, url: "${BROKER}", groups: [${group}] }\n`,
   );
-  const sink = await h.startNodeHelper("otlp-sink.mjs");
-  const server = await h.startI3xd("sparkplug", {
-    LOG_LEVEL: "info",
-    LOG_FILE: path.join(logDir, "sparkplug.log"),
-    I3XD_METRICS: "true",
-    I3XD_CONNECTORS_FILE: file,
-    ...h.tracedAtTenPercent(sink.url),
-  });
+  const server = await h.startI3xd("sparkplug", { ...observed, I3XD_CONNECTORS_FILE: file });
   const edge = await mqtt.connectAsync(BROKER, { clientId: `bench-edge-${group}`, clean: true });
   let seq = 0;
   const publish = (
