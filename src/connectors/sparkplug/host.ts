@@ -62,9 +62,14 @@ export interface HostEffects {
 /** Where a write goes, from the metric's current session. */
 export interface WriteTarget {
   topic: string;
+  /** The written metric's datatype: a template member's own when `members` is given. */
   datatype: number;
+  /** Alias and name of the metric the command names (the template instance for a member). */
   alias?: string;
   name: string;
+  /** For a member of a template instance: the instance's template, then each member down to it. */
+  templateRef?: string;
+  members?: { name: string; templateRef?: string }[];
 }
 
 /** `system.source` of a metric object: what a write names. */
@@ -82,8 +87,9 @@ interface MetricState {
   name: string;
   datatype: number;
   alias?: string;
-  /** Template instance members, by name. */
+  /** Template instance members, by name, and the definition the instance refers to. */
   members?: Map<string, MetricState>;
+  templateRef?: string;
   /** Last current value, held as `Uncertain` after a death when so configured. */
   last: unknown;
 }
@@ -331,8 +337,6 @@ export class SparkplugHost {
     const s = source as Partial<MetricSource> | null;
     if (!s || typeof s.group !== "string" || typeof s.edgeNode !== "string" || typeof s.metric !== "string")
       return { status: 400, detail: "not a Sparkplug metric" };
-    if (s.members && s.members.length > 0)
-      return { status: 400, detail: "members of a Template instance cannot be written one by one" };
     const node = this.nodes.get(`${s.group}/${s.edgeNode}`);
     if (!node?.online) return { status: 503, detail: `edge node ${s.group}/${s.edgeNode} is offline` };
     const owner = s.device === undefined ? node.node : node.devices.get(s.device);
@@ -343,7 +347,18 @@ export class SparkplugHost {
       s.device === undefined
         ? `spBv1.0/${s.group}/NCMD/${s.edgeNode}`
         : `spBv1.0/${s.group}/DCMD/${s.edgeNode}/${s.device}`;
-    return { topic, datatype: metric.datatype, alias: metric.alias, name: metric.name };
+    const target: WriteTarget = { topic, datatype: metric.datatype, alias: metric.alias, name: metric.name };
+    if (!Array.isArray(s.members) || s.members.length === 0) return target;
+    // A member is written through its instance: a Template value holding just that member.
+    let at = metric;
+    const members: { name: string; templateRef?: string }[] = [];
+    for (const name of s.members) {
+      const next = typeof name === "string" ? at.members?.get(name) : undefined;
+      if (!next) return { status: 404, detail: `member ${name} is not in the current birth certificate` };
+      members.push({ name, templateRef: next.templateRef });
+      at = next;
+    }
+    return { ...target, datatype: at.datatype, templateRef: metric.templateRef, members };
   }
 
   private newNode(group: string, edgeNode: string): EdgeNode {
@@ -673,6 +688,7 @@ export class SparkplugHost {
               description: "A Sparkplug Template instance whose definition this host has not seen",
             });
       state.members = new Map();
+      state.templateRef = ref;
       for (const member of template?.metrics ?? []) {
         if (member.name === undefined || member.name === "") continue;
         const path = [...members, member.name];

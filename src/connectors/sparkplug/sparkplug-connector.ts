@@ -10,8 +10,8 @@ import type {
 import { BROKER_OPTIONS_PROPERTIES, type BrokerOptions, connectionOptions } from "../mqtt/broker-options.js";
 import { MqttConnection, type MqttMessage, type MqttSubscription } from "../mqtt/connection.js";
 import { type CommandMetric, encodeCommand } from "./codec.js";
-import { writeValue } from "./datatypes.js";
-import { type HostEffects, type RebirthReason, SparkplugHost } from "./host.js";
+import { DATATYPE_NAMES, TEMPLATE, writeValue } from "./datatypes.js";
+import { type HostEffects, type RebirthReason, SparkplugHost, type WriteTarget } from "./host.js";
 import { SparkplugIds } from "./ids.js";
 import { sparkplugEdgeNodes, sparkplugRebirthRequests, sparkplugSequenceGaps } from "./metrics.js";
 
@@ -69,6 +69,29 @@ const REBIRTH_REASONS: readonly (RebirthReason | "reconnect")[] = [
   "reconnect",
 ];
 const REBIRTH_METRIC: CommandMetric = { name: "Node Control/Rebirth", datatype: 11, value: true };
+
+/**
+ * The command metric for a checked value: by alias when the birth gave one (Sparkplug's compact form),
+ * by name otherwise. A template member goes as its instance carrying a Template value with only that
+ * member (nested down the path), as Sparkplug writes members.
+ */
+function commandMetric(target: WriteTarget, value: unknown): CommandMetric {
+  const named = target.alias !== undefined ? { alias: target.alias } : { name: target.name };
+  const members = target.members ?? [];
+  if (members.length === 0) return { ...named, datatype: target.datatype, value };
+  let inner: unknown = value;
+  let innerType = DATATYPE_NAMES[target.datatype];
+  for (let i = members.length - 1; i >= 0; i--) {
+    const templateRef = i === 0 ? target.templateRef : members[i - 1].templateRef;
+    inner = {
+      isDefinition: false,
+      ...(templateRef !== undefined ? { templateRef } : {}),
+      metrics: [{ name: members[i].name, type: innerType, value: inner }],
+    };
+    innerType = DATATYPE_NAMES[TEMPLATE];
+  }
+  return { ...named, datatype: TEMPLATE, value: inner };
+}
 
 /**
  * A Sparkplug B host application: subscribes to the groups' topics with QoS 1 and a clean session, turns
@@ -191,12 +214,7 @@ export class SparkplugConnector implements Connector {
         byTopic.set(target.topic, batch);
       }
       batch.indexes.push(i);
-      // By alias when the birth gave one (Sparkplug's compact form), by name otherwise.
-      batch.metrics.push(
-        target.alias !== undefined
-          ? { alias: target.alias, datatype: target.datatype, value: checked.value }
-          : { name: target.name, datatype: target.datatype, value: checked.value },
-      );
+      batch.metrics.push(commandMetric(target, checked.value));
     });
     await Promise.all(
       [...byTopic].map(async ([topic, batch]) => {

@@ -520,6 +520,71 @@ describe("write targets", () => {
       status: 404,
     });
   });
+
+  it("of a template member name the instance and the path down to the member", () => {
+    const host = newHost();
+    host.handle(
+      "spBv1.0/G/NBIRTH/E",
+      nbirth(0, [
+        {
+          name: "Motor",
+          type: "Template",
+          value: { isDefinition: true, metrics: [{ name: "Amps", type: "Float", value: 0 }] },
+        } as any,
+        {
+          name: "Pump",
+          type: "Template",
+          value: {
+            isDefinition: true,
+            metrics: [
+              {
+                name: "Motor",
+                type: "Template",
+                value: { templateRef: "Motor", isDefinition: false, metrics: [] },
+              },
+            ],
+          },
+        } as any,
+        {
+          name: "P1",
+          alias: 7,
+          type: "Template",
+          value: {
+            templateRef: "Pump",
+            isDefinition: false,
+            metrics: [
+              {
+                name: "Motor",
+                type: "Template",
+                value: {
+                  templateRef: "Motor",
+                  isDefinition: false,
+                  metrics: [{ name: "Amps", type: "Float", value: 3 }],
+                },
+              },
+            ],
+          },
+        } as any,
+      ]),
+      T,
+    );
+    expect(host.writeTarget({ group: "G", edgeNode: "E", metric: "P1", members: ["Motor", "Amps"] })).toEqual(
+      {
+        topic: "spBv1.0/G/NCMD/E",
+        datatype: 9,
+        alias: "7",
+        name: "P1",
+        templateRef: "Pump",
+        members: [
+          { name: "Motor", templateRef: "Motor" },
+          { name: "Amps", templateRef: undefined },
+        ],
+      },
+    );
+    expect(host.writeTarget({ group: "G", edgeNode: "E", metric: "P1", members: ["Nope"] })).toMatchObject({
+      status: 404,
+    });
+  });
 });
 
 describe("bad input", () => {

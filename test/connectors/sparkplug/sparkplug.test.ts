@@ -333,6 +333,33 @@ describe("write-back", () => {
   });
 });
 
+describe("write-back to a template member", () => {
+  it("sends its instance by alias carrying a Template value with just that member", async () => {
+    const before = edge.commands.length;
+    const res = await postJson(
+      server.url,
+      "/v1/objects/value",
+      {
+        updates: [
+          { elementId: `${dev}#Pump101#Speed`, value: { value: 1600 } },
+          { elementId: `${dev}#Pump101#Speed`, value: { value: 2 ** 31 } },
+        ],
+      },
+      { method: "PUT" },
+    );
+    expect(res.body.results.map((r: any) => (r.success ? 200 : r.responseDetail.status))).toEqual([200, 400]);
+    const dcmd = await eventually(() => edge.commands.slice(before).find((c) => c.topic.includes("/DCMD/")));
+    const [metric] = dcmd.payload.metrics ?? [];
+    expect(String(metric.alias)).toBe("14");
+    expect(metric.type).toBe("Template");
+    const template = metric.value as any;
+    expect(template).toMatchObject({ templateRef: "Pump", isDefinition: false });
+    expect(template.metrics).toEqual([
+      expect.objectContaining({ name: "Speed", type: "Int32", value: 1600 }),
+    ]);
+  });
+});
+
 describe("deaths", () => {
   it("a stale NDEATH (another bdSeq) is ignored", async () => {
     await edge.death(edge.bdSeq + 40);
