@@ -528,9 +528,10 @@ export class SparkplugHost {
     nowMs: number,
     fx: HostEffects,
   ): void {
+    // Each device counts as one besides its metrics, so devices without metrics are bounded too.
     let others = node.node.metrics.size;
-    for (const [id, d] of node.devices) if (id !== device) others += d.metrics.size;
-    if (others + payload.metrics.length > this.options.maxMetricsPerEdgeNode) {
+    for (const [id, d] of node.devices) if (id !== device) others += 1 + d.metrics.size;
+    if (others + 1 + payload.metrics.length > this.options.maxMetricsPerEdgeNode) {
       fx.invalid = `DBIRTH beyond ${this.options.maxMetricsPerEdgeNode} metrics for its edge node`;
       return;
     }

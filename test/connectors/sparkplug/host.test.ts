@@ -612,6 +612,18 @@ describe("bad input", () => {
     );
   });
 
+  it("devices count toward the bound of an edge node's metrics, even without metrics", () => {
+    const host = newHost({ maxMetricsPerEdgeNode: 10 });
+    host.handle("spBv1.0/G/NBIRTH/E", nbirth(0), T);
+    const outcomes = Array.from(
+      { length: 12 },
+      (_, i) => host.handle(`spBv1.0/G/DBIRTH/E/d${i}`, encode(i + 1, []), T).invalid,
+    );
+    // Node: bdSeq, Node Control/Rebirth, Uptime; then one per device.
+    expect(outcomes.filter((o) => o === undefined)).toHaveLength(7);
+    expect(outcomes.at(-1)).toMatch(/beyond 10 metrics/);
+  });
+
   it("is reported, never thrown", () => {
     const host = newHost();
     expect(host.handle("spBv1.0/G/NBIRTH/E", Buffer.from([0xff, 0xff, 0xff]), T).invalid).toMatch(
