@@ -7,6 +7,7 @@ import { parse, stringify } from "yaml";
 import { connectorKinds } from "../../src/connectors/kinds.js";
 import { eventually, runningSource, TEST_KIND, testSourceKind } from "../connectors/test-source.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
+import { BROKER_URL, uniqueGroup } from "../helpers/sparkplug-edge-node.js";
 import {
   ALERTS_FILE,
   type ChildServer,
@@ -82,12 +83,14 @@ async function startWebhookReceiver(): Promise<{
       // fails, as it would with Loki down.
       const deadPort = await freePort();
       // A connector, so the Connectors row has series: the framework's test-only source (see
-      // test/connectors/test-source.ts), which feeds one point.
+      // test/connectors/test-source.ts), which feeds one point; and a Sparkplug host on the local broker
+      // (a group of its own, silent) for the Sparkplug panels.
       connectorKinds.register(testSourceKind);
       const connectors = writeFile(
         dir,
         "connectors.yaml",
-        `connectors:\n  - { name: ops, kind: ${TEST_KIND}, prefix: ops }\n`,
+        `connectors:\n  - { name: ops, kind: ${TEST_KIND}, prefix: ops }\n` +
+          `  - { name: ops-spb, kind: sparkplug, url: "${BROKER_URL}", groups: [${uniqueGroup("ops")}] }\n`,
       );
       server = await startTestServer({
         I3XD_TEST_FAULTS: "1",
