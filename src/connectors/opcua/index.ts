@@ -1,0 +1,28 @@
+import { format, stripVTControlCharacters } from "node:util";
+import { setErrorLogger, setWarningLogger } from "node-opcua-client";
+import { getLogger } from "../../observability/logger.js";
+import type { ConnectorKind } from "../connector.js";
+import { OpcuaConnector } from "./opcua-connector.js";
+import { optionsSchema } from "./options.js";
+
+let libraryLogsRouted = false;
+
+/** node-opcua prints its warnings to the console; they belong in the one log stream instead. */
+function routeLibraryLogs(): void {
+  if (libraryLogsRouted) return;
+  libraryLogsRouted = true;
+  const log = getLogger("i3xd.connector.opcua-library");
+  const text = (args: unknown[]) => stripVTControlCharacters(format(...args)).trim();
+  setWarningLogger((...args: unknown[]) => log.warn(text(args)));
+  setErrorLogger((...args: unknown[]) => log.error(text(args)));
+}
+
+/** `kind: opcua`: one OPC UA server per connector (docs/connectors.md, "OPC UA"). */
+export const opcuaKind: ConnectorKind = {
+  kind: "opcua",
+  optionsSchema,
+  create: (settings) => {
+    routeLibraryLogs();
+    return new OpcuaConnector(settings);
+  },
+};
