@@ -112,6 +112,9 @@ const METADATA_PROPERTIES = new Set([
   "FalseState",
 ]);
 
+/** Standard properties that are the server's bookkeeping, not plant data: left out of the model. */
+const HOUSEKEEPING_PROPERTIES = new Set(["NodeVersion", "Icon", "NamingRule", "DefaultInstanceBrowseName"]);
+
 const text = (t: LocalizedText | null | undefined): string | undefined => t?.text ?? undefined;
 
 function isStandardRef(nodeId: NodeId, id: number): boolean {
@@ -192,6 +195,7 @@ export async function browseAddressSpace(
         const key = keyOf(childId);
         if (!key) continue;
         const browseName = ref.browseName.name ?? "";
+        if (ref.browseName.namespaceIndex === 0 && HOUSEKEEPING_PROPERTIES.has(browseName)) continue;
         if (
           parentNode?.nodeClass === "Variable" &&
           ref.browseName.namespaceIndex === 0 &&
