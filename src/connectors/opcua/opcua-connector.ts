@@ -139,7 +139,6 @@ export class OpcuaConnector implements Connector {
     this.certificateManager = new OPCUACertificateManager({
       rootFolder: pki,
       automaticallyAcceptUnknownCertificate: this.options.trustServerCertificate,
-      disableFileWatchers: true,
     });
     await this.certificateManager.initialize();
 
