@@ -12,7 +12,12 @@ function routeLibraryLogs(): void {
   if (libraryLogsRouted) return;
   libraryLogsRouted = true;
   const log = getLogger("i3xd.connector.opcua-library");
-  const text = (args: unknown[]) => stripVTControlCharacters(format(...args)).trim();
+  // The library's first argument is often its own source location ({ filename, callerline }): noise here.
+  const text = (args: unknown[]) => {
+    const [first, ...rest] = args;
+    const shown = first !== null && typeof first === "object" && "callerline" in first ? rest : args;
+    return stripVTControlCharacters(format(...shown)).trim();
+  };
   setWarningLogger((...args: unknown[]) => log.warn(text(args)));
   setErrorLogger((...args: unknown[]) => log.error(text(args)));
 }
