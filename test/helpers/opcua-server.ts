@@ -1,5 +1,14 @@
+import path from "node:path";
 import { OPCUACertificateManager } from "node-opcua-certificate-manager";
-import { DataType, type StatusCode, StatusCodes, Variant, VariantArrayType } from "node-opcua-client";
+import {
+  DataType,
+  MessageSecurityMode,
+  SecurityPolicy,
+  type StatusCode,
+  StatusCodes,
+  Variant,
+  VariantArrayType,
+} from "node-opcua-client";
 import { OPCUAServer } from "node-opcua-server";
 
 /**
@@ -18,6 +27,11 @@ export interface PlantServerOptions {
   extraNamespaces?: number;
   /** Extra variables `Bulk.V<n>` (Double) under a Bulk folder, for load tests. */
   bulkVariables?: number;
+  /**
+   * Secured endpoints only (Sign and SignAndEncrypt, Basic256Sha256), no anonymous users: these
+   * user/password pairs, and X.509 user certificates (any one is accepted).
+   */
+  secured?: { users: Record<string, string> };
 }
 
 // The address-space API of node-opcua-server is typed loosely in its public declarations; these are the
@@ -58,6 +72,21 @@ export async function startPlantServer(options: PlantServerOptions): Promise<Pla
         maxMonitoredItemsPerCall: 20_000,
       },
     },
+    ...(options.secured
+      ? {
+          securityModes: [MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt],
+          securityPolicies: [SecurityPolicy.Basic256Sha256],
+          allowAnonymous: false,
+          userManager: {
+            isValidUser: (user: string, password: string) => options.secured?.users[user] === password,
+          },
+          userCertificateManager: new OPCUACertificateManager({
+            rootFolder: path.join(options.pkiDir, "users"),
+            automaticallyAcceptUnknownCertificate: true,
+            disableFileWatchers: true,
+          }),
+        }
+      : {}),
   });
   await server.initialize();
   const addressSpace = server.engine.addressSpace;

@@ -7,7 +7,11 @@ import { optionsSchema } from "./options.js";
 
 let libraryLogsRouted = false;
 
-/** node-opcua prints its warnings to the console; they belong in the one log stream instead. */
+/**
+ * node-opcua prints its warnings to the console; they belong in the one log stream instead. Its warnings
+ * come as many lines per failed attempt (a refused certificate prints its whole description on every
+ * retry), so they go to DEBUG; the connector logs the reason itself, once per change, at WARNING.
+ */
 function routeLibraryLogs(): void {
   if (libraryLogsRouted) return;
   libraryLogsRouted = true;
@@ -18,8 +22,8 @@ function routeLibraryLogs(): void {
     const shown = first !== null && typeof first === "object" && "callerline" in first ? rest : args;
     return stripVTControlCharacters(format(...shown)).trim();
   };
-  setWarningLogger((...args: unknown[]) => log.warn(text(args)));
-  setErrorLogger((...args: unknown[]) => log.error(text(args)));
+  setWarningLogger((...args: unknown[]) => log.debug(text(args)));
+  setErrorLogger((...args: unknown[]) => log.warn(text(args)));
 }
 
 /** `kind: opcua`: one OPC UA server per connector (docs/connectors.md, "OPC UA"). */

@@ -230,3 +230,49 @@ describe("an OPC UA server bridged by i3xd", () => {
     expect(sampleValue(samples, "connector_reconnects_total", { connector: NAME })).toBeGreaterThanOrEqual(1);
   });
 });
+
+describe("two OPC UA servers, one connector each", () => {
+  let east: PlantServer | undefined;
+  let west: PlantServer | undefined;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    east = await startPlantServer({ pkiDir: path.join(files.dir, "east-pki") });
+    west = await startPlantServer({ pkiDir: path.join(files.dir, "west-pki") });
+    const file = path.join(files.dir, "two.yaml");
+    writeFileSync(
+      file,
+      `connectors:
+  - { name: east, kind: opcua, endpointUrl: "${east.endpointUrl}", subscription: { publishingIntervalMs: 50 } }
+  - name: west
+    kind: opcua
+    onLoss: uncertain
+    endpointUrl: "${west.endpointUrl}"
+    subscription: { publishingIntervalMs: 50 }
+    reconnect: { initialDelayMs: 100, maxDelayMs: 500 }
+`,
+    );
+    server = await startTestServer({ I3XD_DEMO: "false", I3XD_CONNECTORS_FILE: file });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await east?.stop();
+    await west?.stop();
+  });
+
+  it("keeps the same node of two servers apart, and holds values Uncertain on loss when configured", async () => {
+    const speed = (c: string) => `${c}:nsu=${PLANT_NAMESPACE};s=P101.Speed`;
+    east?.set("Speed", new Variant({ dataType: DataType.Double, value: 1 }));
+    west?.set("Speed", new Variant({ dataType: DataType.Double, value: 2 }));
+    await until(async () => {
+      const [e, w] = await readValues(server, [speed("east"), speed("west")]);
+      return e.value === 1 && w.value === 2;
+    });
+    await west?.stop();
+    west = undefined;
+    await until(async () => (await readValues(server, [speed("west")]))[0].quality === "Uncertain");
+    const [e, w] = await readValues(server, [speed("east"), speed("west")]);
+    expect(w.value).toBe(2);
+    expect(e).toMatchObject({ value: 1, quality: "Good" });
+  });
+});

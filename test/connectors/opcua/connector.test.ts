@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { DataType, StatusCodes, Variant } from "node-opcua-client";
@@ -264,5 +265,102 @@ describe("OPC UA connector across a server restart", () => {
     expect(ids.every((k) => k.startsWith(`${NAME}:nsu=${PLANT_NAMESPACE};`))).toBe(true);
     plant.set("Speed", new Variant({ dataType: DataType.Double, value: 1000 }));
     await expect.poll(() => context.last(id("P101.Speed"))?.value).toBe(1000);
+  });
+});
+
+describe("OPC UA connector on a secured server", () => {
+  let dir: string;
+  let plant: PlantServer;
+  const running: ReturnType<typeof opcuaKind.create>[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "i3xd-opcua-secure-"));
+    plant = await startPlantServer({
+      pkiDir: path.join(dir, "server-pki"),
+      secured: { users: { i3xd: "s3cret" } },
+    });
+  });
+  afterAll(async () => {
+    for (const c of running) await c.stop();
+    await plant?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function start(name: string, options: Record<string, unknown>): Promise<RecordingContext> {
+    const settings: ConnectorSettings = {
+      name,
+      kind: "opcua",
+      required: false,
+      onLoss: "bad",
+      options: {
+        endpointUrl: plant.endpointUrl,
+        reconnect: { initialDelayMs: 200, maxDelayMs: 500 },
+        ...options,
+      },
+    };
+    const context = new RecordingContext(settings, path.join(dir, name));
+    const connector = opcuaKind.create(settings);
+    running.push(connector);
+    await connector.start(context);
+    return context;
+  }
+
+  it("connects with SignAndEncrypt and a user once the server certificate is in the trust list", async () => {
+    const context = await start("signed", {
+      securityMode: "SignAndEncrypt",
+      securityPolicy: "Basic256Sha256",
+      identity: { type: "username", username: "i3xd", password: "s3cret" },
+    });
+    await expect.poll(() => context.states.at(-1)?.state, { timeout: 15_000 }).toBe("down");
+    expect(context.states.some((s) => s.state === "up")).toBe(false);
+    // Trusting the server as an operator does: its certificate moves from rejected/ to trusted/certs/.
+    const pki = path.join(dir, "signed", "pki");
+    const [rejected] = readdirSync(path.join(pki, "rejected"));
+    if (!rejected) throw new Error("the refused server certificate is not in rejected/");
+    renameSync(path.join(pki, "rejected", rejected), path.join(pki, "trusted", "certs", rejected));
+    await expect.poll(() => context.states.at(-1)?.state, { timeout: 20_000 }).toBe("up");
+    await expect.poll(() => context.last(id("P101.Speed").replace(NAME, "signed"))?.value).toBe(1450.5);
+  });
+
+  it("stays down, saying why, when the server refuses the user", async () => {
+    const context = await start("refused", {
+      securityMode: "Sign",
+      trustServerCertificate: true,
+      identity: { type: "username", username: "i3xd", password: "wrong" },
+    });
+    await expect.poll(() => context.states.at(-1)?.detail ?? "", { timeout: 15_000 }).toMatch(/Bad/);
+    expect(context.states.some((s) => s.state === "up")).toBe(false);
+    expect(JSON.stringify(context.states)).not.toContain("wrong");
+  });
+
+  it("connects with an X.509 user identity", async () => {
+    const key = path.join(dir, "user-key.pem");
+    const cert = path.join(dir, "user-cert.pem");
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=i3xd-user",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+      ],
+      // Only PATH: node-opcua's PKI code points OPENSSL_CONF at a configuration of its own.
+      { stdio: "ignore", env: { PATH: process.env.PATH } },
+    );
+    const context = await start("x509", {
+      securityMode: "SignAndEncrypt",
+      trustServerCertificate: true,
+      identity: { type: "certificate", certificateFile: cert, privateKeyFile: key },
+    });
+    await expect.poll(() => context.states.at(-1)?.state, { timeout: 20_000 }).toBe("up");
   });
 });
