@@ -15,7 +15,8 @@ import { OPCUAServer } from "node-opcua-server";
  * An in-process OPC UA server (node-opcua-server) on 127.0.0.1 with a small plant in namespace
  * `PLANT_NAMESPACE`: a Plant folder organizing pump P101 (a PumpType with Speed, Running, Setpoint,
  * Counter, Samples, Status, Limit, Faulty) and tank T201 (with an analog Level carrying EngineeringUnits
- * and EURange), and a SuppliesTo reference from the pump to the tank. `extraNamespaces` are registered
+ * and EURange, historizing, with values at 2020-01-01T00:00, 00:01 and 00:02Z), and a SuppliesTo
+ * reference from the pump to the tank. `extraNamespaces` are registered
  * first, moving the plant's namespace index: a restart with another count renumbers it.
  */
 
@@ -203,7 +204,19 @@ export async function startPlantServer(options: PlantServerOptions): Promise<Pla
     },
     accessLevel: "CurrentRead",
   });
-  level.setValueFromSource(new Variant({ dataType: DataType.Double, value: 2.5 }), StatusCodes.Good);
+  // Level keeps its own history (HistoryRead): three values of 2020, the last one still current.
+  addressSpace.installHistoricalDataNode(level);
+  for (const [minute, value] of [
+    [0, 1],
+    [1, 1.5],
+    [2, 2.5],
+  ]) {
+    level.setValueFromSource(
+      new Variant({ dataType: DataType.Double, value }),
+      StatusCodes.Good,
+      new Date(Date.UTC(2020, 0, 1, 0, minute)),
+    );
+  }
   variables.set("Level", level);
 
   if (options.bulkVariables) {

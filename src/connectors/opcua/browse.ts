@@ -97,6 +97,7 @@ const HAS_COMPONENT = 47;
 const HAS_PROPERTY = 46;
 const HAS_ORDERED_COMPONENT = 49;
 const HAS_SUBTYPE = 45;
+const HAS_HISTORICAL_CONFIGURATION = 56;
 /** References that say what a node is rather than how it relates to another: never relationships. */
 const NOT_RELATIONSHIPS = new Set([37, 38, 39, 40, 41, 45, 3065, 17603, 17604]);
 /** Standard properties of a variable that are its metadata, not members of its own. */
@@ -196,6 +197,9 @@ export async function browseAddressSpace(
         if (!key) continue;
         const browseName = ref.browseName.name ?? "";
         if (ref.browseName.namespaceIndex === 0 && HOUSEKEEPING_PROPERTIES.has(browseName)) continue;
+        // A variable's historian settings (the "HA Configuration" object) say how it is archived, not what
+        // the plant does.
+        if (isStandardRef(ref.referenceTypeId, HAS_HISTORICAL_CONFIGURATION)) continue;
         if (
           parentNode?.nodeClass === "Variable" &&
           ref.browseName.namespaceIndex === 0 &&

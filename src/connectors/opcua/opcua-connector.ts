@@ -24,6 +24,8 @@ import {
   UserTokenType,
   type Variant,
 } from "node-opcua-client";
+import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../../domain/history-read.js";
+import { formatTimestampUs } from "../../domain/time.js";
 import type {
   Connector,
   ConnectorContext,
@@ -114,10 +116,17 @@ export class OpcuaConnector implements Connector {
   private retryTimer: NodeJS.Timeout | undefined;
   private certificateManager: OPCUACertificateManager | undefined;
 
+  /** Present only with `historyReadThrough: true` (the contract's optional member). */
+  readonly readHistory?: (
+    items: readonly HistoryReadItem[],
+    range: HistoryReadRange,
+  ) => Promise<HistoryReadResult[]>;
+
   constructor(settings: ConnectorSettings) {
     this.name = settings.name;
     this.options = resolveOptions(settings.options);
     this.ids = new ConnectorIds(settings.name);
+    if (this.options.historyReadThrough) this.readHistory = (items, range) => this.historyRead(items, range);
   }
 
   health(): ConnectorHealth {
@@ -567,6 +576,56 @@ export class OpcuaConnector implements Connector {
         status: WRITE_REFUSALS[name] ?? 502,
         detail: `the OPC UA server refused the write: ${name}`,
       };
+    }
+    return results;
+  }
+
+  /** OPC UA HistoryRead (raw values) of the historizing variables among `items`. */
+  private async historyRead(
+    items: readonly HistoryReadItem[],
+    range: HistoryReadRange,
+  ): Promise<HistoryReadResult[]> {
+    const session = this.session;
+    const namespaceArray = this.snapshot?.namespaceArray;
+    if (!session || !namespaceArray || !this.trusted) {
+      return items.map(() => ({ ok: false, detail: "the OPC UA server is not connected" }));
+    }
+    const results: HistoryReadResult[] = items.map((item) => ({
+      ok: false,
+      detail: `${item.elementId} is not a historizing OPC UA variable`,
+    }));
+    const asks: { index: number; elementId: string; nodeId: NodeId }[] = [];
+    for (const [index, item] of items.entries()) {
+      const key = typeof item.source === "string" ? item.source : this.ids.keyOf(item.elementId);
+      const node = key ? this.snapshot?.nodes.get(key) : undefined;
+      if (!key || !node || !isVariable(node) || !node.historizing) continue;
+      asks.push({ index, elementId: item.elementId, nodeId: nodeIdOf(key, namespaceArray) });
+    }
+    if (asks.length === 0) return results;
+    const read = await session.readHistoryValue(
+      asks.map((a) => ({ nodeId: a.nodeId })),
+      new Date(Math.floor(range.startUs / 1000)),
+      new Date(Math.ceil(range.endUs / 1000)),
+      { numValuesPerNode: range.limit, returnBounds: false },
+    );
+    const received = nowUs();
+    for (const [j, a] of asks.entries()) {
+      const r = read[j];
+      if (!r || r.statusCode.value >>> 30 !== 0) {
+        results[a.index] = {
+          ok: false,
+          detail: `HistoryRead: ${r ? statusName(r.statusCode) : "no result"}`,
+        };
+        continue;
+      }
+      const dataValues = (r.historyData as { dataValues?: DataValue[] } | null)?.dataValues ?? [];
+      const points = dataValues
+        .map((dv) => pointOf(a.elementId, dv, received))
+        .filter((p) => p.tsUs >= range.startUs && p.tsUs <= range.endUs)
+        .map((p) => ({ value: p.value, quality: p.quality, timestamp: formatTimestampUs(p.tsUs) }));
+      const more =
+        r.continuationPoint !== null && r.continuationPoint !== undefined && r.continuationPoint.length > 0;
+      results[a.index] = { ok: true, points, truncated: more };
     }
     return results;
   }

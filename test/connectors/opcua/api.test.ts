@@ -29,6 +29,7 @@ function connectorsFile(name: string, endpointUrl: string, extra = ""): string {
     kind: opcua
     endpointUrl: ${endpointUrl}
     writable: true
+    historyReadThrough: true
     subscription: { publishingIntervalMs: 50, samplingIntervalMs: 10 }
     reconnect: { initialDelayMs: 100, maxDelayMs: 500 }
 ${extra}`,
@@ -207,6 +208,28 @@ describe("an OPC UA server bridged by i3xd", () => {
     expect((await readValues(server, [id("P101.Limit")]))[0].value).toBe(5);
   });
 
+  it("reads history older than its own through to the server (HistoryRead)", async () => {
+    const range = { startTime: "2020-01-01T00:00:00Z", endTime: "2020-01-01T00:10:00Z" };
+    const res = await postJson(server.url, "/v1/objects/history", {
+      elementIds: [id("T201.Level")],
+      ...range,
+    });
+    expect(res.status).toBe(200);
+    // 1 and 1.5 exist only on the server; 2.5 (the value when i3xd connected) is i3xd's own.
+    expect(res.body.results[0].result.values).toEqual([
+      { value: 1, quality: "Good", timestamp: "2020-01-01T00:00:00.000Z" },
+      { value: 1.5, quality: "Good", timestamp: "2020-01-01T00:01:00.000Z" },
+      { value: 2.5, quality: "Good", timestamp: "2020-01-01T00:02:00.000Z" },
+    ]);
+    // A range i3xd covers is answered from its own history alone.
+    const own = await postJson(server.url, "/v1/objects/history", {
+      elementIds: [id("T201.Level")],
+      startTime: "2020-01-01T00:02:00Z",
+      endTime: "2020-01-01T00:10:00Z",
+    });
+    expect(own.body.results[0].result.values.map((v: any) => v.value)).toEqual([2.5]);
+  });
+
   it("turns Bad while the server is stopped and Good again after a restart that renumbers namespaces", async () => {
     const before = plantServer();
     const port = before.port;
@@ -274,5 +297,12 @@ describe("two OPC UA servers, one connector each", () => {
     const [e, w] = await readValues(server, [speed("east"), speed("west")]);
     expect(w.value).toBe(2);
     expect(e).toMatchObject({ value: 1, quality: "Good" });
+    // Without historyReadThrough, history is i3xd's own only.
+    const history = await postJson(server.url, "/v1/objects/history", {
+      elementIds: [`east:nsu=${PLANT_NAMESPACE};s=T201.Level`],
+      startTime: "2020-01-01T00:00:00Z",
+      endTime: "2020-01-01T00:10:00Z",
+    });
+    expect(history.body.results[0].result.values.map((v: any) => v.value)).toEqual([2.5]);
   });
 });
