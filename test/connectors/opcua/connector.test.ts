@@ -364,3 +364,107 @@ describe("OPC UA connector on a secured server", () => {
     await expect.poll(() => context.states.at(-1)?.state, { timeout: 20_000 }).toBe("up");
   });
 });
+
+describe("OPC UA connector settings", () => {
+  let dir: string;
+  let plant: PlantServer;
+  const running: ReturnType<typeof opcuaKind.create>[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "i3xd-opcua-settings-"));
+    plant = await startPlantServer({ pkiDir: path.join(dir, "server-pki") });
+  });
+  afterAll(async () => {
+    for (const c of running) await c.stop();
+    await plant?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function start(
+    name: string,
+    options: Record<string, unknown>,
+    context = (settings: ConnectorSettings) => new RecordingContext(settings, path.join(dir, name)),
+  ) {
+    const settings: ConnectorSettings = {
+      name,
+      kind: "opcua",
+      required: false,
+      onLoss: "bad",
+      options: {
+        endpointUrl: plant.endpointUrl,
+        subscription: { publishingIntervalMs: 50, samplingIntervalMs: 0, ...(options.subscription ?? {}) },
+        ...options,
+      },
+    };
+    const ctx = context(settings);
+    const connector = opcuaKind.create(settings);
+    running.push(connector);
+    await connector.start(ctx);
+    await vi.waitFor(() => expect(ctx.states.at(-1)?.state).toBe("up"), { timeout: 20_000 });
+    return ctx;
+  }
+  const speedOf = (c: string) => `${c}:nsu=${PLANT_NAMESPACE};s=P101.Speed`;
+  const setSpeed = (value: number) => plant.set("Speed", new Variant({ dataType: DataType.Double, value }));
+
+  it("applies an absolute deadband to numeric variables", async () => {
+    const context = await start("deadband", { subscription: { deadband: { type: "absolute", value: 5 } } });
+    setSpeed(100);
+    await expect.poll(() => context.last(speedOf("deadband"))?.value).toBe(100);
+    setSpeed(102);
+    setSpeed(103);
+    setSpeed(120);
+    await expect.poll(() => context.last(speedOf("deadband"))?.value).toBe(120);
+    const seen = context.points.filter((p) => p.elementId === speedOf("deadband")).map((p) => p.value);
+    expect(seen).not.toContain(102);
+    expect(seen).not.toContain(103);
+  });
+
+  it("stops publishing while the write queue is full and catches up once it drains", async () => {
+    let full = false;
+    let release: () => void = () => {};
+    const context = await start("paused", {}, (settings) => {
+      const c = new RecordingContext(settings, path.join(dir, "paused"));
+      c.submit = (points) => {
+        c.points.push(...points);
+        return !full;
+      };
+      c.drained = () => new Promise<void>((resolve) => (release = resolve));
+      return c;
+    });
+    setSpeed(200);
+    await expect.poll(() => context.last(speedOf("paused"))?.value).toBe(200);
+    full = true;
+    setSpeed(201);
+    await expect.poll(() => context.last(speedOf("paused"))?.value).toBe(201);
+    // The submit that filled the queue paused publishing: later changes wait on the server.
+    full = false;
+    setSpeed(202);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(context.last(speedOf("paused"))?.value).toBe(201);
+    release();
+    await expect.poll(() => context.last(speedOf("paused"))?.value).toBe(202);
+  });
+
+  it("re-browses on an interval when the server raises no model-change event", async () => {
+    const context = await start("interval", { rebrowse: { onModelChange: false, intervalSeconds: 1 } });
+    const ns = plant.namespace;
+    const v = ns.addVariable({
+      componentOf: ns.findNode("s=Plant"),
+      browseName: "Pressure",
+      nodeId: "s=Plant.Pressure",
+      dataType: "Double",
+    });
+    v.setValueFromSource(new Variant({ dataType: DataType.Double, value: 3.25 }), StatusCodes.Good);
+    await expect
+      .poll(() => context.last(`interval:nsu=${PLANT_NAMESPACE};s=Plant.Pressure`)?.value, {
+        timeout: 10_000,
+      })
+      .toBe(3.25);
+  });
+
+  it("bounds the browse by maxNodes and counts what it left out", async () => {
+    const context = await start("bounded", { maxNodes: 3 });
+    expect(context.objects()).toHaveLength(3);
+    expect(context.counts.get("invalid")).toBeGreaterThan(0);
+  });
+});
