@@ -199,7 +199,7 @@ export class OpcuaConnector implements Connector {
       this.markUp();
     } catch (err) {
       if (this.stopped) return;
-      const detail = `cannot reach ${this.options.endpointUrl}: ${(err as Error).message}`;
+      const detail = `${this.options.endpointUrl}: ${(err as Error).message}`;
       this.setDown(detail);
       await this.session?.close().catch(() => undefined);
       this.session = undefined;

@@ -95,7 +95,13 @@ export const optionsSchema: Record<string, unknown> = {
     },
     applicationName: { type: "string", minLength: 1, maxLength: 200 },
     trustServerCertificate: { type: "boolean" },
-    startNodes: { type: "array", minItems: 1, maxItems: 1000, items: { type: "string", minLength: 1 } },
+    startNodes: {
+      type: "array",
+      minItems: 1,
+      maxItems: 1000,
+      // OPC UA's text form of a node id: `i=85`, `ns=2;s=Line1`, `nsu=urn:acme:line1;s=Line1`.
+      items: { type: "string", pattern: "^((nsu=[^;]+|ns=[0-9]+);)?[isgb]=.+$", maxLength: 4096 },
+    },
     includeStandardNamespace: { type: "boolean" },
     maxNodes: positiveInteger,
     relationships: { type: "boolean" },

@@ -306,3 +306,19 @@ describe("two OPC UA servers, one connector each", () => {
     expect(history.body.results[0].result.values.map((v: any) => v.value)).toEqual([2.5]);
   });
 });
+
+describe("an invalid OPC UA connector entry", () => {
+  it("stops start-up with a message naming the connector and the field", async () => {
+    const file = path.join(files.dir, "invalid.yaml");
+    writeFileSync(
+      file,
+      `connectors:
+  - { name: broken, kind: opcua, endpointUrl: "http://not-opc", startNodes: ["Objects"], securityMode: Secure }
+`,
+    );
+    const started = startTestServer({ I3XD_DEMO: "false", I3XD_CONNECTORS_FILE: file });
+    await expect(started).rejects.toThrow(/connector "broken".*endpointUrl/s);
+    await expect(started).rejects.toThrow(/startNodes/);
+    await expect(started).rejects.toThrow(/securityMode/);
+  });
+});
