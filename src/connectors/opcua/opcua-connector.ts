@@ -81,6 +81,13 @@ const WRITE_REFUSALS: Record<string, number> = {
   BadNodeIdUnknown: 404,
 };
 
+/**
+ * Largest message the client accepts from a server (the library's own default is none): one response of a
+ * `batchSize` browse or read, or one publish, stays far below it; a server sending more is refused rather
+ * than buffered.
+ */
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
 const nowUs = () => Date.now() * 1000;
 
 /**
@@ -159,6 +166,7 @@ export class OpcuaConnector implements Connector {
       securityPolicy: SecurityPolicy[o.securityPolicy as keyof typeof SecurityPolicy],
       clientCertificateManager: this.certificateManager,
       keepSessionAlive: true,
+      transportSettings: { maxMessageSize: MAX_MESSAGE_BYTES },
       requestedSessionTimeout: 60_000,
       // The first connect is retried by `connectLoop` (so its state and reasons show); after a session
       // exists, the library reconnects on its own with this backoff, forever. A `maxRetry` of 0 would
