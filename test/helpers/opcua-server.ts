@@ -14,7 +14,7 @@ import { OPCUAServer } from "node-opcua-server";
 /**
  * An in-process OPC UA server (node-opcua-server) on 127.0.0.1 with a small plant in namespace
  * `PLANT_NAMESPACE`: a Plant folder organizing pump P101 (a PumpType with Speed, Running, Setpoint,
- * Counter, Samples, Status, Limit, Faulty) and tank T201 (with an analog Level carrying EngineeringUnits
+ * Counter, Samples, Status, Band (a Range structure), Limit, Faulty) and tank T201 (with an analog Level carrying EngineeringUnits
  * and EURange, historizing, with values at 2020-01-01T00:00, 00:01 and 00:02Z), and a SuppliesTo
  * reference from the pump to the tank. `extraNamespaces` are registered
  * first, moving the plant's namespace index: a restart with another count renumbers it.
@@ -174,6 +174,21 @@ export async function startPlantServer(options: PlantServerOptions): Promise<Pla
     { valueRank: 1 },
   );
   add(pump, "Status", "String", new Variant({ dataType: DataType.String, value: "ok" }), false);
+  // A structure (an ExtensionObject of the standard Range type).
+  const rangeType = addressSpace.findDataType("Range");
+  add(
+    pump,
+    "Band",
+    "Range",
+    new Variant({
+      dataType: DataType.ExtensionObject,
+      value: addressSpace.constructExtensionObject(rangeType as NonNullable<typeof rangeType>, {
+        low: 1,
+        high: 9,
+      }),
+    }),
+    false,
+  );
   add(pump, "Faulty", "Double", new Variant({ dataType: DataType.Double, value: 1 }), false);
   // A device that refuses what it is sent, whatever the type: its write status is what a test checks.
   const limit = ns.addVariable({

@@ -185,7 +185,7 @@ describe("an OPC UA server bridged by i3xd", () => {
       sampleValue(samples, "opcua_bad_status_total", { connector: NAME, status: "BadSensorFailure" }),
     ).toBeGreaterThanOrEqual(1);
     expect(sampleValue(samples, "opcua_session_state", { connector: NAME })).toBe(1);
-    expect(sampleValue(samples, "opcua_monitored_items", { connector: NAME })).toBe(9);
+    expect(sampleValue(samples, "opcua_monitored_items", { connector: NAME })).toBe(10);
   });
 
   it("writes back with type conversion; a value that does not fit or a refused write answers per item", async () => {

@@ -141,6 +141,7 @@ describe("OPC UA connector", () => {
     await expect.poll(() => context.last(id("P101.Speed"))?.value).toBe(1450.5);
     expect(BigInt(context.last(id("P101.Counter"))?.value as string)).toBe((0x200000n << 32n) + 1n);
     expect(context.last(id("P101.Samples"))?.value).toEqual([1.5, 2.5]);
+    expect(context.last(id("P101.Band"))?.value).toEqual({ low: 1, high: 9 });
     expect(context.last(id("P101.Running"))).toMatchObject({ value: true, quality: "Good" });
   });
 
