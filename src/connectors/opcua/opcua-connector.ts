@@ -293,6 +293,8 @@ export class OpcuaConnector implements Connector {
     } else {
       this.trusted = true;
       await this.readAll();
+      // A server that restarted may have gained or lost nodes without telling anyone.
+      this.scheduleRebrowse();
     }
     this.markUp();
   }

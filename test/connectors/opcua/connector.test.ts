@@ -266,6 +266,14 @@ describe("OPC UA connector across a server restart", () => {
     expect(ids.every((k) => k.startsWith(`${NAME}:nsu=${PLANT_NAMESPACE};`))).toBe(true);
     plant.set("Speed", new Variant({ dataType: DataType.Double, value: 1000 }));
     await expect.poll(() => context.last(id("P101.Speed"))?.value).toBe(1000);
+
+    // Again, with the namespaces as they were: the values are read afresh, nothing is browsed twice over.
+    const downs = context.states.filter((s) => s.state === "down").length;
+    await plant.stop();
+    await expect.poll(() => context.states.filter((s) => s.state === "down").length).toBe(downs + 1);
+    plant = await startPlantServer({ port, pkiDir: path.join(dir, "server-pki"), extraNamespaces: 3 });
+    await expect.poll(() => context.states.at(-1)?.state, { timeout: 20_000 }).toBe("up");
+    await expect.poll(() => context.last(id("P101.Speed"))).toMatchObject({ value: 1450.5, quality: "Good" });
   });
 });
 
