@@ -116,6 +116,8 @@ export class OpcuaConnector implements Connector {
   private pendingBytes = 0;
   private flushScheduled = false;
   private paused = false;
+  /** The server confirmed that it holds notifications back (readiness shows it as `publishing: paused`). */
+  private publishingPaused = false;
   /** Model work (browse, resynchronisation) runs one at a time in this chain. */
   private chain: Promise<void> = Promise.resolve();
   private rebrowseTimer: NodeJS.Timeout | undefined;
@@ -139,7 +141,11 @@ export class OpcuaConnector implements Connector {
   health(): ConnectorHealth {
     return {
       ...this.stateNow,
-      extra: { monitoredItems: this.monitored.size, endpointUrl: this.options.endpointUrl },
+      extra: {
+        monitoredItems: this.monitored.size,
+        endpointUrl: this.options.endpointUrl,
+        publishing: this.publishingPaused ? "paused" : "on",
+      },
     };
   }
 
@@ -506,9 +512,15 @@ export class OpcuaConnector implements Connector {
     const subscription = this.subscription;
     if (this.paused || !subscription) return;
     this.paused = true;
-    subscription.setPublishingMode(false).catch(() => undefined);
+    subscription
+      .setPublishingMode(false)
+      .then(() => {
+        if (this.paused) this.publishingPaused = true;
+      })
+      .catch(() => undefined);
     void context.drained().then(() => {
       this.paused = false;
+      this.publishingPaused = false;
       if (!this.stopped) subscription.setPublishingMode(true).catch(() => undefined);
     });
   }

@@ -445,7 +445,10 @@ describe("OPC UA connector settings", () => {
     full = true;
     setSpeed(201);
     await expect.poll(() => context.last(speedOf("paused"))?.value).toBe(201);
-    // The submit that filled the queue paused publishing: later changes wait on the server.
+    // The submit that filled the queue paused publishing: once the server confirmed it, later changes
+    // wait on the server.
+    const connector = running.at(-1);
+    await expect.poll(() => connector?.health().extra?.publishing).toBe("paused");
     full = false;
     setSpeed(202);
     await new Promise((r) => setTimeout(r, 500));
