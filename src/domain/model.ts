@@ -58,8 +58,27 @@ export interface Relationship {
   targetId: string;
 }
 
+/** The i3X namespace: home of the built-in relationship types and `UnknownType`. */
+export const I3X_NAMESPACE = "https://cesmii.org/i3x";
+
 /** Built-in relationship types that the rules of the guide depend on. */
 export const HAS_PARENT = "HasParent";
 export const HAS_CHILDREN = "HasChildren";
 export const HAS_COMPONENT = "HasComponent";
 export const COMPONENT_OF = "ComponentOf";
+
+/** A relationship type and its reverse, as the store wants both registered. */
+export function relationshipPair(forward: string, reverse: string, namespaceUri: string): RelationshipType[] {
+  return [
+    { elementId: forward, displayName: forward, namespaceUri, relationshipId: forward, reverseOf: reverse },
+    { elementId: reverse, displayName: reverse, namespaceUri, relationshipId: reverse, reverseOf: forward },
+  ];
+}
+
+/** The hierarchy and composition relationship types every model needs. */
+export function builtInRelationshipTypes(): RelationshipType[] {
+  return [
+    ...relationshipPair(HAS_PARENT, HAS_CHILDREN, I3X_NAMESPACE),
+    ...relationshipPair(HAS_COMPONENT, COMPONENT_OF, I3X_NAMESPACE),
+  ];
+}
