@@ -138,8 +138,11 @@ export class MqttConnector implements Connector {
     return Promise.all(items.map((item) => this.writeOne(item)));
   }
 
-  /** The rules' topic filters, each once, with the highest QoS asked for it. */
+  /** The rules' topic filters (or the configured ones), each once, with the highest QoS asked for it. */
   private subscriptions(): MqttSubscription[] {
+    const qos = this.options.qos ?? 1;
+    if (this.options.subscriptions)
+      return [...new Set(this.options.subscriptions)].map((topic) => ({ topic, qos }));
     const byFilter = new Map<string, MqttSubscription>();
     for (const rule of this.rules) {
       const known = byFilter.get(rule.pattern.filter);

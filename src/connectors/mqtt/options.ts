@@ -48,6 +48,11 @@ export interface MqttOptions {
   sessionExpirySeconds?: number;
   keepaliveSeconds?: number;
   reconnect?: { minMs?: number; maxMs?: number };
+  /**
+   * Topic filters to subscribe to instead of the rules' own patterns, e.g. `plant/#` to count what no rule
+   * maps (`unmatched`).
+   */
+  subscriptions?: string[];
   /** Default QoS of the rules' subscriptions. */
   qos?: QoS;
   /** Larger payloads are refused (counted `invalid`, reason "payload too large"). */
@@ -101,6 +106,11 @@ export const MQTT_OPTIONS_SCHEMA: Record<string, unknown> = {
         minMs: { type: "integer", minimum: 10, maximum: 600000 },
         maxMs: { type: "integer", minimum: 10, maximum: 3600000 },
       },
+    },
+    subscriptions: {
+      type: "array",
+      minItems: 1,
+      items: { type: "string", minLength: 1, maxLength: 1024 },
     },
     qos: QOS,
     maxPayloadBytes: { type: "integer", minimum: 1, maximum: 268435455 },
