@@ -10,7 +10,7 @@
  *   BENCH_ROUNDS       a throughput case and the floor alternate in this many slices (2), so that the
  *                      ratio compares numbers taken side by side even when the machine is busy
  *   BENCH_CASES        comma list of: objects,list,value,composition,write,ingest,history,sse,observability,
- *                      floor,ceiling,telemetry (shipping: its none and all-four pair only)
+ *                      floor,ceiling,telemetry (shipping: its none and all-four pair only),mqtt
  *   BENCH_STORES       comma list of sqlite,postgres (sqlite)
  *   BENCH_BASELINE     a built checkout of another commit: its server runs the objects, list and value
  *                      cases in the same alternating slices (rows marked "baseline")
@@ -29,6 +29,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
+import { mqttConnectorCost } from "./mqtt.js";
 import { telemetryCost } from "./telemetry.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -1100,6 +1101,12 @@ async function main(): Promise<void> {
       !wanted("telemetry"),
     );
   }
+
+  if (wanted("mqtt"))
+    await mqttConnectorCost(
+      { startI3xd, figureRow, add, addTarget: (t) => targets.push(t), rssMb },
+      observed,
+    );
 
   const all = merge(
     floorRuns.length > 0
