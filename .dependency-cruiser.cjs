@@ -44,6 +44,31 @@ module.exports = {
       to: { path: "^src/(store|services|api)/" },
     },
     {
+      name: "connectors-above-the-core",
+      comment:
+        "Connectors use the services' write and model paths; nothing below them may know a connector exists " +
+        "(the services see them only through the port in services/connectors.ts).",
+      severity: "error",
+      from: { path: "^src/(services|store|domain|model|observability)/" },
+      to: { path: "^src/connectors/" },
+    },
+    {
+      name: "connectors-below-api",
+      comment: "Connectors feed the services; they never call the HTTP layer or Fastify.",
+      severity: "error",
+      from: { path: "^src/connectors/" },
+      to: { path: ["^src/api/", "(^|/)node_modules/(fastify|@fastify/)"] },
+    },
+    {
+      name: "connectors-reach-the-store-through-the-services",
+      comment:
+        "A connector's points and model changes go through the services (validation, history, change feed); " +
+        "leadership comes as a port from the composition root.",
+      severity: "error",
+      from: { path: "^src/connectors/" },
+      to: { path: ["^src/store/", "(^|/)node_modules/pg/"] },
+    },
+    {
       name: "no-circular",
       comment: "An import cycle makes module order matter and every file in it a unit.",
       severity: "error",

@@ -71,6 +71,11 @@ async function serve(config: Config): Promise<number> {
   try {
     server = await startServer(config);
   } catch (err) {
+    // A setting read at start-up (the connectors file) is as much configuration as the environment.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`i3xd: configuration error: ${err.message}\n`);
+      return 2;
+    }
     process.stderr.write(`i3xd: could not start: ${describe(err)}\n`);
     return 1;
   }

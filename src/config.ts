@@ -119,6 +119,8 @@ export interface Config {
   corsOrigins: readonly string[] | "*" | undefined;
   /** Shares of the process-wide limits held by one key or address (src/security/quotas.ts, connections.ts). */
   limits: LimitsConfig;
+  /** YAML or JSON file listing the connectors to run (docs/connectors.md); read when the server starts. */
+  connectorsFile: string | undefined;
 }
 
 /** Per-key and per-address shares, byte bounds and connection limits (docs/security.md lists them all). */
@@ -320,7 +322,13 @@ export function loadConfig(env: Env = process.env): Config {
     telemetry: loadTelemetryConfig(env),
     ...loadSecurityConfig(env, host),
     limits: loadLimitsConfig(env),
+    connectorsFile: connectorsFileVar(env),
   };
+}
+
+function connectorsFileVar(env: Env): string | undefined {
+  const file = stringVar(env, "I3XD_CONNECTORS_FILE");
+  return file === undefined ? undefined : path.resolve(file);
 }
 
 /** The soft limit on open files (Linux `/proc/self/limits`); 1024, the usual default, where unknown. */

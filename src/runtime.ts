@@ -3,10 +3,14 @@ import { Server as TlsServer } from "node:tls";
 import type { FastifyInstance } from "fastify";
 import { buildApp } from "./app.js";
 import type { Config } from "./config.js";
+import { type ConnectorEntry, loadConnectorsFile } from "./connectors/framework/config-file.js";
+import { ConnectorFramework } from "./connectors/framework/framework.js";
+import { connectorKinds } from "./connectors/kinds.js";
 import { demoPlantModel } from "./demo/demo-plant.js";
 import { DEMO_VALUE_IDS } from "./demo/plant-physics.js";
 import { Simulator } from "./demo/simulator.js";
 import { type ChangeFeed, LocalChangeFeed } from "./domain/changes.js";
+import { type LeaderElection, SoleLeader } from "./domain/leadership.js";
 import { configureLogging, flushLogs, getLogger } from "./observability/logger.js";
 import { startTelemetry } from "./observability/telemetry.js";
 import { openKeyring } from "./security/authentication.js";
@@ -16,6 +20,7 @@ import { CachedStore } from "./store/decorators/cached.js";
 import { traceCache, traceStore } from "./store/decorators/traced.js";
 import { openStore } from "./store/index.js";
 import { PgChangeFeed } from "./store/postgres/pg-change-feed.js";
+import { PgLeaderElection } from "./store/postgres/pg-leadership.js";
 import { PostgresStore } from "./store/postgres/postgres.js";
 import type { Store } from "./store/store.js";
 import { SERVER_VERSION } from "./version.js";
@@ -37,6 +42,11 @@ const log = getLogger("i3xd.server");
 export async function startServer(config: Config): Promise<RunningServer> {
   // API keys first: a server that must authenticate but has none stops here, before touching any data.
   const keyring = openKeyring(config);
+  // The connectors file too: an invalid one stops start-up before any data is touched.
+  const connectorEntries: ConnectorEntry[] =
+    config.connectorsFile === undefined
+      ? []
+      : loadConnectorsFile(config.connectorsFile, process.env, connectorKinds);
   // Before logging (its shipping sinks are log destinations) and before the store and app are built (the
   // tracing decorators and hooks are added only when tracing is on).
   const telemetry = await startTelemetry(config.telemetry);
@@ -49,6 +59,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   let simulator: Simulator | undefined;
   let app: FastifyInstance | undefined;
   let metrics: MetricsListener | undefined;
+  let connectors: ConnectorFramework | undefined;
   try {
     // On PostgreSQL other replicas may write too: their changes reach this one's cache and subscriptions.
     if (opened instanceof PostgresStore) feed = await PgChangeFeed.start({ reader: opened, cache });
@@ -64,12 +75,27 @@ export async function startServer(config: Config): Promise<RunningServer> {
       simulator = new Simulator(services.writes, config.simulatorIntervalMs);
     }
 
+    if (connectorEntries.length > 0) {
+      // With replicas on one PostgreSQL database exactly one runs each connector; alone, this one does.
+      const election: LeaderElection =
+        opened instanceof PostgresStore ? new PgLeaderElection(opened.connectionString) : new SoleLeader();
+      connectors = new ConnectorFramework({
+        entries: connectorEntries,
+        kinds: connectorKinds,
+        services,
+        election,
+        dataDir: config.dataDir,
+      });
+      services.connectors.port = connectors;
+    }
+
     app = await buildApp({ config, store, services, keyring });
     await app.listen({ host: config.host, port: config.port });
     if (config.metrics && config.metricsPort !== undefined)
       metrics = await startMetricsListener({ config, store, services });
     const url = baseUrl(app);
     simulator?.start();
+    connectors?.start();
     const features = [
       demo && "demo-plant",
       config.cacheMaxEntries > 0 && `cache(${config.cacheMaxEntries})`,
@@ -78,6 +104,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       config.tlsCert && "tls",
       metrics && "metrics-port",
       feed && "change-notifications",
+      connectors && `connectors(${connectors.size})`,
     ].filter((f): f is string => typeof f === "string");
     log.info(
       { version: SERVER_VERSION, store: store.kind, address: url, metrics_address: metrics?.url, features },
@@ -101,6 +128,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
       // Let a tick that is writing finish before the store closes under it.
       await simulator?.stop();
       await running.app.close();
+      // After the API (no write-back in flight), before the store: what the queues hold is still written.
+      await connectors?.stop();
       await metrics?.close();
       await feed?.close();
       await store.close();
@@ -113,6 +142,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     return running;
   } catch (err) {
     await simulator?.stop();
+    await connectors?.stop().catch(() => {});
     await app?.close().catch(() => {});
     await metrics?.close().catch(() => {});
     await feed?.close().catch(() => {});

@@ -18,6 +18,21 @@ const status = {
     storage: { type: "string", description: "ok, or full: writes are rejected with 507 (reads work)" },
     storageDetail: { type: "string" },
     storageFullSince: { type: "string" },
+    connectors: {
+      type: "array",
+      description: "Each configured connector on this replica; standby: another replica runs it",
+      items: {
+        type: "object",
+        properties: {
+          name: { type: "string" },
+          kind: { type: "string" },
+          state: { type: "string" },
+          required: { type: "boolean" },
+          detail: { type: "string" },
+        },
+        required: ["name", "kind", "state", "required"],
+      },
+    },
   },
   required: ["status"],
 } as const;
@@ -61,6 +76,15 @@ export const healthRoutes: FastifyPluginAsync<AppDeps> = async (app, deps) => {
         log.info({ store: store.kind }, "Store reachable again, ready");
         lastFailure = undefined;
       }
+      // Only a connector marked required keeps the process out of the balancer while its source is lost;
+      // the others are reported.
+      const connectors = services.connectors.statuses();
+      const missing = connectors.filter((c) => c.required && c.state === "down");
+      if (missing.length > 0) {
+        const detail = missing.map((c) => `${c.name}${c.detail ? ` (${c.detail})` : ""}`).join("; ");
+        return reply.code(503).send(failureBody(503, `Required connector down: ${redactText(detail)}`));
+      }
+      const reported = connectors.length > 0 ? { connectors } : {};
       // A full store still answers every read, so it stays in the balancer: the condition is reported.
       const full = services.writes.storeFull;
       if (full !== undefined) {
@@ -70,9 +94,10 @@ export const healthRoutes: FastifyPluginAsync<AppDeps> = async (app, deps) => {
           storage: "full",
           storageDetail: full.detail,
           storageFullSince: full.since,
+          ...reported,
         });
       }
-      return successBody({ status: "ready", store: store.kind, storage: "ok" });
+      return successBody({ status: "ready", store: store.kind, storage: "ok", ...reported });
     },
   );
 };

@@ -240,3 +240,46 @@ export const storeWriteRejected = new Counter({
 // Every reason has a series from the start, so rate() and the dashboard show 0 rather than nothing.
 for (const reason of ["retention", "size_bound"]) storeRetentionDeleted.inc({ reason }, 0);
 for (const reason of ["size_bound", "disk_full"]) storeWriteRejected.inc({ reason }, 0);
+
+export const connectorUp = new Gauge({
+  name: "connector_up",
+  help: "1 while the connector reaches its source, 0 while it does not; no series on a standby replica",
+  labelNames: ["connector"] as const,
+  registers: [registry],
+});
+
+export const connectorMessages = new Counter({
+  name: "connector_messages_total",
+  help: "Source messages of a connector by outcome: received, stored, unmatched, invalid, dropped",
+  labelNames: ["connector", "outcome"] as const,
+  registers: [registry],
+});
+
+export const connectorIngestLag = new Histogram({
+  name: "connector_ingest_lag_seconds",
+  help: "Time from a point's source timestamp to its being stored",
+  labelNames: ["connector"] as const,
+  buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  registers: [registry],
+});
+
+export const connectorReconnects = new Counter({
+  name: "connector_reconnects_total",
+  help: "Times a connector reconnected to its source",
+  labelNames: ["connector"] as const,
+  registers: [registry],
+});
+
+export const connectorQueuedPoints = new Gauge({
+  name: "connector_queue_points",
+  help: "Points waiting in a connector's queue for the write path",
+  labelNames: ["connector"] as const,
+  registers: [registry],
+});
+
+export const connectorQueuedBytes = new Gauge({
+  name: "connector_queue_bytes",
+  help: "Source bytes of the points waiting in a connector's queue",
+  labelNames: ["connector"] as const,
+  registers: [registry],
+});

@@ -328,6 +328,34 @@ export function traceDelivery<T>(subscriptionId: string, updates: number, delive
   }
 }
 
+/**
+ * One span per batch a connector hands to the write path. A batch has no request to belong to, so it is the
+ * root of its own trace (sampled as the configured sampler decides); the write's store spans are its
+ * children, which links the source's batch to what the write did.
+ */
+export function traceConnectorBatch<T>(
+  connector: string,
+  attributes: Attributes,
+  write: () => Promise<T>,
+): Promise<T> {
+  if (!sdk) return write();
+  return tracer.startActiveSpan(
+    "connector.batch",
+    { kind: SpanKind.CONSUMER, attributes: { "connector.name": connector, ...attributes }, root: true },
+    ROOT_CONTEXT,
+    async (span) => {
+      try {
+        return await write();
+      } catch (err) {
+        recordError(span, err);
+        throw err;
+      } finally {
+        span.end();
+      }
+    },
+  );
+}
+
 export function recordError(span: Span, err: unknown): void {
   const error = err instanceof Error ? err : new Error(String(err));
   span.recordException({

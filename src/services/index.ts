@@ -3,7 +3,9 @@ import type { ChangeFeed } from "../domain/changes.js";
 import type { CachedStore } from "../store/decorators/cached.js";
 import { directCache } from "../store/decorators/traced.js";
 import type { Store } from "../store/store.js";
+import { ConnectorLink } from "./connectors.js";
 import { ModelService } from "./model.js";
+import { ModelWriteService } from "./model-writes.js";
 import { SubscriptionService } from "./subscriptions.js";
 import { ValueService } from "./values.js";
 import { WriteService } from "./writes.js";
@@ -20,6 +22,10 @@ export interface Services {
   values: ValueService;
   subscriptions: SubscriptionService;
   writes: WriteService;
+  /** Model changes made while running (connectors): validated, stored, caches and replicas told. */
+  modelWrites: ModelWriteService;
+  /** The connectors, once the composition root has started them: readiness and write-back go through it. */
+  connectors: ConnectorLink;
 }
 
 /**
@@ -35,6 +41,7 @@ export function createServices(
   const cached = directCache(cache);
   const model = new ModelService(store, cached);
   const values = new ValueService(store, config, cached);
+  const connectors = new ConnectorLink();
   const services: Services = {
     config,
     store,
@@ -42,7 +49,9 @@ export function createServices(
     model,
     values,
     subscriptions: new SubscriptionService({ store, changes, config }),
-    writes: new WriteService(store, changes),
+    writes: new WriteService(store, changes, undefined, connectors),
+    modelWrites: new ModelWriteService(store),
+    connectors,
   };
   return services;
 }

@@ -1,0 +1,7 @@
+import { KindRegistry } from "./framework/registry.js";
+
+/**
+ * Every kind of connector the server knows. A kind adds one line here (its `ConnectorKind`); the
+ * connectors file names kinds by their `kind`.
+ */
+export const connectorKinds = new KindRegistry([]);

@@ -1,0 +1,53 @@
+/**
+ * What the services know of connectors, as a port: the connector framework (src/connectors/) implements
+ * it, the composition root plugs it in, and the services and routes use it without importing connectors/.
+ */
+
+/** A connector as `GET /health/ready` reports it. */
+export interface ConnectorStatus {
+  name: string;
+  kind: string;
+  /** `starting`, `up`, `down`, `standby` (another replica runs it) or `stopped`. */
+  state: string;
+  required: boolean;
+  detail?: string;
+}
+
+/** One value a client asked to write to an element a connector owns (`system.source` is where it goes). */
+export interface ConnectorWriteItem {
+  elementId: string;
+  value: unknown;
+  source: unknown;
+}
+
+export type ConnectorWriteResult = { ok: true } | { ok: false; status: number; detail: string };
+
+export interface ConnectorPort {
+  statuses(): ConnectorStatus[];
+  /**
+   * Hands the items to the connector's source; one result per item, in order. Refuses every item (with a
+   * per-item status) when the connector is unknown, not running on this replica, or cannot write.
+   */
+  writeBack(connector: string, items: readonly ConnectorWriteItem[]): Promise<ConnectorWriteResult[]>;
+}
+
+/**
+ * Where the port is plugged in. The services are built before the connectors (which write through them),
+ * so the port arrives later; until then, and in a process without connectors, there is none.
+ */
+export class ConnectorLink {
+  port: ConnectorPort | undefined;
+
+  statuses(): ConnectorStatus[] {
+    return this.port?.statuses() ?? [];
+  }
+}
+
+/** The `system` field naming the connector that created an object and owns its values. */
+export const CONNECTOR_FIELD = "connector";
+
+/** The connector owning an object, if a connector created it. */
+export function connectorOf(object: { system?: Record<string, unknown> }): string | undefined {
+  const owner = object.system?.[CONNECTOR_FIELD];
+  return typeof owner === "string" && owner !== "" ? owner : undefined;
+}

@@ -1,0 +1,193 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectorKinds } from "../../src/connectors/kinds.js";
+import { getJson, postJson } from "../helpers/http.js";
+import { sampleValue, scrapeSamples } from "../helpers/metrics.js";
+import { createTestDatabase, runPostgresTests, type TestDatabase } from "../helpers/pg.js";
+import { makeTempDir, startTestServer, type TestServer } from "../helpers/server.js";
+import { eventually, instances, runningSource, TEST_KIND, testSourceKind } from "./test-source.js";
+
+// The framework on PostgreSQL: the queue between a connector and a write path held up by a table lock, and
+// leadership among replicas. Fed by the test-only source kind (test-source.ts says why).
+connectorKinds.register(testSourceKind);
+afterAll(() => connectorKinds.unregister(TEST_KIND));
+
+const enabled = await runPostgresTests();
+const T0 = Date.UTC(2031, 0, 1);
+
+const files = makeTempDir("i3xd-connectors-pg-");
+afterAll(() => files.remove());
+
+function connectorsFile(name: string, yaml: string): string {
+  const file = path.join(files.dir, name);
+  writeFileSync(file, yaml);
+  return file;
+}
+
+async function readValue(server: TestServer, id: string): Promise<any> {
+  const res = await postJson(server.url, "/v1/objects/value", { elementIds: [id] });
+  return res.body.results[0].result;
+}
+
+async function connectorState(server: TestServer, name: string): Promise<string | undefined> {
+  const ready = await getJson(server.url, "/health/ready");
+  return ready.body.result?.connectors?.find((c: any) => c.name === name)?.state;
+}
+
+describe.runIf(enabled)("connectors on PostgreSQL", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it("bounds the queue by bytes while the write path is held up, counting what it drops", async () => {
+    const maxBytes = 100_000;
+    const file = connectorsFile(
+      "flood.yaml",
+      `connectors:
+  - name: flood
+    kind: ${TEST_KIND}
+    prefix: flood
+    elements: 10
+    queue: { maxPoints: 50000, maxBytes: ${maxBytes} }
+`,
+    );
+    const server = await startTestServer({
+      I3XD_DEMO: "false",
+      I3XD_CONNECTORS_FILE: file,
+      I3XD_STORE_URL: db.url,
+    });
+    const lock = new pg.Client({ connectionString: db.url });
+    await lock.connect();
+    try {
+      const source = await eventually(() => runningSource("flood", server.dataDir));
+      // The write path cannot store anything while this transaction holds the table.
+      await lock.query("BEGIN");
+      await lock.query("LOCK TABLE current_values IN EXCLUSIVE MODE");
+
+      const sent = 20_000;
+      let paused = 0;
+      for (let i = 0; i < sent; i++) {
+        const ok = source.emit(
+          [{ elementId: `flood.e${i % 10}`, value: i, quality: "Good", tsUs: (T0 + i) * 1000 }],
+          100,
+        );
+        if (!ok) paused++;
+      }
+      const during = await scrapeSamples(server.url);
+      const queued = sampleValue(during, "connector_queue_bytes", { connector: "flood" });
+      const dropped = sampleValue(during, "connector_messages_total", {
+        connector: "flood",
+        outcome: "dropped",
+      });
+      expect(queued).toBeGreaterThan(0);
+      expect(queued).toBeLessThanOrEqual(maxBytes);
+      // Everything beyond the bound was dropped and counted; the source was told to pause.
+      expect(dropped).toBeGreaterThanOrEqual(sent - maxBytes / 100);
+      expect(paused).toBeGreaterThanOrEqual(dropped);
+      let drained = false;
+      const waiting = source.context?.drained().then(() => {
+        drained = true;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(drained).toBe(false);
+
+      await lock.query("COMMIT");
+      await waiting;
+      const stored = await eventually(async () => {
+        const s = await scrapeSamples(server.url);
+        const n = sampleValue(s, "connector_messages_total", { connector: "flood", outcome: "stored" });
+        return n === sent - dropped ? n : undefined;
+      });
+      // Every accepted message is in history, whole; nothing else is.
+      const history = await postJson(server.url, "/v1/objects/history", {
+        elementIds: Array.from({ length: 10 }, (_, i) => `flood.e${i}`),
+        startTime: new Date(T0).toISOString(),
+        endTime: new Date(T0 + sent).toISOString(),
+      });
+      const points = history.body.results.reduce((n: number, r: any) => n + r.result.values.length, 0);
+      expect(points).toBe(stored);
+      const after = await scrapeSamples(server.url);
+      expect(sampleValue(after, "connector_queue_bytes", { connector: "flood" })).toBe(0);
+      expect(sampleValue(after, "connector_queue_points", { connector: "flood" })).toBe(0);
+    } finally {
+      await lock.end().catch(() => {});
+      await server.close();
+    }
+  });
+
+  it("runs each connector on exactly one replica; another takes over within seconds", async () => {
+    const file = connectorsFile(
+      "shared.yaml",
+      `connectors:\n  - { name: shared, kind: ${TEST_KIND}, prefix: shared, canWrite: true, required: true }\n`,
+    );
+    const env = { I3XD_DEMO: "false", I3XD_CONNECTORS_FILE: file, I3XD_STORE_URL: db.url };
+    const a = await startTestServer(env);
+    let b: TestServer | undefined;
+    try {
+      const leader = await eventually(() => runningSource("shared", a.dataDir));
+      b = await startTestServer(env);
+      const standby = b;
+      await eventually(async () => (await connectorState(standby, "shared")) === "standby");
+      expect(await connectorState(a, "shared")).toBe("up");
+      // A standby connector does not make the replica unready, even when required.
+      expect((await getJson(b.url, "/health/ready")).status).toBe(200);
+      expect(runningSource("shared", b.dataDir)).toBeUndefined();
+
+      leader.emit([{ elementId: "shared.e0", value: 1, quality: "Good", tsUs: T0 * 1000 }]);
+      await eventually(async () => (await readValue(standby, "shared.e0")).value === 1);
+
+      // Write-back must reach the source, which runs on the other replica.
+      const refused = await postJson(
+        b.url,
+        "/v1/objects/value",
+        { updates: [{ elementId: "shared.e0", value: { value: 2 } }] },
+        { method: "PUT" },
+      );
+      expect(refused.body.results[0].responseDetail.status).toBe(503);
+      expect(refused.body.results[0].responseDetail.detail).toContain("does not run on this replica");
+
+      const closedAt = Date.now();
+      await a.close();
+      const successor = await eventually(() => runningSource("shared", standby.dataDir), 15_000);
+      const takeoverMs = Date.now() - closedAt;
+      expect(takeoverMs).toBeLessThan(6000);
+      expect(await connectorState(b, "shared")).toBe("up");
+      successor.emit([{ elementId: "shared.e0", value: 3, quality: "Good", tsUs: (T0 + 1000) * 1000 }]);
+      await eventually(async () => (await readValue(standby, "shared.e0")).value === 3);
+      const written = await postJson(
+        b.url,
+        "/v1/objects/value",
+        { updates: [{ elementId: "shared.e0", value: { value: 4 } }] },
+        { method: "PUT" },
+      );
+      expect(written.body.results[0].success).toBe(true);
+      expect(successor.written.map((w) => w.value)).toEqual([4]);
+
+      // Leadership lost with its connection: the connector stops here, and runs again once it is back.
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      try {
+        const { rowCount } = await admin.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        );
+        expect(rowCount).toBe(1);
+      } finally {
+        await admin.end();
+      }
+      await eventually(() => successor.stopped);
+      const again = await eventually(() => runningSource("shared", standby.dataDir), 15_000);
+      expect(again).not.toBe(successor);
+      expect(instances.filter((s) => s.name === "shared" && s.started && !s.stopped)).toHaveLength(1);
+    } finally {
+      await b?.close();
+      await a.close();
+    }
+  });
+});

@@ -1,0 +1,171 @@
+import type {
+  Connector,
+  ConnectorContext,
+  ConnectorHealth,
+  ConnectorKind,
+  ConnectorSettings,
+  SourcePoint,
+  WriteBackItem,
+  WriteBackResult,
+} from "../../src/connectors/connector.js";
+
+/**
+ * A source for testing the framework alone, driven by the test instead of a broker: the framework is the
+ * thing under test here, and the real kinds (MQTT, Sparkplug B, OPC UA) are tested against real brokers
+ * and servers in their own tests. It implements the contract as a kind does: it creates its objects through
+ * `applyModel`, submits points, reports its state and answers write-backs.
+ *
+ * Options: `prefix` (ids: `<prefix>` for the folder, `<prefix>.e0` … for its readings), `elements`,
+ * `canWrite` (a `write` method at all), `refuse` (ids whose write-back the source refuses), `password`
+ * (carried only to check `${VAR}` substitution; never used).
+ */
+export const TEST_KIND = "test-source";
+
+export interface TestSourceOptions {
+  prefix: string;
+  elements?: number;
+  canWrite?: boolean;
+  refuse?: string[];
+  password?: string;
+}
+
+export class TestSource implements Connector {
+  readonly name: string;
+  readonly options: TestSourceOptions;
+  context: ConnectorContext | undefined;
+  started = false;
+  stopped = false;
+  readonly written: WriteBackItem[] = [];
+  write?: (items: readonly WriteBackItem[]) => Promise<WriteBackResult[]>;
+
+  constructor(readonly settings: ConnectorSettings) {
+    this.name = settings.name;
+    this.options = settings.options as unknown as TestSourceOptions;
+    if (this.options.canWrite) {
+      this.write = async (items) =>
+        items.map((item) => {
+          if (this.options.refuse?.includes(item.elementId)) {
+            return { ok: false, status: 403, detail: `${item.elementId} is read-only at the source` };
+          }
+          this.written.push(item);
+          return { ok: true };
+        });
+    }
+  }
+
+  ids(): string[] {
+    return Array.from({ length: this.options.elements ?? 3 }, (_, i) => `${this.options.prefix}.e${i}`);
+  }
+
+  async start(context: ConnectorContext): Promise<void> {
+    this.context = context;
+    const { prefix } = this.options;
+    await context.applyModel({
+      namespaces: [{ uri: `urn:test:${prefix}`, displayName: prefix }],
+      objectTypes: [
+        {
+          elementId: `${prefix}-folder-type`,
+          displayName: "Folder",
+          namespaceUri: `urn:test:${prefix}`,
+          schema: { type: "null" },
+        },
+        {
+          elementId: `${prefix}-reading-type`,
+          displayName: "Reading",
+          namespaceUri: `urn:test:${prefix}`,
+          schema: { type: "number" },
+        },
+      ],
+      objects: [
+        { elementId: prefix, displayName: prefix, typeElementId: `${prefix}-folder-type`, parentId: null },
+        ...this.ids().map((id) => ({
+          elementId: id,
+          displayName: id,
+          typeElementId: `${prefix}-reading-type`,
+          parentId: prefix,
+          system: { source: `plant/${id}` },
+        })),
+      ],
+    });
+    this.started = true;
+    context.setState("up");
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+  }
+
+  health(): ConnectorHealth {
+    return { state: this.started && !this.stopped ? "up" : "stopped" };
+  }
+
+  /** Submits one message carrying these points, as a source would on receiving it. */
+  emit(points: SourcePoint[], bytes = 64 * points.length): boolean {
+    const ctx = this.ctx();
+    ctx.count("received");
+    return ctx.submit(points, 1, bytes);
+  }
+
+  down(detail = "test source lost", atUs?: number): void {
+    this.ctx().setState("down", detail, atUs);
+  }
+
+  up(): void {
+    this.ctx().reconnected();
+    this.ctx().setState("up");
+  }
+
+  private ctx(): ConnectorContext {
+    if (this.context === undefined) throw new Error(`${this.name} has not started`);
+    return this.context;
+  }
+}
+
+/** Every instance the kind created in this process, newest last. */
+export const instances: TestSource[] = [];
+
+export const testSourceKind: ConnectorKind = {
+  kind: TEST_KIND,
+  optionsSchema: {
+    type: "object",
+    properties: {
+      prefix: { type: "string", minLength: 1 },
+      elements: { type: "integer", minimum: 1, maximum: 100_000 },
+      canWrite: { type: "boolean" },
+      refuse: { type: "array", items: { type: "string" } },
+      password: { type: "string" },
+    },
+    required: ["prefix"],
+    additionalProperties: false,
+  },
+  create(settings) {
+    const source = new TestSource(settings);
+    instances.push(source);
+    return source;
+  },
+};
+
+/** The running instance of connector `name` whose server's data lives in `dataDir` (several may run). */
+export function runningSource(name: string, dataDir?: string): TestSource | undefined {
+  return instances.findLast(
+    (s) =>
+      s.name === name &&
+      s.started &&
+      !s.stopped &&
+      (dataDir === undefined || s.context?.dataDir.startsWith(dataDir) === true),
+  );
+}
+
+/** Waits until `check` answers something other than undefined/false; fails after `deadlineMs`. */
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  deadlineMs = 10_000,
+): Promise<NonNullable<T>> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== null && v !== false) return v as NonNullable<T>;
+    if (Date.now() > until) throw new Error("condition not reached before the deadline");
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
