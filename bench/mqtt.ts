@@ -51,11 +51,9 @@ export async function mqttConnectorCost(h: MqttHarness, observedEnv: Record<stri
         {
           name: "bench",
           kind: "mqtt",
-          options: {
-            url: BROKER,
-            clientId: `i3xd-bench-${process.pid}`,
-            rules: [{ topic: `${prefix}/v/{tag}` }, { topic: `${prefix}/obj/{tag}`, composition: true }],
-          },
+          url: BROKER,
+          clientId: `i3xd-bench-${process.pid}`,
+          rules: [{ topic: `${prefix}/v/{tag}` }, { topic: `${prefix}/obj/{tag}`, composition: true }],
         },
       ],
     }),

@@ -37,7 +37,10 @@ let speedSetpoint = 80;
 
 const client = mqtt.connect(url, { clientId: `pump-station-${process.pid}`, reconnectPeriod: 1000 });
 const publish = (topic: string, value: unknown) =>
-  client.publish(topic, JSON.stringify({ value, timestamp: new Date().toISOString() }), { qos: 1, retain: true });
+  client.publish(topic, JSON.stringify({ value, timestamp: new Date().toISOString() }), {
+    qos: 1,
+    retain: true,
+  });
 
 client.on("connect", () => {
   console.log(`publishing the pump station to ${url} under ${ROOT}/ every ${intervalMs} ms (Ctrl-C stops)`);
@@ -48,7 +51,8 @@ client.on("error", (err) => console.error(`broker: ${err.message}`));
 client.on("message", (_topic, payload) => {
   try {
     const value = JSON.parse(payload.toString());
-    if (typeof value !== "number" || value < 0 || value > 100) throw new Error("expected a number from 0 to 100");
+    if (typeof value !== "number" || value < 0 || value > 100)
+      throw new Error("expected a number from 0 to 100");
     speedSetpoint = value;
     publish(SETPOINT, speedSetpoint);
     console.log(`speed setpoint set to ${value} %`);

@@ -124,5 +124,11 @@ export interface ConnectorKind {
   kind: string;
   /** JSON schema of `options` (draft-07); errors name the connector and the field. */
   optionsSchema: Record<string, unknown>;
+  /**
+   * Optional: problems of schema-valid options that a JSON schema cannot express (a topic pattern, a
+   * template naming an unknown placeholder), each with its field (`rules[2].elementId`). Checked with the
+   * connectors file at start-up, so that `create` never meets them.
+   */
+  check?(options: Record<string, unknown>): { field: string; problem: string }[];
   create(settings: ConnectorSettings): Connector;
 }

@@ -1,7 +1,8 @@
 import { KindRegistry } from "./framework/registry.js";
+import { mqttConnectorKind } from "./mqtt/mqtt-connector.js";
 
 /**
  * Every kind of connector the server knows. A kind adds one line here (its `ConnectorKind`); the
  * connectors file names kinds by their `kind`.
  */
-export const connectorKinds = new KindRegistry([]);
+export const connectorKinds = new KindRegistry([mqttConnectorKind]);

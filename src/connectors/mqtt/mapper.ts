@@ -42,11 +42,25 @@ export interface CompiledRule {
 export class RuleError extends Error {
   constructor(
     readonly field: string,
-    detail: string,
+    readonly detail: string,
   ) {
     super(`${field}: ${detail}`);
     this.name = "RuleError";
   }
+}
+
+/** Every rule problem of the options at once (the connectors file check), each naming its field. */
+export function ruleProblems(options: MqttOptions): { field: string; problem: string }[] {
+  const problems: { field: string; problem: string }[] = [];
+  options.rules.forEach((rule, i) => {
+    try {
+      compileRule(rule, `rules[${i}]`, options.qos ?? 1);
+    } catch (err) {
+      if (!(err instanceof RuleError)) throw err;
+      problems.push({ field: err.field, problem: err.detail });
+    }
+  });
+  return problems;
 }
 
 export function compileRules(options: MqttOptions): CompiledRule[] {

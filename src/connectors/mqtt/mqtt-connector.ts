@@ -12,11 +12,12 @@ import type {
 } from "../connector.js";
 import { MqttConnection, type MqttMessage, type MqttSubscription } from "./connection.js";
 import { escapeIdPart } from "./element-ids.js";
-import { compileRules, MqttMapper } from "./mapper.js";
+import { compileRules, MqttMapper, ruleProblems } from "./mapper.js";
 import { MQTT_OPTIONS_SCHEMA, type MqttOptions } from "./options.js";
 
 const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024;
 const DEFAULT_MAX_ELEMENTS = 1_000_000;
+const DEFAULT_SESSION_EXPIRY_S = 86_400;
 /** Payloads up to this size are remembered as they are; larger ones by their SHA-1. */
 const REMEMBER_WHOLE_BYTES = 40;
 
@@ -24,6 +25,17 @@ const REMEMBER_WHOLE_BYTES = 40;
 export const mqttConnectorKind: ConnectorKind = {
   kind: "mqtt",
   optionsSchema: MQTT_OPTIONS_SCHEMA,
+  check(options) {
+    const o = options as unknown as MqttOptions;
+    const problems = ruleProblems(o);
+    if (
+      o.reconnect?.minMs !== undefined &&
+      o.reconnect.maxMs !== undefined &&
+      o.reconnect.minMs > o.reconnect.maxMs
+    )
+      problems.push({ field: "reconnect.minMs", problem: "must not exceed reconnect.maxMs" });
+    return problems;
+  },
   create: (settings) => new MqttConnector(settings),
 };
 
@@ -102,7 +114,9 @@ export class MqttConnector implements Connector {
         tls: o.tls,
         protocolVersion: o.protocolVersion ?? 5,
         clean: o.clean ?? true,
-        sessionExpirySeconds: o.sessionExpirySeconds,
+        // MQTT 5 ends a session at disconnect unless told otherwise, which would make `clean: false` moot.
+        sessionExpirySeconds:
+          o.sessionExpirySeconds ?? (o.clean === false ? DEFAULT_SESSION_EXPIRY_S : undefined),
         keepaliveSeconds: o.keepaliveSeconds ?? 30,
         reconnect: { minMs: o.reconnect?.minMs ?? 500, maxMs: o.reconnect?.maxMs ?? 30_000 },
       },
