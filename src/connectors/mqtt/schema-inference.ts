@@ -3,7 +3,8 @@ import type { JsonSchema } from "../../domain/model.js";
 /**
  * Object type schemas inferred from payloads. The first value gives the schema; every later value that the
  * schema refuses widens it so that it accepts both, never narrows it: a value once accepted stays valid.
- * Numbers widen `integer` to `number`; other differing kinds become a `type` list (`["number","string"]`)
+ * Every number is a `number`, never an `integer`: a source that reports 20 today may report 20.5 tomorrow,
+ * and a client writing 20.5 should not be refused in between. Differing kinds become a `type` list (`["number","string"]`)
  * or, once an object or array is among them, an `anyOf`. Objects list their members as optional
  * `properties` and accept others; arrays describe their items together.
  */
@@ -52,7 +53,7 @@ function kindOf(value: unknown): Kind {
     case "boolean":
       return "boolean";
     case "number":
-      return Number.isInteger(value) ? "integer" : "number";
+      return "number";
     case "string":
       return "string";
     default:

@@ -126,9 +126,8 @@ describe("payload paths", () => {
 describe("type inference", () => {
   it("infers from the first value and widens, never narrows", () => {
     let s = inferSchema(3);
-    expect(s).toEqual({ type: "integer" });
-    s = widenSchema(s, 2.5);
     expect(s).toEqual({ type: "number" });
+    expect(widenSchema(s, 2.5)).toBe(s);
     expect(widenSchema(s, 7)).toBe(s);
     s = widenSchema(s, "n/a");
     expect(s).toEqual({ type: ["number", "string"] });
@@ -140,13 +139,13 @@ describe("type inference", () => {
         { type: "null" },
         { type: "number" },
         { type: "string" },
-        { type: "object", properties: { a: { type: "integer" } } },
+        { type: "object", properties: { a: { type: "number" } } },
       ],
     });
     s = widenSchema(s, { a: "x", b: [true] });
     expect(s.anyOf).toContainEqual({
       type: "object",
-      properties: { a: { type: ["integer", "string"] }, b: { type: "array", items: { type: "boolean" } } },
+      properties: { a: { type: ["number", "string"] }, b: { type: "array", items: { type: "boolean" } } },
     });
     expect(widenSchema({}, 5)).toEqual({});
   });
@@ -197,7 +196,7 @@ describe("the mapper", () => {
     const m = mapperFor([{ topic: "{a}/{tag}" }]);
     mapped(m.map("x/t", json(1), RECEIVED_US));
     const r = mapped(m.map("y/t", json("high"), RECEIVED_US));
-    expect(r.model?.objectTypes?.[0]?.schema).toEqual({ type: ["integer", "string"] });
+    expect(r.model?.objectTypes?.[0]?.schema).toEqual({ type: ["number", "string"] });
   });
 
   it("uses templates and a declared type without inferring it", () => {
@@ -321,6 +320,6 @@ describe("the mapper", () => {
     const r = mapped(m.map("area/t", json(1), RECEIVED_US));
     // The stored "area" object stays as it is; the stored type widens from string.
     expect(r.model?.objects?.map((o) => o.elementId)).toEqual(["area/t"]);
-    expect(r.model?.objectTypes?.[0]?.schema).toEqual({ type: ["integer", "string"] });
+    expect(r.model?.objectTypes?.[0]?.schema).toEqual({ type: ["number", "string"] });
   });
 });
