@@ -1,6 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import { freePort, until } from "../security/child.js";
 
@@ -35,10 +38,23 @@ export async function clearRetained(prefix: string, url = LOCAL_BROKER): Promise
 /** A Mosquitto of the test's own on a free loopback port, for tests that kill and restart a broker. */
 export class OwnBroker {
   private process: ChildProcess | undefined;
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly configFile: string | undefined,
+  ) {}
 
-  static async start(): Promise<OwnBroker> {
-    const broker = new OwnBroker(await freePort());
+  /** `config`: lines of mosquitto.conf (the listener on the free port is added). */
+  static async start(config: string[] = []): Promise<OwnBroker> {
+    const port = await freePort();
+    let configFile: string | undefined;
+    if (config.length > 0) {
+      configFile = path.join(mkdtempSync(path.join(tmpdir(), "i3xd-mosquitto-")), "mosquitto.conf");
+      writeFileSync(
+        configFile,
+        [`listener ${port} 127.0.0.1`, "allow_anonymous true", ...config, ""].join("\n"),
+      );
+    }
+    const broker = new OwnBroker(port, configFile);
     await broker.restart();
     return broker;
   }
@@ -49,7 +65,8 @@ export class OwnBroker {
 
   /** Starts the broker again on the same port (after `kill`), waiting until it accepts connections. */
   async restart(): Promise<void> {
-    const child = spawn("mosquitto", ["-p", String(this.port)], { stdio: "ignore" });
+    const args = this.configFile ? ["-c", this.configFile] : ["-p", String(this.port)];
+    const child = spawn("mosquitto", args, { stdio: "ignore" });
     this.process = child;
     child.on("error", () => {});
     await until(`mosquitto on port ${this.port}`, () => canConnect(this.port), 10_000);

@@ -55,6 +55,7 @@ export class MqttConnector implements Connector {
    * redelivery (`dup`), of what was already processed adds no second point. Bounded like the elements.
    */
   private readonly lastPayload = new Map<string, string>();
+  private lastReceivedUs = 0;
 
   /** Throws a RuleError naming the rule and field when a template, pattern or path is malformed. */
   constructor(readonly settings: ConnectorSettings) {
@@ -207,7 +208,7 @@ export class MqttConnector implements Connector {
     }
     if (this.seenBefore(message)) return;
     try {
-      const receivedUs = nowUs();
+      const receivedUs = this.receiveTime();
       let mapped = mapper.map(message.topic, message.payload, receivedUs);
       if (mapped.outcome === "lookup" && context.readModel) {
         const found = await context.readModel(mapped.objectIds, mapped.typeIds);
@@ -235,6 +236,16 @@ export class MqttConnector implements Connector {
     } catch (err) {
       context.count("invalid", 1, `${message.topic}: ${err instanceof Error ? err.message : String(err)}`);
     }
+  }
+
+  /**
+   * The receive time, strictly increasing per connector: the clock counts milliseconds, and a burst (a
+   * backlog after a pause, a session's queue after a takeover) delivers many messages of one topic within
+   * one; history keeps one point per element and timestamp, so equal times would merge them.
+   */
+  private receiveTime(): number {
+    this.lastReceivedUs = Math.max(nowUs(), this.lastReceivedUs + 1);
+    return this.lastReceivedUs;
   }
 
   private seenBefore(message: MqttMessage): boolean {
