@@ -3,6 +3,7 @@
 import "./v8-flags.js";
 import { type Config, loadConfig } from "./config.js";
 import { ConfigError } from "./config-vars.js";
+import { ConnectorsFileError } from "./connectors/framework/config-file.js";
 import { importModelFile } from "./model/import.js";
 import { configureLogging, flushLogs } from "./observability/logger.js";
 import { type RunningServer, startServer } from "./runtime.js";
@@ -71,8 +72,8 @@ async function serve(config: Config): Promise<number> {
   try {
     server = await startServer(config);
   } catch (err) {
-    // A setting read at start-up (the connectors file) is as much configuration as the environment.
-    if (err instanceof ConfigError) {
+    // The connectors file is read at start-up, yet is as much configuration as the environment.
+    if (err instanceof ConnectorsFileError) {
       process.stderr.write(`i3xd: configuration error: ${err.message}\n`);
       return 2;
     }

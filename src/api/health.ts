@@ -29,6 +29,7 @@ const status = {
           state: { type: "string" },
           required: { type: "boolean" },
           detail: { type: "string" },
+          extra: { type: "object", additionalProperties: true },
         },
         required: ["name", "kind", "state", "required"],
       },

@@ -1,3 +1,5 @@
+import type { WriteBackItem, WriteBackResult } from "../domain/write-back.js";
+
 /**
  * What the services know of connectors, as a port: the connector framework (src/connectors/) implements
  * it, the composition root plugs it in, and the services and routes use it without importing connectors/.
@@ -11,16 +13,14 @@ export interface ConnectorStatus {
   state: string;
   required: boolean;
   detail?: string;
+  /** Kind-specific figures (e.g. `{ edgeNodesOnline: 3 }`). */
+  extra?: Record<string, unknown>;
 }
 
 /** One value a client asked to write to an element a connector owns (`system.source` is where it goes). */
-export interface ConnectorWriteItem {
-  elementId: string;
-  value: unknown;
-  source: unknown;
-}
+export type ConnectorWriteItem = WriteBackItem;
 
-export type ConnectorWriteResult = { ok: true } | { ok: false; status: number; detail: string };
+export type ConnectorWriteResult = WriteBackResult;
 
 export interface ConnectorPort {
   statuses(): ConnectorStatus[];

@@ -105,6 +105,37 @@ describe("a server with connectors", () => {
     expect(reading.parentId).toBe("plant");
   });
 
+  it("never lets a connector take over objects it did not create", async () => {
+    const held = source("held");
+    const change = {
+      objects: [{ elementId: "plant.e0", displayName: "mine now", typeElementId: "held-reading-type" }],
+    };
+    await expect(held.context?.applyModel(change)).rejects.toThrow(
+      'objects (plant.e0): already exists and belongs to connector "plant"',
+    );
+    const res = await postJson(server.url, "/v1/objects/list", { elementIds: ["plant.e0"] });
+    expect(res.body.results[0].result.displayName).toBe("plant.e0");
+  });
+
+  it("applies a model it already stored without writing it again", async () => {
+    const plant = source("plant");
+    const context = plant.context as NonNullable<typeof plant.context>;
+    const ids = { elementIds: ["plant", "plant.e0", "plant.e1"] };
+    const misses = async () =>
+      (await scrapeSamples(server.url))
+        .filter((s) => s.name === "cache_misses_total")
+        .reduce((n, s) => n + s.value, 0);
+    // Warm the caches, including what applying the model reads.
+    await plant.start(context);
+    await postJson(server.url, "/v1/objects/list", ids);
+    const before = await misses();
+    await plant.start(context);
+    const res = await postJson(server.url, "/v1/objects/list", ids);
+    expect(res.body.results.every((r: any) => r.success)).toBe(true);
+    // Had the model been imported again, the cache in front of the store would have been dropped.
+    expect(await misses()).toBe(before);
+  });
+
   it("stores submitted points as current values and history, and streams them to subscribers", async () => {
     const client = await postJson(server.url, "/v1/subscriptions", { clientId: "c-plant" });
     const subscriptionId = client.body.result.subscriptionId;
@@ -186,8 +217,8 @@ describe("a server with connectors", () => {
     expect(ready.status).toBe(200);
     expect(ready.body.result.connectors).toEqual(
       expect.arrayContaining([
-        { name: "plant", kind: TEST_KIND, state: "up", required: false },
-        { name: "critical", kind: TEST_KIND, state: "up", required: true },
+        { name: "plant", kind: TEST_KIND, state: "up", required: false, extra: { emitted: 7 } },
+        { name: "critical", kind: TEST_KIND, state: "up", required: true, extra: { emitted: 0 } },
       ]),
     );
 
@@ -201,6 +232,7 @@ describe("a server with connectors", () => {
       state: "down",
       required: false,
       detail: "broker unreachable",
+      extra: { emitted: 0 },
     });
     source("writer").up();
 
@@ -304,6 +336,22 @@ describe("loss across restarts", () => {
       expect(second).not.toBe(first);
       second.down("lost right after start", us(T0 + 1000));
       await eventually(async () => (await readValues(server, ["again.e1"]))[0].quality === "Bad");
+      second.emit([{ elementId: "again.e1", value: 6, quality: "Good", tsUs: us(T0 + 2000) }]);
+      await eventually(async () => (await readValues(server, ["again.e1"]))[0].value === 6);
+      await server.close();
+
+      // A source that cannot even be started: what an earlier run stored must not look live.
+      writeFileSync(
+        file,
+        `connectors:\n  - { name: again, kind: ${TEST_KIND}, prefix: again, failStart: "certificate expired", required: true }\n`,
+      );
+      server = await startTestServer(env);
+      await eventually(async () => (await readValues(server, ["again.e1"]))[0].quality === "Bad");
+      const ready = await getJson(server.url, "/health/ready");
+      expect(ready.status).toBe(503);
+      expect(ready.body.detail ?? JSON.stringify(ready.body)).toContain(
+        "again (could not start: certificate expired)",
+      );
       await server.close();
     } finally {
       data.remove();

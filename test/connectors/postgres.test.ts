@@ -140,18 +140,64 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
       expect((await getJson(b.url, "/health/ready")).status).toBe(200);
       expect(runningSource("shared", b.dataDir)).toBeUndefined();
 
+      // A model change made by the connector on one replica reaches the caches of the others.
+      const listed = async (server: TestServer) =>
+        (await getJson(server.url, "/v1/objects")).body.result.map(
+          (o: any) => `${o.elementId}=${o.displayName}`,
+        );
+      expect(await listed(standby)).toContain("shared.e1=shared.e1");
+      await leader.context?.applyModel({
+        objects: [
+          {
+            elementId: "shared.e1",
+            displayName: "renamed",
+            typeElementId: "shared-reading-type",
+            parentId: "shared",
+          },
+          {
+            elementId: "shared.extra",
+            displayName: "extra",
+            typeElementId: "shared-reading-type",
+            parentId: "shared",
+          },
+        ],
+      });
+      await eventually(async () => {
+        const names = await listed(standby);
+        return names.includes("shared.e1=renamed") && names.includes("shared.extra=extra");
+      });
+
       leader.emit([{ elementId: "shared.e0", value: 1, quality: "Good", tsUs: T0 * 1000 }]);
       await eventually(async () => (await readValue(standby, "shared.e0")).value === 1);
 
-      // Write-back must reach the source, which runs on the other replica.
-      const refused = await postJson(
+      // Write-back through the standby reaches the source, which runs on the other replica; the value is
+      // stored once the source took it.
+      const forwarded = await postJson(
         b.url,
         "/v1/objects/value",
-        { updates: [{ elementId: "shared.e0", value: { value: 2 } }] },
+        {
+          updates: [
+            { elementId: "shared.e0", value: { value: 2 } },
+            { elementId: "shared.e1", value: { value: "x" } },
+          ],
+        },
         { method: "PUT" },
       );
-      expect(refused.body.results[0].responseDetail.status).toBe(503);
-      expect(refused.body.results[0].responseDetail.detail).toContain("does not run on this replica");
+      expect(forwarded.body.results.map((r: any) => r.success || r.responseDetail.status)).toEqual([
+        true,
+        400,
+      ]);
+      expect(leader.written).toEqual([{ elementId: "shared.e0", value: 2, source: "plant/shared.e0" }]);
+      expect((await readValue(a, "shared.e0")).value).toBe(2);
+      // One request, one notification: a write-back too large for it is refused whole, nothing written.
+      const large = await postJson(
+        b.url,
+        "/v1/objects/value",
+        { updates: Array.from({ length: 300 }, (_, i) => ({ elementId: "shared.e0", value: { value: i } })) },
+        { method: "PUT" },
+      );
+      expect(new Set(large.body.results.map((r: any) => r.responseDetail?.status))).toEqual(new Set([413]));
+      expect(leader.written).toHaveLength(1);
 
       const closedAt = Date.now();
       await a.close();

@@ -17,7 +17,8 @@ import type {
  *
  * Options: `prefix` (ids: `<prefix>` for the folder, `<prefix>.e0` … for its readings), `elements`,
  * `canWrite` (a `write` method at all), `refuse` (ids whose write-back the source refuses), `password`
- * (carried only to check `${VAR}` substitution; never used).
+ * (carried only to check `${VAR}` substitution; never used), `failStart` (start() throws this message),
+ * `tickMs` (emits a counter by itself).
  */
 export const TEST_KIND = "test-source";
 
@@ -27,6 +28,10 @@ export interface TestSourceOptions {
   canWrite?: boolean;
   refuse?: string[];
   password?: string;
+  /** start() fails with this message. */
+  failStart?: string;
+  /** Emits a counter to `<prefix>.e0` this often, by itself (for a server in a child process). */
+  tickMs?: number;
 }
 
 export class TestSource implements Connector {
@@ -36,6 +41,8 @@ export class TestSource implements Connector {
   started = false;
   stopped = false;
   readonly written: WriteBackItem[] = [];
+  emitted = 0;
+  private ticker: NodeJS.Timeout | undefined;
   write?: (items: readonly WriteBackItem[]) => Promise<WriteBackResult[]>;
 
   constructor(readonly settings: ConnectorSettings) {
@@ -59,6 +66,7 @@ export class TestSource implements Connector {
 
   async start(context: ConnectorContext): Promise<void> {
     this.context = context;
+    if (this.options.failStart !== undefined) throw new Error(this.options.failStart);
     const { prefix } = this.options;
     await context.applyModel({
       namespaces: [{ uri: `urn:test:${prefix}`, displayName: prefix }],
@@ -89,19 +97,29 @@ export class TestSource implements Connector {
     });
     this.started = true;
     context.setState("up");
+    if (this.options.tickMs !== undefined) {
+      let n = 0;
+      this.ticker = setInterval(
+        () =>
+          this.emit([{ elementId: `${prefix}.e0`, value: n++, quality: "Good", tsUs: Date.now() * 1000 }]),
+        this.options.tickMs,
+      );
+    }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.ticker);
   }
 
   health(): ConnectorHealth {
-    return { state: this.started && !this.stopped ? "up" : "stopped" };
+    return { state: this.started && !this.stopped ? "up" : "stopped", extra: { emitted: this.emitted } };
   }
 
   /** Submits one message carrying these points, as a source would on receiving it. */
   emit(points: SourcePoint[], bytes = 64 * points.length): boolean {
     const ctx = this.ctx();
+    this.emitted++;
     ctx.count("received");
     return ctx.submit(points, 1, bytes);
   }
@@ -134,6 +152,8 @@ export const testSourceKind: ConnectorKind = {
       canWrite: { type: "boolean" },
       refuse: { type: "array", items: { type: "string" } },
       password: { type: "string" },
+      failStart: { type: "string" },
+      tickMs: { type: "integer", minimum: 10 },
     },
     required: ["prefix"],
     additionalProperties: false,

@@ -4,6 +4,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
+import { connectorKinds } from "../../src/connectors/kinds.js";
+import { eventually, runningSource, TEST_KIND, testSourceKind } from "../connectors/test-source.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 import {
   ALERTS_FILE,
@@ -79,12 +81,23 @@ async function startWebhookReceiver(): Promise<{
       // LOKI_URL points at a closed port: the shipping sink exists (its telemetry series are exported) and
       // fails, as it would with Loki down.
       const deadPort = await freePort();
+      // A connector, so the Connectors row has series: the framework's test-only source (see
+      // test/connectors/test-source.ts), which feeds one point.
+      connectorKinds.register(testSourceKind);
+      const connectors = writeFile(
+        dir,
+        "connectors.yaml",
+        `connectors:\n  - { name: ops, kind: ${TEST_KIND}, prefix: ops }\n`,
+      );
       server = await startTestServer({
         I3XD_TEST_FAULTS: "1",
         LOKI_URL: `http://127.0.0.1:${deadPort}`,
         TELEMETRY_FLUSH_TIMEOUT_MS: "100",
+        I3XD_CONNECTORS_FILE: connectors,
       });
       target = new URL(server.url).host;
+      const source = await eventually(() => runningSource("ops", server.dataDir));
+      source.emit([{ elementId: "ops.e0", value: 1, quality: "Good", tsUs: Date.now() * 1000 }]);
 
       // Alertmanager with the shipped routing; only the webhook URLs and the waits are changed.
       webhooks = await startWebhookReceiver();
@@ -165,6 +178,7 @@ async function startWebhookReceiver(): Promise<{
       await alertmanager?.stop();
       await new Promise((r) => (webhooks ? webhooks.server.close(r) : r(undefined)));
       await server?.close();
+      connectorKinds.unregister(TEST_KIND);
       rmSync(dir, { recursive: true, force: true });
     });
 
@@ -224,6 +238,11 @@ async function startWebhookReceiver(): Promise<{
       expect(hitRatio.get(JSON.stringify({ cache_type: "object" }))).toBeGreaterThan(0);
       expect(await one("Active subscriptions and SSE streams/A")).toBeGreaterThanOrEqual(1);
       expect(await one("Queued subscription updates/A")).toBeGreaterThan(0);
+      expect(await one("Connectors up/A")).toBe(1);
+      const outcomes = [...(await values("Connector messages by outcome/A")).keys()].map(
+        (k) => JSON.parse(k).outcome,
+      );
+      expect(outcomes).toEqual(expect.arrayContaining(["received", "stored", "dropped"]));
     });
 
     it("every alert rule is loaded, evaluates without error and stays silent while the server is healthy", async () => {

@@ -26,11 +26,15 @@ export interface ChildServer {
 /**
  * Runs `i3xd serve` in a child process, as production does (`node --import tsx src/cli.ts serve`): tracing
  * and Sentry hook the process itself, so they cannot share the test runner's. Port 0, a temporary data
- * directory, the demo plant, and a simulator that stays quiet unless `env` says otherwise.
+ * directory, the demo plant, and a simulator that stays quiet unless `env` says otherwise. `entry` is the
+ * script run in place of src/cli.ts (one that registers a test-only connector kind first).
  */
-export async function startChildServer(env: Record<string, string>): Promise<ChildServer> {
+export async function startChildServer(
+  env: Record<string, string>,
+  entry = "src/cli.ts",
+): Promise<ChildServer> {
   const dataDir = env.I3XD_DATA_DIR ?? mkdtempSync(path.join(tmpdir(), "i3xd-telemetry-"));
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "serve"], {
+  const child = spawn(process.execPath, ["--import", "tsx", entry, "serve"], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? "",

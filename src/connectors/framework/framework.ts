@@ -1,4 +1,5 @@
 import type { LeaderElection } from "../../domain/leadership.js";
+import type { WriteBackRelay } from "../../domain/write-back.js";
 import { getLogger } from "../../observability/logger.js";
 import type {
   ConnectorPort,
@@ -18,9 +19,14 @@ export interface FrameworkOptions {
   kinds: KindRegistry;
   services: Pick<Services, "writes" | "modelWrites">;
   election: LeaderElection;
+  /** Hands write-backs to the replica that runs the connector (PostgreSQL); without it they are refused. */
+  relay?: WriteBackRelay;
   dataDir: string;
   timing?: RunnerTiming;
 }
+
+/** How long a write-back handed to another replica may take, the source's own answer included. */
+const FORWARD_TIMEOUT_MS = 10_000;
 
 /**
  * Every configured connector of the process, each in its runner. It is the services' `ConnectorPort`:
@@ -53,6 +59,10 @@ export class ConnectorFramework implements ConnectorPort {
 
   /** Each connector starts once this replica holds its leadership; returns at once. */
   start(): void {
+    this.options.relay?.serve((connector, items) => {
+      const runner = this.runners.get(connector);
+      return runner?.leading ? runner.writeBack(items) : undefined;
+    });
     for (const runner of this.runners.values()) runner.start();
     if (this.runners.size > 0) log.info({ connectors: [...this.runners.keys()] }, "Connectors configured");
   }
@@ -60,6 +70,7 @@ export class ConnectorFramework implements ConnectorPort {
   /** Stops every connector and writes what their queues still hold; then releases the leadership. */
   async stop(): Promise<void> {
     await Promise.all([...this.runners.values()].map((r) => r.stop()));
+    await this.options.relay?.close();
     await this.options.election.close();
   }
 
@@ -73,6 +84,7 @@ export class ConnectorFramework implements ConnectorPort {
       const detail = `connector "${connector}" is not configured on this server (I3XD_CONNECTORS_FILE): its elements cannot be written`;
       return Promise.resolve(items.map(() => ({ ok: false as const, status: 503, detail })));
     }
-    return runner.writeBack(items);
+    if (runner.leading || this.options.relay === undefined) return runner.writeBack(items);
+    return this.options.relay.forward(connector, items, FORWARD_TIMEOUT_MS);
   }
 }

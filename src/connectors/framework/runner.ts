@@ -77,6 +77,11 @@ export class ConnectorRunner implements ConnectorContext {
   private running: Promise<void> | undefined;
   private wakeLoop: () => void = () => {};
   private drainLoop: Promise<void> | undefined;
+  private halt: () => void = () => {};
+  /** Settles when the server stops this runner. */
+  private readonly halted = new Promise<void>((resolve) => {
+    this.halt = resolve;
+  });
 
   constructor(
     entry: ConnectorEntry,
@@ -108,6 +113,11 @@ export class ConnectorRunner implements ConnectorContext {
     return this.settings.name;
   }
 
+  /** This replica holds the connector's leadership (whether or not its source is up). */
+  get leading(): boolean {
+    return this.lease !== undefined;
+  }
+
   /** Starts asking for the leadership; returns at once (the connector starts when this replica leads). */
   start(): void {
     this.running ??= this.run();
@@ -115,6 +125,7 @@ export class ConnectorRunner implements ConnectorContext {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.halt();
     this.wakeLoop();
     this.queue.wake();
     await this.running;
@@ -122,9 +133,12 @@ export class ConnectorRunner implements ConnectorContext {
 
   status(): ConnectorStatus {
     let detail = this.detail;
+    let extra: Record<string, unknown> | undefined;
     if (this.connector !== undefined && this.state !== "standby") {
       try {
-        detail ??= this.connector.health().detail;
+        const health = this.connector.health();
+        detail ??= health.detail;
+        extra = health.extra;
       } catch {
         // A failing health() must not break readiness; the state set by the connector still stands.
       }
@@ -135,6 +149,7 @@ export class ConnectorRunner implements ConnectorContext {
       state: this.state,
       required: this.settings.required,
       ...(detail === undefined ? {} : { detail }),
+      ...(extra === undefined ? {} : { extra }),
     };
   }
 
@@ -177,11 +192,8 @@ export class ConnectorRunner implements ConnectorContext {
     if (points.length === 0) return !this.queue.aboveHighWater;
     const batch: QueuedBatch = { kind: "points", points, messages, bytes };
     if (!this.queue.offer(batch)) {
-      this.count(
-        "dropped",
-        messages,
-        `queue full (${this.queue.points}/${this.queue.limits.maxPoints} points, ${this.queue.bytes}/${this.queue.limits.maxBytes} bytes)`,
-      );
+      // A fixed reason, so a flood of drops is one burst of log lines; the queue gauges give the figures.
+      this.count("dropped", messages, "queue to the write path full");
       return false;
     }
     this.drainLoop ??= this.drain().finally(() => {
@@ -228,13 +240,18 @@ export class ConnectorRunner implements ConnectorContext {
     connectorUp.set({ connector: this.name }, state === "up" ? 1 : 0);
     if (state === "down" && was !== "down") {
       this.log.warn({ detail }, "Source lost; marking the connector's elements");
-      this.queue.mark({ kind: "loss", atUs: atUs ?? nowUs() });
-      this.drainLoop ??= this.drain().finally(() => {
-        this.drainLoop = undefined;
-      });
+      this.markLoss(atUs ?? nowUs());
     } else if (state === "up" && was !== "up") {
       this.log.info("Source reachable");
     }
+  }
+
+  /** Queued behind the points already submitted, so none of them can undo it. */
+  private markLoss(atUs: number): void {
+    this.queue.mark({ kind: "loss", atUs });
+    this.drainLoop ??= this.drain().finally(() => {
+      this.drainLoop = undefined;
+    });
   }
 
   reconnected(): void {
@@ -283,6 +300,7 @@ export class ConnectorRunner implements ConnectorContext {
       lost = reason;
       this.wakeLoop();
     });
+    const interrupted = Promise.race([this.halted, lease.lost.then(() => {})]);
     this.log.info("Leading: starting the connector");
     let failures = 0;
     while (!this.stopping && lost === undefined) {
@@ -291,18 +309,29 @@ export class ConnectorRunner implements ConnectorContext {
       connectorUp.set({ connector: this.name }, 0);
       const connector = this.kind.create(this.settings);
       this.connector = connector;
+      const starting = connector.start(this);
+      // A start still pending when the server stops or the leadership goes is abandoned (stop() follows).
+      starting.catch(() => {});
+      let started: boolean;
       try {
-        await connector.start(this);
+        started = await Promise.race([starting.then(() => true), interrupted.then(() => false)]);
       } catch (err) {
         failures++;
         const delay = Math.min(this.timing.restartMaxMs, 1000 * 2 ** (failures - 1));
         this.state = "down";
         this.detail = `could not start: ${(err as Error).message}`;
         this.log.error({ exception: err, retry_in_ms: delay }, "Connector could not start");
+        // Values stored by an earlier run must not look live while the source cannot even be started.
+        if (failures === 1) this.markLoss(nowUs());
         await connector.stop().catch(() => {});
         this.connector = undefined;
         await this.sleep(delay);
         continue;
+      }
+      failures = 0;
+      if (!started) {
+        await this.stopConnector(connector);
+        break;
       }
       // Runs until the server stops or the leadership goes.
       while (!this.stopping && lost === undefined) await this.sleep(60_000);
