@@ -156,8 +156,14 @@ export class MqttConnector implements Connector {
   /** The rules' topic filters (or the configured ones), each once, with the highest QoS asked for it. */
   private subscriptions(): MqttSubscription[] {
     const qos = this.options.qos ?? 1;
-    if (this.options.subscriptions)
-      return [...new Set(this.options.subscriptions)].map((topic) => ({ topic, qos }));
+    if (this.options.subscriptions) {
+      const byFilter = new Map<string, MqttSubscription>();
+      for (const s of this.options.subscriptions) {
+        const wanted = typeof s === "string" ? { topic: s, qos } : { topic: s.topic, qos: s.qos ?? qos };
+        byFilter.set(wanted.topic, wanted);
+      }
+      return [...byFilter.values()];
+    }
     const byFilter = new Map<string, MqttSubscription>();
     for (const rule of this.rules) {
       const known = byFilter.get(rule.pattern.filter);

@@ -52,7 +52,7 @@ export interface MqttOptions {
    * Topic filters to subscribe to instead of the rules' own patterns, e.g. `plant/#` to count what no rule
    * maps (`unmatched`).
    */
-  subscriptions?: string[];
+  subscriptions?: (string | { topic: string; qos?: QoS })[];
   /** Default QoS of the rules' subscriptions. */
   qos?: QoS;
   /** Larger payloads are refused (counted `invalid`, reason "payload too large"). */
@@ -110,7 +110,17 @@ export const MQTT_OPTIONS_SCHEMA: Record<string, unknown> = {
     subscriptions: {
       type: "array",
       minItems: 1,
-      items: { type: "string", minLength: 1, maxLength: 1024 },
+      items: {
+        oneOf: [
+          { type: "string", minLength: 1, maxLength: 1024 },
+          {
+            type: "object",
+            additionalProperties: false,
+            required: ["topic"],
+            properties: { topic: { type: "string", minLength: 1, maxLength: 1024 }, qos: QOS },
+          },
+        ],
+      },
     },
     qos: QOS,
     maxPayloadBytes: { type: "integer", minimum: 1, maximum: 268435455 },

@@ -1,13 +1,15 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConnectorsFile } from "../../../src/connectors/framework/config-file.js";
+import { connectorKinds } from "../../../src/connectors/kinds.js";
 import { getJson, postJson } from "../../helpers/http.js";
 import { sampleValue, scrapeSamples } from "../../helpers/metrics.js";
 import { clearRetained, connectClient, LOCAL_BROKER, OwnBroker, uniquePrefix } from "../../helpers/mqtt.js";
 import { makeTempDir, startTestServer, type TestServer } from "../../helpers/server.js";
-import { runCli } from "../../security/child.js";
+import { ROOT, runCli } from "../../security/child.js";
 import { eventually } from "../test-source.js";
 
 // The MQTT connector end to end: a real Mosquitto, a started i3xd with I3XD_CONNECTORS_FILE, and only the
@@ -328,6 +330,23 @@ describe("MQTT connector losing its broker (own Mosquitto)", () => {
 });
 
 describe("an mqtt entry of the connectors file", () => {
+  it("as documented and as in examples/mqtt passes the start-up check", () => {
+    const docs = readFileSync(path.join(ROOT, "docs/connectors.md"), "utf8");
+    const section = docs.slice(docs.indexOf("## MQTT"));
+    const documented = section.slice(
+      section.indexOf("```yaml\n") + 8,
+      section.indexOf("```", section.indexOf("```yaml\n") + 8),
+    );
+    const entries = loadConnectorsFile(
+      connectorsFile("documented.yaml", documented),
+      { UNS_PASSWORD: "x" },
+      connectorKinds,
+    );
+    expect(entries.map((e) => e.settings.options.rules)).toHaveLength(1);
+    const example = loadConnectorsFile(path.join(ROOT, "examples/mqtt/connectors.yaml"), {}, connectorKinds);
+    expect(example[0]?.settings).toMatchObject({ name: "riverside-uns", kind: "mqtt", onLoss: "uncertain" });
+  });
+
   it("with a malformed rule stops start-up with exit code 2, naming the connector and the field", async () => {
     const file = connectorsFile(
       "bad.yaml",
