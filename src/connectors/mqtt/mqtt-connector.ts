@@ -7,6 +7,7 @@ import type {
   ConnectorHealth,
   ConnectorKind,
   ConnectorSettings,
+  SourcePoint,
   WriteBackItem,
   WriteBackResult,
 } from "../connector.js";
@@ -18,6 +19,9 @@ import { MQTT_OPTIONS_SCHEMA, type MqttOptions } from "./options.js";
 const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024;
 const DEFAULT_MAX_ELEMENTS = 1_000_000;
 const DEFAULT_SESSION_EXPIRY_S = 86_400;
+/** Points (or payload bytes) after which pending points are submitted without waiting for the turn's end. */
+const FLUSH_POINTS = 2000;
+const FLUSH_BYTES = 1024 * 1024;
 /** Payloads up to this size are remembered as they are; larger ones by their SHA-1. */
 const REMEMBER_WHOLE_BYTES = 40;
 
@@ -56,6 +60,12 @@ export class MqttConnector implements Connector {
    */
   private readonly lastPayload = new Map<string, string>();
   private lastReceivedUs = 0;
+  private pending: SourcePoint[] = [];
+  private pendingMessages = 0;
+  private pendingBytes = 0;
+  private flushScheduled = false;
+  /** Set while the queue is above its high-water mark: the next message waits for it. */
+  private paused: Promise<void> | undefined;
 
   /** Throws a RuleError naming the rule and field when a template, pattern or path is malformed. */
   constructor(readonly settings: ConnectorSettings) {
@@ -130,6 +140,8 @@ export class MqttConnector implements Connector {
             if (reconnect) context.reconnected();
           } else {
             this.state = { state: "down", detail };
+            // Points received before the loss go ahead of the loss marking, never after it.
+            this.flush();
             context.setState("down", detail, nowUs());
           }
         },
@@ -143,6 +155,7 @@ export class MqttConnector implements Connector {
     this.connection = undefined;
     this.state = { state: "stopped" };
     await connection?.stop();
+    this.flush();
   }
 
   health(): ConnectorHealth {
@@ -203,6 +216,7 @@ export class MqttConnector implements Connector {
     const context = this.context;
     const mapper = this.mapper;
     if (!context || !mapper || !this.connection) return;
+    if (this.paused) await this.paused;
     context.count("received");
     if (message.payload.length > this.maxPayloadBytes) {
       context.count(
@@ -238,9 +252,44 @@ export class MqttConnector implements Connector {
         await context.applyModel(mapped.model);
         mapped.commit();
       }
-      if (!context.submit(mapped.points, 1, message.payload.length)) await context.drained();
+      this.enqueue(mapped.points, message.payload.length);
     } catch (err) {
       context.count("invalid", 1, `${message.topic}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /**
+   * Collects the points of the messages handled in one turn of the event loop and submits them together:
+   * the write path then stores them in one transaction instead of one per message.
+   */
+  private enqueue(points: readonly SourcePoint[], bytes: number): void {
+    for (const p of points) this.pending.push(p);
+    this.pendingMessages++;
+    this.pendingBytes += bytes;
+    if (this.pending.length >= FLUSH_POINTS || this.pendingBytes >= FLUSH_BYTES) this.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
+    }
+  }
+
+  /** Submits what is pending; a full queue pauses reading (the next message waits) until it drains. */
+  private flush(): void {
+    const context = this.context;
+    if (!context || this.pendingMessages === 0) return;
+    const points = this.pending;
+    const messages = this.pendingMessages;
+    const bytes = this.pendingBytes;
+    this.pending = [];
+    this.pendingMessages = 0;
+    this.pendingBytes = 0;
+    if (!context.submit(points, messages, bytes) && !this.paused) {
+      this.paused = context.drained().finally(() => {
+        this.paused = undefined;
+      });
     }
   }
 
