@@ -366,3 +366,59 @@ describe("an mqtt entry of the connectors file", () => {
     );
   });
 });
+
+describe("MQTT connector across a restart", () => {
+  const prefix = uniquePrefix("restart");
+  const data = makeTempDir("i3xd-mqtt-restart-");
+  afterAll(() => data.remove());
+
+  it("widens the stored type on a new run instead of replacing it with a narrower one, and keeps the ids", async () => {
+    const file = connectorsFile(
+      "restart.yaml",
+      `connectors:
+  - name: again
+    kind: mqtt
+    url: ${LOCAL_BROKER}
+    rules:
+      - topic: "${prefix}/{area}/{tag}"
+        value: v
+`,
+    );
+    const env = { I3XD_DEMO: "false", I3XD_CONNECTORS_FILE: file, I3XD_DATA_DIR: data.dir };
+    const client = await connectClient();
+    const element = `${prefix}/north/level`;
+    const schemaOf = async (server: TestServer) =>
+      (await postJson(server.url, "/v1/objecttypes/query", { elementIds: ["again:level"] })).body.results[0]
+        .result?.schema;
+    const up = async (server: TestServer) =>
+      eventually(
+        async () => (await getJson(server.url, "/health/ready")).body.result?.connectors?.[0]?.state === "up",
+      );
+    try {
+      let server = await startTestServer(env);
+      await up(server);
+      await client.publishAsync(element, JSON.stringify({ v: 2.5 }), { qos: 1 });
+      await eventually(async () => (await currentValue(server, element))?.value === 2.5);
+      expect(await schemaOf(server)).toEqual({ type: "number" });
+      await server.close();
+
+      server = await startTestServer(env);
+      try {
+        await up(server);
+        await client.publishAsync(element, JSON.stringify({ v: "offline" }), { qos: 1 });
+        await eventually(async () => (await currentValue(server, element))?.value === "offline");
+        expect(await schemaOf(server)).toEqual({ type: ["number", "string"] });
+        expect((await history(server, element)).map((p) => p.value)).toEqual([2.5, "offline"]);
+        const objects = await getJson(server.url, "/v1/objects?includeMetadata=true");
+        const mine = (objects.body.result ?? objects.body)
+          .filter((o: any) => o.metadata?.system?.connector === "again")
+          .map((o: any) => o.elementId);
+        expect(mine.sort()).toEqual([prefix.split("/")[0], prefix, `${prefix}/north`, element].sort());
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await client.endAsync();
+    }
+  });
+});
