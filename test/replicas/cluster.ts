@@ -24,8 +24,13 @@ const started: Replica[] = [];
 /**
  * Starts `node --import tsx src/cli.ts serve` on port 0 and waits for its "i3xd started" log line, which
  * carries the address. The parent's I3XD_ settings are not inherited; `env` gives the replica's own.
+ * `entry` is the script run in place of src/cli.ts (one that registers a test-only connector kind first).
  */
-export async function startReplica(name: string, env: Record<string, string>): Promise<Replica> {
+export async function startReplica(
+  name: string,
+  env: Record<string, string>,
+  entry = "src/cli.ts",
+): Promise<Replica> {
   const dataDir = mkdtempSync(path.join(tmpdir(), `i3xd-replica-${name}-`));
   const childEnv: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
@@ -42,7 +47,7 @@ export async function startReplica(name: string, env: Record<string, string>): P
     LOG_FORMAT: "json",
     ...env,
   });
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "serve"], {
+  const child = spawn(process.execPath, ["--import", "tsx", entry, "serve"], {
     cwd: ROOT,
     env: childEnv,
     stdio: ["ignore", "pipe", "pipe"],

@@ -77,6 +77,7 @@ export class ConnectorRunner implements ConnectorContext {
   private running: Promise<void> | undefined;
   private wakeLoop: () => void = () => {};
   private drainLoop: Promise<void> | undefined;
+  private draining = false;
   private halt: () => void = () => {};
   /** Settles when the server stops this runner. */
   private readonly halted = new Promise<void>((resolve) => {
@@ -94,9 +95,12 @@ export class ConnectorRunner implements ConnectorContext {
     this.dataDir = path.join(deps.dataDir, "connectors", name);
     this.timing = deps.timing ?? DEFAULT_TIMING;
     this.bursts = new LogBursts(this.log);
+    // Label children looked up once: the queue changes with every submitted message.
+    const queuedPoints = connectorQueuedPoints.labels({ connector: name });
+    const queuedBytes = connectorQueuedBytes.labels({ connector: name });
     this.queue = new BoundedQueue(entry.queue, () => {
-      connectorQueuedPoints.set({ connector: name }, this.queue.points);
-      connectorQueuedBytes.set({ connector: name }, this.queue.bytes);
+      queuedPoints.set(this.queue.points);
+      queuedBytes.set(this.queue.bytes);
     });
     this.counters = Object.fromEntries(
       OUTCOMES.map((outcome) => [outcome, connectorMessages.labels({ connector: name, outcome })]),
@@ -105,8 +109,8 @@ export class ConnectorRunner implements ConnectorContext {
     // Series from the start, so a rate or an alert is defined before the first message.
     for (const c of Object.values(this.counters)) c.inc(0);
     connectorReconnects.inc({ connector: name }, 0);
-    connectorQueuedPoints.set({ connector: name }, 0);
-    connectorQueuedBytes.set({ connector: name }, 0);
+    queuedPoints.set(0);
+    queuedBytes.set(0);
   }
 
   get name(): string {
@@ -196,9 +200,7 @@ export class ConnectorRunner implements ConnectorContext {
       this.count("dropped", messages, "queue to the write path full");
       return false;
     }
-    this.drainLoop ??= this.drain().finally(() => {
-      this.drainLoop = undefined;
-    });
+    this.kick();
     return !this.queue.aboveHighWater;
   }
 
@@ -249,9 +251,14 @@ export class ConnectorRunner implements ConnectorContext {
   /** Queued behind the points already submitted, so none of them can undo it. */
   private markLoss(atUs: number): void {
     this.queue.mark({ kind: "loss", atUs });
-    this.drainLoop ??= this.drain().finally(() => {
-      this.drainLoop = undefined;
-    });
+    this.kick();
+  }
+
+  /** Starts draining unless a drain is running (it takes whatever is queued before it ends). */
+  private kick(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.drainLoop = this.drain();
   }
 
   reconnected(): void {
@@ -375,32 +382,39 @@ export class ConnectorRunner implements ConnectorContext {
   // Draining into the write path
 
   private async drain(): Promise<void> {
-    let failures = 0;
-    while (this.queue.length > 0) {
-      const entries = this.queue.take(BATCH_POINTS);
-      for (;;) {
-        try {
-          await this.write(entries);
-          failures = 0;
-          break;
-        } catch (err) {
-          failures++;
-          const delay = Math.min(this.timing.writeRetryMaxMs, 100 * 2 ** (failures - 1));
-          this.bursts.write(
-            "write-failed",
-            "warn",
-            { exception: err, retry_in_ms: delay },
-            "Could not store the connector's points; retrying",
-          );
-          if (this.stopping && failures > 3) {
-            const messages = entries.reduce((n, e) => n + (e.kind === "points" ? e.messages : 0), 0);
-            this.count("dropped", messages, "store unavailable while stopping");
+    try {
+      let failures = 0;
+      while (this.queue.length > 0) {
+        const entries = this.queue.take(BATCH_POINTS);
+        for (;;) {
+          try {
+            await this.write(entries);
+            failures = 0;
             break;
+          } catch (err) {
+            failures++;
+            const delay = Math.min(this.timing.writeRetryMaxMs, 100 * 2 ** (failures - 1));
+            this.bursts.write(
+              "write-failed",
+              "warn",
+              { exception: err, retry_in_ms: delay },
+              "Could not store the connector's points; retrying",
+            );
+            if (this.stopping && failures > 3) {
+              // Shutting down with the store gone: what is left cannot be written; count it rather than wait.
+              const left = [...entries, ...this.queue.clear()];
+              const messages = left.reduce((n, e) => n + (e.kind === "points" ? e.messages : 0), 0);
+              this.count("dropped", messages, "store unavailable while stopping");
+              break;
+            }
+            await new Promise((resolve) => setTimeout(resolve, delay));
           }
-          await new Promise((resolve) => setTimeout(resolve, delay));
         }
+        this.queue.release(entries);
       }
-      this.queue.release(entries);
+    } finally {
+      // In the same turn as the last look at the queue: a submit right after it starts a new drain.
+      this.draining = false;
     }
   }
 
