@@ -49,9 +49,12 @@ export class OwnBroker {
     let configFile: string | undefined;
     if (config.length > 0) {
       configFile = path.join(mkdtempSync(path.join(tmpdir(), "i3xd-mosquitto-")), "mosquitto.conf");
+      // Started as root, Mosquitto becomes user "mosquitto", who cannot read the test's private temporary
+      // files (certificates); it stays who started it.
+      const user = process.getuid?.() === 0 ? ["user root"] : [];
       writeFileSync(
         configFile,
-        [`listener ${port} 127.0.0.1`, "allow_anonymous true", ...config, ""].join("\n"),
+        [`listener ${port} 127.0.0.1`, "allow_anonymous true", ...user, ...config, ""].join("\n"),
       );
     }
     const broker = new OwnBroker(port, configFile);

@@ -1,4 +1,8 @@
-import type { MqttClient } from "mqtt";
+import { execSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import mqtt, { type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type {
   ConnectorContext,
@@ -267,6 +271,84 @@ describe("MQTT connector losing its broker", () => {
     await until("down", () => (connector.health().state === "down" ? true : undefined));
     expect(context.states).toHaveLength(1);
     expect(context.states[0]).toMatch(/^down: .*ECONNREFUSED/);
+  });
+});
+
+describe("MQTT connector over TLS with a client certificate, MQTT 3.1.1", () => {
+  let broker: OwnBroker;
+  let dir: string;
+  const prefix = uniquePrefix("tls");
+
+  /** A CA, a server certificate for 127.0.0.1 and a client certificate, made with the openssl CLI. */
+  function makeCertificates(): void {
+    const run = (args: string) => execSync(`openssl ${args}`, { cwd: dir, stdio: "ignore" });
+    run("req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem");
+    for (const name of ["server", "client"]) {
+      run(
+        `req -newkey rsa:2048 -nodes -subj /CN=${name === "server" ? "127.0.0.1" : "i3xd"} -keyout ${name}.key -out ${name}.csr`,
+      );
+      writeFileSync(
+        path.join(dir, `${name}.ext`),
+        name === "server" ? "subjectAltName=IP:127.0.0.1\n" : "extendedKeyUsage=clientAuth\n",
+      );
+      run(
+        `x509 -req -in ${name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ${name}.ext -out ${name}.pem`,
+      );
+    }
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "i3xd-mqtt-tls-"));
+    makeCertificates();
+    broker = await OwnBroker.start([
+      `cafile ${path.join(dir, "ca.pem")}`,
+      `certfile ${path.join(dir, "server.pem")}`,
+      `keyfile ${path.join(dir, "server.key")}`,
+      "require_certificate true",
+    ]);
+  });
+  afterAll(async () => {
+    for (const c of running) await c.stop();
+    await broker?.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("connects with the CA and its client certificate, and is refused without one", async () => {
+    const tls = {
+      caFile: path.join(dir, "ca.pem"),
+      certFile: path.join(dir, "client.pem"),
+      keyFile: path.join(dir, "client.key"),
+    };
+    const url = `mqtts://127.0.0.1:${broker.port}`;
+    const { context } = await startConnector("tls", {
+      url,
+      tls,
+      protocolVersion: 4,
+      rules: [{ topic: `${prefix}/{tag}` }],
+    });
+    const client = await mqtt.connectAsync(url, {
+      ca: readFileSync(tls.caFile),
+      cert: readFileSync(tls.certFile),
+      key: readFileSync(tls.keyFile),
+      protocolVersion: 4,
+    });
+    await client.publishAsync(`${prefix}/t`, "42", { qos: 1 });
+    await until("the value over TLS", () => (context.points.length === 1 ? true : undefined));
+    expect(context.points[0]).toMatchObject({ elementId: `${prefix}/t`, value: 42 });
+    await client.endAsync();
+
+    const s = settings("no-cert", {
+      url,
+      tls: { caFile: tls.caFile },
+      reconnect: { minMs: 50, maxMs: 100 },
+      rules: [{ topic: "x/{t}" }],
+    });
+    const refused = mqttConnectorKind.create(s) as MqttConnector;
+    running.push(refused);
+    const refusedContext = new RecordingContext(s);
+    await refused.start(refusedContext);
+    await until("down", () => (refused.health().state === "down" ? true : undefined));
+    expect(refusedContext.points).toHaveLength(0);
   });
 });
 
