@@ -6,14 +6,15 @@
  *
  *     node --import tsx examples/mqtt/publish-pump-station.ts
  *
- * Settings: MQTT_URL (default mqtt://127.0.0.1:1883), PUBLISH_INTERVAL_MS (default 1000).
+ * Settings: MQTT_URL (default mqtt://127.0.0.1:1883), PUBLISH_INTERVAL_MS (default 1000), UNS_ROOT (default
+ * riverside/pumping: the area's topic).
  */
 import mqtt from "mqtt";
 import { advance, DEMO_IDS, initialState, plantValues, seededRandom } from "../../src/demo/plant-physics.js";
 
 const url = process.env.MQTT_URL ?? "mqtt://127.0.0.1:1883";
 const intervalMs = Number(process.env.PUBLISH_INTERVAL_MS ?? 1000);
-const ROOT = "riverside/pumping";
+const ROOT = process.env.UNS_ROOT ?? "riverside/pumping";
 
 /** Each topic and the demo value it carries. */
 const TOPICS: [topic: string, demoId: string][] = [
