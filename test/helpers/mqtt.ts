@@ -75,13 +75,13 @@ export class OwnBroker {
     await until(`mosquitto on port ${this.port}`, () => canConnect(this.port), 10_000);
   }
 
-  /** SIGKILL: the broker vanishes without closing connections cleanly, as a crash would. */
-  async kill(): Promise<void> {
+  /** SIGKILL by default: the broker vanishes without closing connections cleanly, as a crash would. */
+  async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
     const child = this.process;
     this.process = undefined;
     if (!child || child.exitCode !== null) return;
     const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGKILL");
+    child.kill(signal);
     await exited;
   }
 }

@@ -172,9 +172,7 @@ export class MqttConnection {
     if (!client) return;
     // MQTT.js reads `reconnectPeriod` again before each attempt: full jitter over an exponential ceiling.
     this.failures++;
-    const { minMs, maxMs } = this.options.reconnect;
-    const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(this.failures, 20));
-    client.options.reconnectPeriod = Math.max(minMs, Math.round(Math.random() * ceiling));
+    client.options.reconnectPeriod = reconnectDelayMs(this.failures, this.options.reconnect);
     // Reported once per loss, and once when the first connect fails: a source that was never reachable
     // is down too, not starting forever.
     if (this.reportedUp === false) return;
@@ -182,6 +180,20 @@ export class MqttConnection {
     this.up = false;
     this.events.state(false, detail, false);
   }
+}
+
+/**
+ * The wait before reconnect attempt `failures` (1 = after the first loss): drawn uniformly below a ceiling
+ * that doubles from `minMs` up to `maxMs` (full jitter, so that many clients losing one broker do not
+ * return in step), and never below `minMs`.
+ */
+export function reconnectDelayMs(
+  failures: number,
+  limits: { minMs: number; maxMs: number },
+  random: () => number = Math.random,
+): number {
+  const ceiling = Math.min(limits.maxMs, limits.minMs * 2 ** Math.min(failures, 20));
+  return Math.max(limits.minMs, Math.round(random() * ceiling));
 }
 
 function serverOf(url: string): { host: string; port: number; protocol: "mqtt" | "mqtts" | "ws" | "wss" } {

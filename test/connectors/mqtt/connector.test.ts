@@ -258,6 +258,40 @@ describe("MQTT connector losing its broker", () => {
     expect(context.states).toEqual(["up", expect.stringMatching(/^down: /), "up"]);
   });
 
+  it("adds no second point when a retained message comes again after a reconnect", async () => {
+    const persistent = await OwnBroker.start([
+      "persistence true",
+      `persistence_location ${mkdtempSync(path.join(tmpdir(), "i3xd-mosquitto-data-"))}/`,
+      "autosave_interval 1",
+    ]);
+    try {
+      const retainedTopic = `${prefix}/retained/level`;
+      const c = await connectClient(persistent.url);
+      await c.publishAsync(retainedTopic, "7.5", { qos: 1, retain: true });
+      await c.endAsync();
+      const { context } = await startConnector("retained", {
+        url: persistent.url,
+        reconnect: { minMs: 50, maxMs: 300 },
+        rules: [{ topic: `${prefix}/retained/{tag}` }],
+      });
+      await until("the retained value", () => (context.points.length === 1 ? true : undefined));
+      // SIGTERM: Mosquitto saves its retained messages on the way out.
+      await persistent.kill("SIGTERM");
+      await until("down", () => (context.states.at(-1)?.startsWith("down") ? true : undefined));
+      await persistent.restart();
+      await until("up again", () => (context.states.at(-1) === "up" ? true : undefined), 15_000);
+      // The retained message is delivered again on resubscribe; a live message after it still counts.
+      const live = await connectClient(persistent.url);
+      await live.publishAsync(retainedTopic, "8", { qos: 1 });
+      await live.endAsync();
+      await until("the live value", () => (context.points.length === 2 ? true : undefined));
+      expect(context.points.map((p) => p.value)).toEqual([7.5, 8]);
+      expect(context.counts.get("received")).toBe(3);
+    } finally {
+      await persistent.kill();
+    }
+  });
+
   it("reports a broker that cannot be reached at start as down", async () => {
     const s = settings("unreachable", {
       url: "mqtt://127.0.0.1:1",

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { reconnectDelayMs } from "../../../src/connectors/mqtt/connection.js";
 import {
   ancestorsOf,
   escapeIdPart,
@@ -120,6 +121,20 @@ describe("payload paths", () => {
   it("refuse malformed paths", () => {
     for (const bad of ["a..b", "a.", "a[x]", 'a["b]', "a]b[0"])
       expect(() => compilePayloadPath(bad)).toThrow();
+  });
+});
+
+describe("reconnect delays", () => {
+  it("double their ceiling from minMs up to maxMs and are drawn below it", () => {
+    const limits = { minMs: 100, maxMs: 3000 };
+    const top = (failures: number) => reconnectDelayMs(failures, limits, () => 0.999999);
+    expect([1, 2, 3, 4, 5, 6, 50].map(top)).toEqual([200, 400, 800, 1600, 3000, 3000, 3000]);
+    expect(reconnectDelayMs(4, limits, () => 0)).toBe(100);
+    expect(reconnectDelayMs(4, limits, () => 0.5)).toBe(800);
+    const drawn = new Set(Array.from({ length: 50 }, () => reconnectDelayMs(5, limits)));
+    expect(drawn.size).toBeGreaterThan(10);
+    for (const d of drawn) expect(d).toBeGreaterThanOrEqual(100);
+    for (const d of drawn) expect(d).toBeLessThanOrEqual(3000);
   });
 });
 
