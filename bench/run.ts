@@ -10,7 +10,8 @@
  *   BENCH_ROUNDS       a throughput case and the floor alternate in this many slices (2), so that the
  *                      ratio compares numbers taken side by side even when the machine is busy
  *   BENCH_CASES        comma list of: objects,list,value,composition,write,ingest,history,sse,observability,
- *                      floor,ceiling,telemetry (shipping: its none and all-four pair only),mqtt
+ *                      floor,ceiling,telemetry (shipping: its none and all-four pair only),sparkplug,
+ *                      opcua,mqtt
  *   BENCH_STORES       comma list of sqlite,postgres (sqlite)
  *   BENCH_BASELINE     a built checkout of another commit: its server runs the objects, list and value
  *                      cases in the same alternating slices (rows marked "baseline")
@@ -30,6 +31,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { mqttConnectorCost } from "./mqtt.js";
+import { opcuaCases } from "./opcua.js";
+import { sparkplugCost } from "./sparkplug.js";
 import { telemetryCost } from "./telemetry.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -1092,6 +1095,19 @@ async function main(): Promise<void> {
   if (wanted("observability")) await observabilityCost(logDir);
   if (wanted("floor")) await frameworkFloor(logDir);
   if (wanted("ceiling")) await nodeCeiling();
+  if (wanted("opcua")) {
+    await opcuaCases({
+      duration: DURATION,
+      observed,
+      startNodeHelper,
+      startI3xd,
+      cpuSeconds,
+      rssMb,
+      figureRow,
+      add,
+      addTarget: (t) => targets.push(t),
+    });
+  }
   if (wanted("telemetry") || ONLY?.has("shipping")) {
     const harness = { valueCase, startNodeHelper, startI3xd, discover, request, alternate, throughputRow };
     const addTarget = (t: Target) => targets.push(t);
@@ -1102,6 +1118,11 @@ async function main(): Promise<void> {
     );
   }
 
+  if (wanted("sparkplug"))
+    await sparkplugCost(
+      { startI3xd, figureRow, add, addTarget: (t) => targets.push(t), rssMb, cpuSeconds },
+      observed,
+    );
   if (wanted("mqtt"))
     await mqttConnectorCost(
       { startI3xd, figureRow, add, addTarget: (t) => targets.push(t), rssMb },

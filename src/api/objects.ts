@@ -1,6 +1,5 @@
 import type { FastifyPluginAsync } from "fastify";
 import { bulkBody, successBody } from "../domain/errors.js";
-import type { ObjectView } from "../services/model.js";
 import type { AppDeps } from "./deps.js";
 import { RenderedBodies, RenderedBulk } from "./rendered.js";
 import {
@@ -17,7 +16,7 @@ import {
 const includeMetadata = { type: "boolean", default: false, description: "Add each object's metadata" };
 
 export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, config }) => {
-  const listings = new RenderedBodies<readonly ObjectView[]>();
+  const listings = new RenderedBodies();
   const objects = new RenderedBulk("elementId");
 
   app.get<{ Querystring: { typeElementId?: string; includeMetadata?: string; root?: string } }>(
@@ -37,8 +36,9 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
       // Not an async handler: a listing the cache holds is sent without a promise, and as the bytes it
       // was rendered to the first time.
       const listing = services.model.listObjects(request.access, filter);
-      if (listing instanceof Promise) return listing.then(successBody);
-      return listings.send(reply, listing, successBody);
+      if (listing instanceof Promise) return listing.then((read) => successBody(read.objects));
+      if (listing.source === undefined) return successBody(listing.objects);
+      return listings.send(reply, listing.source, () => successBody(listing.objects));
     },
   );
 
@@ -55,9 +55,12 @@ export const objectRoutes: FastifyPluginAsync<AppDeps> = async (app, { services,
     },
     (request, reply) => {
       const { elementIds, includeMetadata } = request.body;
-      const items = services.model.listObjectsById(request.access, elementIds, includeMetadata);
-      if (items instanceof Promise) return items.then((read) => bulkBody("elementId", read));
-      return objects.send(reply, items) ?? bulkBody("elementId", items);
+      const outcome = services.model.listObjectsById(request.access, elementIds, includeMetadata);
+      if (outcome instanceof Promise) return outcome.then((read) => bulkBody("elementId", read.items));
+      return (
+        (outcome.sources === undefined ? undefined : objects.send(reply, outcome.items, outcome.sources)) ??
+        bulkBody("elementId", outcome.items)
+      );
     },
   );
 

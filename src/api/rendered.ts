@@ -1,23 +1,26 @@
 import type { FastifyReply } from "fastify";
 import { type BulkItem, bulkBody, type IdKey } from "../domain/errors.js";
+import type { AnswerSources } from "../services/answers.js";
 
 /** What Fastify sets for a body its serializer wrote; a rendered body must not differ in anything. */
 export const JSON_CONTENT_TYPE = "application/json; charset=utf-8";
 
-/**
- * Response bodies that stay the same as long as their source object does (a cached listing is the same
- * array until the model changes), rendered once by the route's own response serializer and then sent as
- * those bytes: the schema still decides what reaches the wire, and a repeated read costs no serializing,
- * string building or UTF-8 encoding. Held weakly, so a listing that was replaced takes its body with it.
+/*
+ * The one place answers are kept by identity (docs/adr/010). The rule: a piece of a response is kept by the
+ * cached object the service made it from (its source, `AnswerSources`), which the cache never modifies, so
+ * the same object means the same content; it is rendered by the route's own response serializer, so the
+ * schema still decides the bytes, and held weakly, so a source the cache replaced takes its bytes with it.
  */
-export class RenderedBodies<Source extends object> {
-  private readonly bodies = new WeakMap<Source, Buffer>();
 
-  /** The bytes of `body(source)` as the route's serializer writes them, for `reply` to send. */
-  send(reply: FastifyReply, source: Source, body: (source: Source) => unknown): Buffer {
+/** Whole response bodies kept by the source of the whole answer (a cached listing). */
+export class RenderedBodies {
+  private readonly bodies = new WeakMap<object, Buffer>();
+
+  /** The bytes of `body()` as the route's serializer writes them, for `reply` to send. */
+  send(reply: FastifyReply, source: object, body: () => unknown): Buffer {
     let bytes = this.bodies.get(source);
     if (bytes === undefined) {
-      bytes = Buffer.from(serialized(reply, body(source)));
+      bytes = Buffer.from(serialized(reply, body()));
       this.bodies.set(source, bytes);
     }
     reply.type(JSON_CONTENT_TYPE);
@@ -26,11 +29,10 @@ export class RenderedBodies<Source extends object> {
 }
 
 /**
- * Bulk bodies whose items all succeeded and whose results are cached objects that never change (a cached
- * value is replaced, not modified, when it changes). Each item is rendered once by the route's own
- * serializer, as the only item of a bulk body and cut out of it, and kept while its result object lives;
- * a response is the envelope around those pieces. The bytes are what the serializer would write for the
- * whole body: a JSON array is its items joined by commas, and the cut is checked against the envelope.
+ * Bulk bodies whose items all succeeded and all have a source. Each item is rendered once, as the only
+ * item of a bulk body and cut out of it, and kept by its source; a response is the envelope around those
+ * pieces. The bytes are what the serializer would write for the whole body: a JSON array is its items
+ * joined by commas, and the cut is checked against the envelope.
  */
 export class RenderedBulk {
   private readonly items = new WeakMap<object, { id: string; text: string }>();
@@ -38,20 +40,21 @@ export class RenderedBulk {
 
   constructor(private readonly key: IdKey) {}
 
-  /** The body for `items`, or `undefined` when an item failed: the caller sends those as usual. */
-  send(reply: FastifyReply, items: readonly BulkItem<object>[]): string | undefined {
+  /** The body for `items`, or `undefined` when one cannot be sent this way: the caller sends those as usual. */
+  send(reply: FastifyReply, items: readonly BulkItem<unknown>[], sources: AnswerSources): string | undefined {
     if (this.envelope === undefined) this.envelope = this.cutEnvelope(reply);
     const envelope = this.envelope;
     let body = envelope.head;
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
-      if (!item.success) return undefined;
-      let rendered = this.items.get(item.result);
+      const source = sources[i];
+      if (!item.success || source === undefined) return undefined;
+      let rendered = this.items.get(source);
       if (rendered === undefined || rendered.id !== item.id) {
         const text = this.renderItem(reply, envelope, item);
         if (text === undefined) return undefined;
         rendered = { id: item.id, text };
-        this.items.set(item.result, rendered);
+        this.items.set(source, rendered);
       }
       body += i === 0 ? rendered.text : `,${rendered.text}`;
     }
@@ -68,7 +71,7 @@ export class RenderedBulk {
   private renderItem(
     reply: FastifyReply,
     { head, tail }: { head: string; tail: string },
-    item: BulkItem<object>,
+    item: BulkItem<unknown>,
   ): string | undefined {
     const alone = serialized(reply, bulkBody(this.key, [item]));
     if (!alone.startsWith(head) || !alone.endsWith(tail) || head.length === 0) return undefined;

@@ -25,8 +25,9 @@ export const valueRoutes: FastifyPluginAsync<AppDeps> = async (app, { services, 
       const outcome = services.values.current(request.access, elementIds, maxDepth);
       if (outcome instanceof Promise) return outcome.then((read) => sendBulk(reply, "elementId", read));
       return (
-        (outcome.partial === undefined ? values.send(reply, outcome.items) : undefined) ??
-        sendBulk(reply, "elementId", outcome)
+        (outcome.sources === undefined || outcome.partial !== undefined
+          ? undefined
+          : values.send(reply, outcome.items, outcome.sources)) ?? sendBulk(reply, "elementId", outcome)
       );
     },
   );

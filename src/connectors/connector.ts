@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../domain/history-read.js";
 import type { Quality } from "../domain/model.js";
 import type { ModelDocument, ModelObject, ModelObjectType } from "../model/format.js";
 
@@ -117,6 +118,12 @@ export interface Connector {
    * the write path afterwards, so nothing is stored before the source took it.
    */
   write?(items: readonly WriteBackItem[]): Promise<WriteBackResult[]>;
+  /**
+   * History from the source itself, for a range older than what i3xd holds (`POST /objects/history`
+   * read-through), one result per item in order; points oldest first, at most `range.limit` each. Absent
+   * when the kind cannot read history or the connector is not configured to. Nothing read is stored.
+   */
+  readHistory?(items: readonly HistoryReadItem[], range: HistoryReadRange): Promise<HistoryReadResult[]>;
 }
 
 /** One kind of connector, as the framework's registry knows it. */

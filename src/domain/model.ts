@@ -38,14 +38,18 @@ export interface RelationshipType {
   reverseOf: string;
 }
 
-/** An object instance. `description`, `system` and `schemaExtensions` surface only inside `metadata`. */
-export interface ObjectRecord {
+/** What every read of an object shows of it, `metadata` aside. */
+export interface ObjectSummary {
   elementId: string;
   displayName: string;
   typeElementId: string;
   parentId: string | null;
   isComposition: boolean;
   isExtended: boolean;
+}
+
+/** An object instance. `description`, `system` and `schemaExtensions` surface only inside `metadata`. */
+export interface ObjectRecord extends ObjectSummary {
   description?: string;
   system?: Record<string, unknown>;
   schemaExtensions?: Record<string, unknown>;

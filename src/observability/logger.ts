@@ -225,63 +225,6 @@ function timestamp(): string {
   return stamp;
 }
 
-/** Values a line built by `writeFlatLine` can carry: what the request log writes. */
-export type FlatValue = string | number | undefined;
-
-const METADATA = Symbol.for("pino.metadata");
-const { lsCacheSym, chindingsSym, streamSym } = pino.symbols;
-const LEVEL_NUMBERS = { debug: 20, info: 30 } as const;
-
-interface PinoInternals {
-  [key: symbol]: unknown;
-}
-
-/**
- * Writes the line `logger[level](fields, message)` would write, byte for byte (same keys, order and
- * escaping, the request context's ids included), without pino's generic per-key walk: every request writes
- * two such lines, and building them directly costs a fraction. Only for flat fields whose keys are plain
- * identifiers and never secret-named (so redaction has nothing to do) — the request log's. With
- * `LOG_CALLER` on, the caller is the one frame below this function.
- */
-export function writeFlatLine(
-  logger: Logger,
-  level: keyof typeof LEVEL_NUMBERS,
-  fields: Record<string, FlatValue>,
-  message: string,
-): void {
-  // Captured first: only its own caller is below this function.
-  const caller = captureCaller ? callerBelow(writeFlatLine, 1) : undefined;
-  const internals = logger as unknown as PinoInternals;
-  const num = LEVEL_NUMBERS[level];
-  const time = timestamp();
-  let line =
-    (internals[lsCacheSym] as Record<number, string>)[num] + time + (internals[chindingsSym] as string);
-  const ctx = currentContext();
-  if (ctx !== undefined) {
-    line += `,"request_id":${JSON.stringify(ctx.requestId)}`;
-    if (ctx.userId !== undefined) line += `,"user_id":${JSON.stringify(ctx.userId)}`;
-    if (ctx.traceId !== undefined) line += `,"trace_id":"${ctx.traceId}"`;
-    if (ctx.spanId !== undefined) line += `,"span_id":"${ctx.spanId}"`;
-  }
-  if (caller !== undefined) line += caller.json;
-  for (const key in fields) {
-    const value = fields[key];
-    if (value === undefined) continue;
-    line += `,"${key}":${typeof value === "string" ? JSON.stringify(redactKeys(value)) : Number.isFinite(value) ? value : "null"}`;
-  }
-  line += `,"message":${JSON.stringify(message)}}\n`;
-  const stream = internals[streamSym] as DestinationStream & Record<PropertyKey, unknown>;
-  // pino's multistream picks its destinations by the level pino leaves on it before each write.
-  if (stream[METADATA] === true) {
-    stream.lastLevel = num;
-    stream.lastObj = fields;
-    stream.lastMsg = message;
-    stream.lastTime = time.slice(time.indexOf(":") + 1);
-    stream.lastLogger = logger;
-  }
-  stream.write(line);
-}
-
 /** The options of the one pino instance; nothing here depends on the configuration. */
 export function loggerOptions(level: LogLevelName): LoggerOptions {
   return {
@@ -306,11 +249,132 @@ export function loggerOptions(level: LogLevelName): LoggerOptions {
  */
 const earlyStdout = pino.destination({ dest: 1, sync: true });
 
+const METADATA = Symbol.for("pino.metadata");
+
+type MetadataStream = DestinationStream & {
+  [METADATA]?: boolean;
+  lastLevel?: number;
+  lastMsg?: string;
+  lastObj?: object;
+  lastTime?: string;
+  lastLogger?: Logger;
+  flush?: (cb: (err?: Error | null) => void) => void;
+  flushSync?: () => void;
+};
+
+/**
+ * The root logger's one destination for the life of the process; configuration points it at the streams
+ * of the moment. It asks pino for each line's metadata (`destination[Symbol.for('pino.metadata')]`, pino's
+ * documented interface for destinations) and passes it on to a stream that asks for it too: a multistream
+ * picks its destinations by the line's level.
+ */
+class SwitchableDestination implements MetadataStream {
+  readonly [METADATA] = true;
+  lastLevel?: number;
+  lastMsg?: string;
+  lastObj?: object;
+  lastTime?: string;
+  lastLogger?: Logger;
+
+  constructor(public target: MetadataStream) {}
+
+  write(line: string): void {
+    const target = this.target;
+    if (target[METADATA] === true) {
+      target.lastLevel = this.lastLevel;
+      target.lastMsg = this.lastMsg;
+      target.lastObj = this.lastObj;
+      target.lastTime = this.lastTime;
+      target.lastLogger = this.lastLogger;
+    }
+    target.write(line);
+  }
+
+  flush(cb: (err?: Error | null) => void): void {
+    if (typeof this.target.flush === "function") this.target.flush(cb);
+    else cb();
+  }
+
+  flushSync(): void {
+    this.target.flushSync?.();
+  }
+}
+
+const destination = new SwitchableDestination(earlyStdout);
+
 /**
  * The one root logger, alive for the whole process. Configuration changes its level and destination in
  * place instead of replacing it, so component loggers created at module load keep following it.
  */
-const root: Logger = pino(loggerOptions("info"), earlyStdout);
+const root: Logger = pino(loggerOptions("info"), destination);
+
+/** Values a line built by `writeFlatLine` can carry: what the request log writes. */
+export type FlatValue = string | number | undefined;
+
+const FLAT_LEVELS = {
+  debug: { number: 20, head: `{"level":${JSON.stringify(LEVEL_NAMES[20])}` },
+  info: { number: 30, head: `{"level":${JSON.stringify(LEVEL_NAMES[30])}` },
+} as const;
+
+/** A logger's bindings as they follow the timestamp in its lines (`,"logger":"i3xd.http"`). */
+const bindingsJson = new WeakMap<Logger, string>();
+
+function bindingsOf(logger: Logger): string {
+  let json = bindingsJson.get(logger);
+  if (json === undefined) {
+    json = "";
+    for (const [key, value] of Object.entries(logger.bindings())) {
+      json += `,${JSON.stringify(key)}:${JSON.stringify(value)}`;
+    }
+    bindingsJson.set(logger, json);
+  }
+  return json;
+}
+
+/**
+ * Writes the line `logger[level](fields, message)` would write, byte for byte (same keys, order and
+ * escaping, the request context's ids included; test/observability/flat-lines.test.ts compares them),
+ * straight to the root logger's destination. Every request writes two such lines; through pino's generic
+ * path (mixin object, merge, redaction walk, per-key serializing) they cost more CPU per request than the
+ * benchmark's side-by-side runs let pass (docs/performance-notes.md). Built from what this module owns (the
+ * level names, the timestamp, the destination) and pino's public `bindings()`: for loggers from
+ * `getLogger` whose bindings stay as made, with flat fields whose keys are plain identifiers and never
+ * secret-named (so redaction has nothing to do) — the request log's. The caller checks the level. With
+ * `LOG_CALLER` on, the caller is the one frame below this function.
+ */
+export function writeFlatLine(
+  logger: Logger,
+  level: keyof typeof FLAT_LEVELS,
+  fields: Record<string, FlatValue>,
+  message: string,
+): void {
+  // Captured first: only its own caller is below this function.
+  const caller = captureCaller ? callerBelow(writeFlatLine, 1) : undefined;
+  const { number, head } = FLAT_LEVELS[level];
+  const time = timestamp();
+  let line = head + time + bindingsOf(logger);
+  const ctx = currentContext();
+  if (ctx !== undefined) {
+    line += `,"request_id":${JSON.stringify(ctx.requestId)}`;
+    if (ctx.userId !== undefined) line += `,"user_id":${JSON.stringify(ctx.userId)}`;
+    if (ctx.traceId !== undefined) line += `,"trace_id":"${ctx.traceId}"`;
+    if (ctx.spanId !== undefined) line += `,"span_id":"${ctx.spanId}"`;
+  }
+  if (caller !== undefined) line += caller.json;
+  for (const key in fields) {
+    const value = fields[key];
+    if (value === undefined) continue;
+    line += `,"${key}":${typeof value === "string" ? JSON.stringify(redactKeys(value)) : Number.isFinite(value) ? value : "null"}`;
+  }
+  line += `,"message":${JSON.stringify(message)}}\n`;
+  // What pino leaves on a destination that asks for it, so a multistream behind it picks by level.
+  destination.lastLevel = number;
+  destination.lastObj = fields;
+  destination.lastMsg = message;
+  destination.lastTime = time.slice(time.indexOf(":") + 1);
+  destination.lastLogger = logger;
+  destination.write(line);
+}
 
 /** Streams the current configuration created (and so must flush and end); fd 1 itself is never closed. */
 let owned: DestinationStream[] = [];
@@ -356,15 +420,15 @@ export function configureLogging(config: LoggingConfig, extraSinks: readonly Log
   }
   for (const sink of extraSinks) created.push(sink.stream);
 
-  let destination = primary;
+  let target = primary;
   if (extraSinks.length > 0 && config.logLevel !== "silent") {
     const level = config.logLevel;
-    destination = pino.multistream([
+    target = pino.multistream([
       { level, stream: primary },
       ...extraSinks.map((s) => ({ level: s.level ?? level, stream: s.stream })),
     ]);
   }
-  switchDestination(destination, created);
+  switchDestination(target, created);
   root.level = config.logLevel;
 }
 
@@ -378,10 +442,10 @@ export function setRootLogger(level: LogLevelName, destination?: DestinationStre
   return root;
 }
 
-function switchDestination(destination: DestinationStream, created: DestinationStream[]): void {
+function switchDestination(target: DestinationStream, created: DestinationStream[]): void {
   const previous = owned;
   owned = created;
-  (root as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] = destination;
+  destination.target = target;
   for (const stream of previous) endStream(stream);
 }
 

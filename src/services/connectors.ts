@@ -1,3 +1,4 @@
+import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../domain/history-read.js";
 import type { WriteBackItem, WriteBackResult } from "../domain/write-back.js";
 
 /**
@@ -29,6 +30,16 @@ export interface ConnectorPort {
    * per-item status) when the connector is unknown, not running on this replica, or cannot write.
    */
   writeBack(connector: string, items: readonly ConnectorWriteItem[]): Promise<ConnectorWriteResult[]>;
+  /**
+   * History read through to the connector's source, one result per item; undefined when the connector
+   * cannot read history, is not configured to, or does not run on this replica (i3xd's own history is
+   * then the whole answer).
+   */
+  readHistory?(
+    connector: string,
+    items: readonly HistoryReadItem[],
+    range: HistoryReadRange,
+  ): Promise<HistoryReadResult[]> | undefined;
 }
 
 /**
@@ -40,6 +51,14 @@ export class ConnectorLink {
 
   statuses(): ConnectorStatus[] {
     return this.port?.statuses() ?? [];
+  }
+
+  readHistory(
+    connector: string,
+    items: readonly HistoryReadItem[],
+    range: HistoryReadRange,
+  ): Promise<HistoryReadResult[]> | undefined {
+    return this.port?.readHistory?.(connector, items, range);
   }
 }
 

@@ -40,8 +40,8 @@ export function createServices(
 ): Services {
   const cached = directCache(cache);
   const model = new ModelService(store, cached);
-  const values = new ValueService(store, config, cached);
   const connectors = new ConnectorLink();
+  const values = new ValueService(store, config, cached, connectors);
   const services: Services = {
     config,
     store,

@@ -5,21 +5,17 @@ import {
   HAS_PARENT,
   type Namespace,
   type ObjectRecord,
+  type ObjectSummary,
   type ObjectType,
   type Relationship,
   type RelationshipType,
 } from "../domain/model.js";
 import type { CacheAccess } from "../store/decorators/cached.js";
 import type { Store } from "../store/store.js";
+import { answerFromCache, type BulkOutcome } from "./answers.js";
 
 /** An object as the wire shows it; `metadata` only when the client asked for it. */
-export interface ObjectView {
-  elementId: string;
-  displayName: string;
-  typeElementId: string;
-  parentId: string | null;
-  isComposition: boolean;
-  isExtended: boolean;
+export interface ObjectView extends ObjectSummary {
   metadata?: ObjectMetadata;
 }
 
@@ -35,6 +31,12 @@ export interface ObjectMetadata {
 export interface RelatedEntry {
   sourceRelationship: string;
   object: ObjectView;
+}
+
+/** A listing of objects; `source` as in `AnswerSources`, for the listing as a whole. */
+export interface ObjectListing {
+  objects: readonly ObjectView[];
+  source?: object;
 }
 
 export interface ObjectFilter {
@@ -66,22 +68,6 @@ export function unique(ids: readonly string[]): string[] {
  * relationship types are shared vocabulary and not restricted.
  */
 export class ModelService {
-  /** Views of cached listings: a listing stays the same array until the model changes. */
-  private readonly listingViews = new WeakMap<readonly ObjectRecord[], ObjectView[]>();
-  private readonly restrictedListings = new WeakMap<
-    readonly ObjectRecord[],
-    WeakMap<Access, readonly ObjectView[]>
-  >();
-  private readonly restrictedRoots = new WeakMap<
-    readonly ObjectRecord[],
-    WeakMap<Access, readonly ObjectView[]>
-  >();
-  /**
-   * Views of cached records, one per record (a cached record never changes), so that a response built
-   * from them can reuse what was rendered for the same view before (src/api/rendered.ts).
-   */
-  private readonly cachedViews = new WeakMap<ObjectRecord, ObjectView>();
-
   constructor(
     private readonly store: Store,
     /** The cache reads may be answered from synchronously; none by default. */
@@ -89,59 +75,33 @@ export class ModelService {
   ) {}
 
   /**
-   * The objects of a listing. Synchronous when the cache holds the listing and no metadata is asked for:
-   * then the views are shared between responses, never changed, and the same array while the model and the
-   * access stay the same (what src/api/rendered.ts keys rendered bodies by, docs/adr/010).
+   * The objects of a listing. Synchronous when the cache holds the listing and no metadata is asked for;
+   * then, for a key that sees the whole model, `source` is the cached listing the views were made from.
    */
-  listObjects(access: Access, filter: ObjectFilter = {}): readonly ObjectView[] | Promise<ObjectView[]> {
+  listObjects(access: Access, filter: ObjectFilter = {}): ObjectListing | Promise<ObjectListing> {
     return this.cachedListing(access, filter) ?? this.readListing(access, filter);
   }
 
-  private cachedListing(access: Access, filter: ObjectFilter): readonly ObjectView[] | undefined {
+  private cachedListing(access: Access, filter: ObjectFilter): ObjectListing | undefined {
     const cache = this.cache();
     if (cache === undefined || filter.includeMetadata === true) return undefined;
     const records = cache.cachedListing(storeFilter(access, filter));
     if (records === undefined) return undefined;
-    if (access.restricted) return this.restrictedListing(access, records, filter.root === true);
-    let views = this.listingViews.get(records);
-    if (views === undefined) {
-      views = records.map((r) => this.cachedView(r));
-      this.listingViews.set(records, views);
-    }
-    return views;
-  }
-
-  /**
-   * A cached listing as a restricted key sees it, kept per listing and access (both stay the same objects
-   * while the model and the key do), so a repeated read is the same array and its rendered body is reused.
-   */
-  private restrictedListing(
-    access: Access,
-    records: readonly ObjectRecord[],
-    rootsOnly: boolean,
-  ): readonly ObjectView[] {
-    let byAccess = (rootsOnly ? this.restrictedRoots : this.restrictedListings).get(records);
-    if (byAccess === undefined) {
-      byAccess = new WeakMap();
-      (rootsOnly ? this.restrictedRoots : this.restrictedListings).set(records, byAccess);
-    }
-    let views = byAccess.get(access);
-    if (views === undefined) {
-      views = visibleRecords(access, records, rootsOnly).map((r) => this.visibleView(access, r));
-      byAccess.set(access, views);
-    }
-    return views;
+    if (!access.restricted) return new CachedListing(records);
+    // What a restricted key sees of a listing depends on the key as well as on the listing.
+    const visible = visibleRecords(access, records, filter.root === true);
+    return { objects: visible.map((r) => baseView(access, r)) };
   }
 
   /**
    * Objects by id, in request order. Synchronous when every id is cached and no metadata is asked for
-   * (a 404 or metadata needs the full read): then each result is a shared view that never changes.
+   * (a 404 or metadata needs the full read): then `sources` names the cached record of each item.
    */
   listObjectsById(
     access: Access,
     ids: readonly string[],
     includeMetadata = false,
-  ): BulkItem<ObjectView>[] | Promise<BulkItem<ObjectView>[]> {
+  ): BulkOutcome<ObjectView> | Promise<BulkOutcome<ObjectView>> {
     return this.cachedObjects(access, ids, includeMetadata) ?? this.readObjects(access, ids, includeMetadata);
   }
 
@@ -149,40 +109,21 @@ export class ModelService {
     access: Access,
     ids: readonly string[],
     includeMetadata: boolean,
-  ): BulkItem<ObjectView>[] | undefined {
+  ): BulkOutcome<ObjectView> | undefined {
     const cache = this.cache();
     if (cache === undefined || includeMetadata) return undefined;
-    const items: BulkItem<ObjectView>[] = [];
-    let denied = 0;
-    for (const id of ids) {
-      if (!access.allows(id)) {
-        items.push(forbiddenItem(id));
-        denied++;
-        continue;
-      }
-      const record = cache.cachedObject(id);
-      if (record === undefined) return undefined;
-      items.push(itemOk(id, this.visibleView(access, record)));
-    }
-    const read = denied === 0 ? ids : ids.filter((id) => access.allows(id));
-    cache.countCachedReads(read.length < 2 ? read.length : new Set(read).size, 0);
-    return items;
-  }
-
-  /** The shared view of a cached record, without a parent the access denies. */
-  private visibleView(access: Access, record: ObjectRecord): ObjectView {
-    const view = this.cachedView(record);
-    if (view.parentId === null || access.allows(view.parentId)) return view;
-    return Object.freeze({ ...view, parentId: null });
-  }
-
-  private cachedView(record: ObjectRecord): ObjectView {
-    let view = this.cachedViews.get(record);
-    if (view === undefined) {
-      view = Object.freeze(baseView(Access.everything, record));
-      this.cachedViews.set(record, view);
-    }
-    return view;
+    return answerFromCache(
+      access,
+      ids,
+      (id) => {
+        const record = cache.cachedObject(id);
+        if (record === undefined) return undefined;
+        const view = baseView(access, record);
+        // A parent the access hides makes the view differ from what the record alone says.
+        return { result: view, source: view.parentId === (record.parentId ?? null) ? record : undefined };
+      },
+      (distinct) => cache.countCachedReads(distinct, 0),
+    );
   }
 
   listNamespaces(): Promise<Namespace[]> {
@@ -194,11 +135,7 @@ export class ModelService {
   }
 
   async queryObjectTypes(ids: readonly string[]): Promise<BulkItem<ObjectType>[]> {
-    const found = await this.store.getObjectTypes(unique(ids));
-    return ids.map((id) => {
-      const type = found.get(id);
-      return type ? itemOk(id, type) : itemError(id, 404, objectTypeNotFound(id));
-    });
+    return inRequestOrder(ids, await this.store.getObjectTypes(unique(ids)), objectTypeNotFound);
   }
 
   listRelationshipTypes(namespaceUri?: string): Promise<RelationshipType[]> {
@@ -206,31 +143,28 @@ export class ModelService {
   }
 
   async queryRelationshipTypes(ids: readonly string[]): Promise<BulkItem<RelationshipType>[]> {
-    const found = await this.store.getRelationshipTypes(unique(ids));
-    return ids.map((id) => {
-      const type = found.get(id);
-      return type ? itemOk(id, type) : itemError(id, 404, relationshipTypeNotFound(id));
-    });
+    return inRequestOrder(ids, await this.store.getRelationshipTypes(unique(ids)), relationshipTypeNotFound);
   }
 
-  private async readListing(access: Access, filter: ObjectFilter): Promise<ObjectView[]> {
+  private async readListing(access: Access, filter: ObjectFilter): Promise<ObjectListing> {
     const all = await this.store.listObjects(storeFilter(access, filter));
     const records = access.restricted ? visibleRecords(access, all, filter.root === true) : all;
-    return this.toViews(access, records, filter.includeMetadata === true);
+    return { objects: await this.toViews(access, records, filter.includeMetadata === true) };
   }
 
   private async readObjects(
     access: Access,
     ids: readonly string[],
     includeMetadata: boolean,
-  ): Promise<BulkItem<ObjectView>[]> {
+  ): Promise<BulkOutcome<ObjectView>> {
     const found = await this.store.getObjects(permitted(access, ids));
     const views = await this.viewMap(access, [...found.values()], includeMetadata);
-    return ids.map((id) => {
-      if (!access.allows(id)) return forbiddenItem(id);
+    const items = ids.map((id) => {
+      if (!access.allows(id)) return forbiddenItem<ObjectView>(id);
       const view = views.get(id);
-      return view ? itemOk(id, view) : itemError(id, 404, elementNotFound(id));
+      return view ? itemOk(id, view) : itemError<ObjectView>(id, 404, elementNotFound(id));
     });
+    return { items };
   }
 
   /**
@@ -357,6 +291,21 @@ export class ModelService {
 }
 
 /**
+ * A cached listing as a key that sees the whole model reads it: the views are made only when asked for,
+ * which a route that sends the bytes it rendered for the same source before never does.
+ */
+class CachedListing implements ObjectListing {
+  private views: readonly ObjectView[] | undefined;
+
+  constructor(readonly source: readonly ObjectRecord[]) {}
+
+  get objects(): readonly ObjectView[] {
+    if (this.views === undefined) this.views = this.source.map((r) => baseView(Access.everything, r));
+    return this.views;
+  }
+}
+
+/**
  * The listing to ask the store for. `root=false` is "no restriction", not "only non-roots" (ADR 002). For a
  * restricted key, an object whose parent it may not see is one of its roots, which the store cannot tell.
  */
@@ -379,6 +328,18 @@ function visibleRecords(
 /** Ids in first-seen order without repeats, leaving out those the access denies (they are never read). */
 export function permitted(access: Access, ids: readonly string[]): string[] {
   return unique(access.restricted ? ids.filter((id) => access.allows(id)) : ids);
+}
+
+/** Bulk items in request order from what a read found; an id it did not find is a 404. */
+function inRequestOrder<T>(
+  ids: readonly string[],
+  found: Map<string, T>,
+  notFound: (id: string) => string,
+): BulkItem<T>[] {
+  return ids.map((id) => {
+    const entry = found.get(id);
+    return entry ? itemOk(id, entry) : itemError(id, 404, notFound(id));
+  });
 }
 
 /** A parent the access denies is not shown: the object is a root of the part of the model the key sees. */

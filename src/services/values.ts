@@ -1,12 +1,15 @@
 import type { Config } from "../config.js";
 import { type Access, forbiddenItem } from "../domain/access.js";
 import { type BulkItem, I3xError, itemError, itemOk, type ResponseDetail } from "../domain/errors.js";
+import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../domain/history-read.js";
 import type { ObjectRecord, Vqt } from "../domain/model.js";
-import { RawJson } from "../domain/raw-json.js";
+import { jsonText, RawJson } from "../domain/raw-json.js";
 import { formatTimestampUs, nowUs, parseTimestampUs } from "../domain/time.js";
 import type { CacheAccess } from "../store/decorators/cached.js";
 import type { HistoryJson, Store } from "../store/store.js";
+import { answerFromCache, type BulkOutcome } from "./answers.js";
 import { assembleComponents, planDepth, walkComposition } from "./composition.js";
+import { connectorOf } from "./connectors.js";
 import { elementNotFound, permitted } from "./model.js";
 
 /** A component's value inside a composition read; nests further when the component is a composition. */
@@ -28,10 +31,22 @@ export interface HistoryResult extends ComponentHistory {
   isComposition: boolean;
 }
 
-/** Bulk items plus, when a server limit cut something short, the 206 detail for the whole response. */
-export interface BulkOutcome<T> {
-  items: BulkItem<T>[];
-  partial?: ResponseDetail;
+/**
+ * Where history older than i3xd's own comes from: the connector that owns an element (the services'
+ * connector port). Undefined from it means "nothing to add".
+ */
+export interface HistorySource {
+  readHistory(
+    connector: string,
+    items: readonly HistoryReadItem[],
+    range: HistoryReadRange,
+  ): Promise<HistoryReadResult[]> | undefined;
+}
+
+/** Points read through to a source for one element, to go before what i3xd holds. */
+interface ReadThrough {
+  points: Vqt[];
+  truncated: boolean;
 }
 
 export interface HistoryQuery {
@@ -46,25 +61,20 @@ export interface HistoryQuery {
  * comes first: a denied id is a 403 item and never read, and a component it denies is not part of a value.
  */
 export class ValueService {
-  /**
-   * Results of cached reads, one per cached value and the record it was answered with (both never change;
-   * a new value is a new object), so that a response can reuse what was rendered for them before.
-   */
-  private readonly cachedResults = new WeakMap<Vqt, { record: ObjectRecord; result: CurrentValueResult }>();
-
   constructor(
     private readonly store: Store,
     private readonly config: Pick<Config, "maxCompositionDepth" | "maxHistoryPoints">,
     /** The cache reads may be answered from synchronously; none by default. */
     private readonly cache: CacheAccess = () => undefined,
+    /** History older than i3xd's, read through to the owning connector's source; none by default. */
+    private readonly historySource?: HistorySource,
   ) {}
 
   /**
    * Current values, in request order. Synchronous when no composition is followed and the cache holds
    * every requested element and its value: the common read then costs no promise, no map and no set, and
-   * each result is a shared object that never changes (a new value is a new object), which
-   * src/api/rendered.ts keys rendered bytes by (docs/adr/010). A 404, GoodNoData or a component needs the
-   * full read.
+   * names the cached value each item was made from (`sources`). A 404, GoodNoData or a component needs
+   * the full read.
    */
   current(
     access: Access,
@@ -83,35 +93,24 @@ export class ValueService {
     if (cache === undefined) return undefined;
     const plan = planDepth(maxDepth, this.config.maxCompositionDepth);
     if (plan.levels !== 0 || plan.serverLimited) return undefined;
-    const items: BulkItem<CurrentValueResult>[] = [];
-    let denied = 0;
-    for (const id of ids) {
-      if (!access.allows(id)) {
-        items.push(forbiddenItem(id));
-        denied++;
-        continue;
-      }
-      const record = cache.cachedObject(id);
-      if (record === undefined) return undefined;
-      const v = cache.cachedValue(id);
-      if (v === undefined) return undefined;
-      let cached = this.cachedResults.get(v);
-      if (cached === undefined || cached.record !== record) {
-        const result = Object.freeze({
+    return answerFromCache(
+      access,
+      ids,
+      (id) => {
+        const record = cache.cachedObject(id);
+        const v = record === undefined ? undefined : cache.cachedValue(id);
+        if (record === undefined || v === undefined) return undefined;
+        const result = {
           isComposition: record.isComposition,
           value: v.value,
           quality: v.quality,
           timestamp: v.timestamp,
-        });
-        cached = { record, result };
-        this.cachedResults.set(v, cached);
-      }
-      items.push(itemOk(id, cached.result));
-    }
-    const read = denied === 0 ? ids : ids.filter((id) => access.allows(id));
-    const distinct = read.length < 2 ? read.length : new Set(read).size;
-    cache.countCachedReads(distinct, distinct);
-    return { items };
+        };
+        // The value stands for the record too: the cache drops every value when the model changes.
+        return { result, source: v };
+      },
+      (distinct) => cache.countCachedReads(distinct, distinct),
+    );
   }
 
   private async readCurrent(
@@ -159,6 +158,7 @@ export class ValueService {
     const walk = await walkComposition(access, this.store, [...found.values()], plan, (batch) =>
       this.store.getHistoryJson(batch, { startUs, endUs, limitPerElement: limit }),
     );
+    const older = await this.readThrough([...found.values()], { startUs, endUs, limit });
     // No point in the range is GoodNoData (the guide's quality table); the entry sits at the range start.
     const noData: Vqt = { value: null, quality: "GoodNoData", timestamp: formatTimestampUs(startUs) };
     const noDataJson = new RawJson(JSON.stringify([noData]));
@@ -168,6 +168,8 @@ export class ValueService {
     const seriesOf = (id: string): ComponentHistory => {
       const slice: HistoryJson | undefined = walk.data.get(id);
       if (slice?.truncated) clipped.add(id);
+      const before = older.get(id);
+      if (before) return { values: joinSeries(before, slice, limit, () => clipped.add(id)) };
       if (!slice || slice.count === 0) return { values: noDataJson };
       return { values: new RawJson(slice.json) };
     };
@@ -186,6 +188,77 @@ export class ValueService {
       partial: historyDetail(clipped, limit, depthDetail(cut, this.config.maxCompositionDepth)),
     };
   }
+
+  /**
+   * For elements a connector owns whose history in i3xd starts after `range.startUs` (nothing stored at or
+   * before it), the older part read through to the connector's source: from the range start to just before
+   * i3xd's first point in the range (or the range end). Failures leave i3xd's own history as the answer.
+   */
+  private async readThrough(
+    records: ObjectRecord[],
+    range: HistoryReadRange,
+  ): Promise<Map<string, ReadThrough>> {
+    const out = new Map<string, ReadThrough>();
+    const source = this.historySource;
+    const owned = records.filter((r) => connectorOf(r) !== undefined && r.system?.source !== undefined);
+    if (source === undefined || owned.length === 0) return out;
+    const earlier = await this.store.getHistoryJson(
+      owned.map((r) => r.elementId),
+      { startUs: 0, endUs: range.startUs, limitPerElement: 1 },
+    );
+    const uncovered = owned.filter((r) => (earlier.get(r.elementId)?.count ?? 0) === 0);
+    if (uncovered.length === 0) return out;
+    const first = await this.store.getHistoryJson(
+      uncovered.map((r) => r.elementId),
+      { ...range, limitPerElement: 1 },
+    );
+    const groups = new Map<string, { connector: string; endUs: number; items: HistoryReadItem[] }>();
+    for (const r of uncovered) {
+      const slice = first.get(r.elementId);
+      const firstUs =
+        slice && slice.count > 0
+          ? parseTimestampUs((JSON.parse(jsonText(slice.json)) as Vqt[])[0]?.timestamp ?? "")
+          : null;
+      const endUs = firstUs === null ? range.endUs : firstUs - 1;
+      if (endUs < range.startUs) continue;
+      const connector = connectorOf(r) as string;
+      const key = `${connector}\n${endUs}`;
+      const group = groups.get(key) ?? { connector, endUs, items: [] };
+      group.items.push({ elementId: r.elementId, source: r.system?.source });
+      groups.set(key, group);
+    }
+    await Promise.all(
+      [...groups.values()].map(async (g) => {
+        const results = await source
+          .readHistory(g.connector, g.items, { ...range, endUs: g.endUs })
+          ?.catch(() => undefined);
+        for (const [i, result] of (results ?? []).entries()) {
+          const item = g.items[i];
+          if (item && result.ok && result.points.length > 0) out.set(item.elementId, result);
+        }
+      }),
+    );
+    return out;
+  }
+}
+
+/** Read-through points first, then i3xd's own, at most `limit` in all. */
+function joinSeries(
+  before: ReadThrough,
+  slice: HistoryJson | undefined,
+  limit: number,
+  clip: () => void,
+): RawJson {
+  let own: unknown[] | string = slice && slice.count > 0 ? jsonText(slice.json) : "[]";
+  const room = limit - before.points.length;
+  if (before.truncated || (slice?.count ?? 0) > room) {
+    clip();
+    own = (JSON.parse(own) as unknown[]).slice(0, Math.max(0, room));
+  }
+  const head = JSON.stringify(before.points.slice(0, limit));
+  const tail = typeof own === "string" ? own : JSON.stringify(own);
+  const joiner = head.length > 2 && tail.length > 2 ? "," : "";
+  return new RawJson(`${head.slice(0, -1)}${joiner}${tail.slice(1)}`);
 }
 
 function timeDetail(field: string, got: unknown): string {

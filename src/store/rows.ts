@@ -1,4 +1,10 @@
-import { type ObjectRecord, type ObjectType, QUALITIES, type RelationshipType } from "../domain/model.js";
+import {
+  type ObjectRecord,
+  type ObjectType,
+  QUALITIES,
+  type Relationship,
+  type RelationshipType,
+} from "../domain/model.js";
 import { formatTimestampUs, parseTimestampUs } from "../domain/time.js";
 import { POINT_HEAD, POINT_TAIL, type StoredVqtField } from "../domain/vqt-wire.js";
 import type { ModelValue } from "../model/format.js";
@@ -79,6 +85,14 @@ export function byId<T>(rows: Row[], map: (r: Row) => T): Map<string, T> {
   const out = new Map<string, T>();
   for (const r of rows) out.set(r.element_id as string, map(r));
   return out;
+}
+
+export function toRelationship(r: Row): Relationship {
+  return {
+    sourceId: r.source_id as string,
+    relationshipType: r.relationship_type as string,
+    targetId: r.target_id as string,
+  };
 }
 
 export function toRelationshipType(r: Row): RelationshipType {

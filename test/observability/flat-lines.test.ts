@@ -111,7 +111,7 @@ describe("request log lines built directly", () => {
     }
   });
 
-  it("reaches each destination of a multistream by the line's level, as pino's lines do", () => {
+  it("reaches each destination of a multistream by the line's level, as pino's own lines do", () => {
     const infoOnly: string[] = [];
     const everything: string[] = [];
     setRootLogger(
@@ -124,10 +124,17 @@ describe("request log lines built directly", () => {
     try {
       writeFlatLine(log, "debug", { path: "/health/live" }, "Request started");
       writeFlatLine(log, "info", { path: "/v1/info" }, "Request started");
+      log.debug({ path: "/health/ready" }, "Request started");
+      log.info({ path: "/v1/namespaces" }, "Request started");
     } finally {
       setRootLogger("debug", capture);
     }
-    expect(everything.map((l) => JSON.parse(l).path)).toEqual(["/health/live", "/v1/info"]);
-    expect(infoOnly.map((l) => JSON.parse(l).path)).toEqual(["/v1/info"]);
+    expect(everything.map((l) => JSON.parse(l).path)).toEqual([
+      "/health/live",
+      "/v1/info",
+      "/health/ready",
+      "/v1/namespaces",
+    ]);
+    expect(infoOnly.map((l) => JSON.parse(l).path)).toEqual(["/v1/info", "/v1/namespaces"]);
   });
 });

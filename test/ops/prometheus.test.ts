@@ -2,11 +2,14 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { DataType, StatusCodes, Variant } from "node-opcua-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { connectorKinds } from "../../src/connectors/kinds.js";
 import { eventually, runningSource, TEST_KIND, testSourceKind } from "../connectors/test-source.js";
+import { type PlantServer, startPlantServer } from "../helpers/opcua-server.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
+import { BROKER_URL, uniqueGroup } from "../helpers/sparkplug-edge-node.js";
 import {
   ALERTS_FILE,
   type ChildServer,
@@ -63,6 +66,7 @@ async function startWebhookReceiver(): Promise<{
     const dir = mkdtempSync(path.join(tmpdir(), "i3xd-prometheus-"));
     let server: TestServer;
     let prometheus: ChildServer | undefined;
+    let plant: PlantServer | undefined;
     let alertmanager: ChildServer | undefined;
     let webhooks: Awaited<ReturnType<typeof startWebhookReceiver>> | undefined;
     let target: string;
@@ -82,12 +86,17 @@ async function startWebhookReceiver(): Promise<{
       // fails, as it would with Loki down.
       const deadPort = await freePort();
       // A connector, so the Connectors row has series: the framework's test-only source (see
-      // test/connectors/test-source.ts), which feeds one point.
+      // test/connectors/test-source.ts), which feeds one point; and a Sparkplug host on the local broker
+      // (a group of its own, silent) for the Sparkplug panels; and an OPC UA server in this process, one of
+      // whose variables reports a Bad status, for the OPC UA panels.
       connectorKinds.register(testSourceKind);
+      plant = await startPlantServer({ pkiDir: path.join(dir, "opcua-pki") });
       const connectors = writeFile(
         dir,
         "connectors.yaml",
-        `connectors:\n  - { name: ops, kind: ${TEST_KIND}, prefix: ops }\n`,
+        `connectors:\n  - { name: ops, kind: ${TEST_KIND}, prefix: ops }\n` +
+          `  - { name: ops-spb, kind: sparkplug, url: "${BROKER_URL}", groups: [${uniqueGroup("ops")}] }\n` +
+          `  - { name: ops-opcua, kind: opcua, endpointUrl: "${plant.endpointUrl}" }\n`,
       );
       server = await startTestServer({
         I3XD_TEST_FAULTS: "1",
@@ -98,6 +107,12 @@ async function startWebhookReceiver(): Promise<{
       target = new URL(server.url).host;
       const source = await eventually(() => runningSource("ops", server.dataDir));
       source.emit([{ elementId: "ops.e0", value: 1, quality: "Good", tsUs: Date.now() * 1000 }]);
+      await eventually(async () => {
+        const metrics = await (await fetch(`${server.url}/metrics`)).text();
+        return /^opcua_monitored_items\{[^}]*\} [1-9]/m.test(metrics);
+      }, 20_000);
+      const bad = new Variant({ dataType: DataType.Double, value: 0 });
+      plant.set("Speed", bad, StatusCodes.BadSensorFailure);
 
       // Alertmanager with the shipped routing; only the webhook URLs and the waits are changed.
       webhooks = await startWebhookReceiver();
@@ -178,6 +193,7 @@ async function startWebhookReceiver(): Promise<{
       await alertmanager?.stop();
       await new Promise((r) => (webhooks ? webhooks.server.close(r) : r(undefined)));
       await server?.close();
+      await plant?.stop();
       connectorKinds.unregister(TEST_KIND);
       rmSync(dir, { recursive: true, force: true });
     });

@@ -3,7 +3,7 @@ import { Access } from "../../src/domain/access.js";
 import { HAS_COMPONENT, type ObjectRecord, type Relationship, type Vqt } from "../../src/domain/model.js";
 import { setRootLogger } from "../../src/observability/logger.js";
 import { cacheLookupsOf } from "../../src/observability/metrics.js";
-import { ModelService } from "../../src/services/model.js";
+import { ModelService, type ObjectListing } from "../../src/services/model.js";
 import { ValueService } from "../../src/services/values.js";
 import { CachedStore } from "../../src/store/decorators/cached.js";
 import type { Store } from "../../src/store/store.js";
@@ -108,6 +108,7 @@ describe("reads answered from the cache alone", () => {
       expect(viaFull.items).toEqual(expected.items);
       expect(JSON.stringify(outcome.items)).toBe(JSON.stringify(expected.items));
       expect(outcome.partial).toBe(expected.partial);
+      if (synchronous) expect(outcome.sources?.every((s, i) => s === cache.cachedValue(ids[i]))).toBe(true);
       // Counted once either way: an answer the cache could not give whole counts only its full read.
       expect(fastCounts).toEqual(fullCounts);
       // A 404 and an element without a stored value need the full read.
@@ -133,7 +134,7 @@ describe("reads answered from the cache alone", () => {
     const fast = new ModelService(cache, () => cache);
     const plain = new ModelService(memory);
     for (const ids of requests) {
-      const expected = await plain.listObjectsById(everything, ids);
+      const expected = (await plain.listObjectsById(everything, ids)).items;
       await full.listObjectsById(everything, ids);
       const before = counts();
       await full.listObjectsById(everything, ids);
@@ -141,10 +142,12 @@ describe("reads answered from the cache alone", () => {
       const at = counts();
       const answer = fast.listObjectsById(everything, ids);
       const synchronous = !(answer instanceof Promise);
-      const items = await answer;
+      const outcome = await answer;
       const fastCounts = delta(counts(), at);
       expect(synchronous).toBe(!ids.includes("missing"));
-      expect(JSON.stringify(items)).toBe(JSON.stringify(expected));
+      expect(JSON.stringify(outcome.items)).toBe(JSON.stringify(expected));
+      // Each item's source is the cached record it shows, the object rendered bytes are kept by.
+      if (synchronous) expect(outcome.sources?.every((s, i) => s === cache.cachedObject(ids[i]))).toBe(true);
       expect(fastCounts).toEqual(fullCounts);
       const withMetadata = fast.listObjectsById(everything, ids, true);
       expect(withMetadata).toBeInstanceOf(Promise);
@@ -157,9 +160,13 @@ describe("reads answered from the cache alone", () => {
     await first;
     const listing = fast.listObjects(everything, { root: true });
     expect(listing).not.toBeInstanceOf(Promise);
-    expect(listing).toEqual(await plain.listObjects(everything, { root: true }));
-    // The same array while the model stays the same: what rendered bodies are kept by.
-    expect(fast.listObjects(everything, { root: true })).toBe(listing);
+    expect((listing as ObjectListing).objects).toEqual(
+      (await plain.listObjects(everything, { root: true })).objects,
+    );
+    // The source stays the same array while the model does: what rendered bodies are kept by.
+    const source = (listing as ObjectListing).source;
+    expect(source).toBe(cache.cachedListing({ root: true }));
+    expect((fast.listObjects(everything, { root: true }) as ObjectListing).source).toBe(source);
     const withMetadata = fast.listObjects(everything, { root: true, includeMetadata: true });
     expect(withMetadata).toBeInstanceOf(Promise);
     expect(await withMetadata).toEqual(

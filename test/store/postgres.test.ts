@@ -152,8 +152,14 @@ describe.skipIf(!enabled)("PostgreSQL", () => {
       });
       try {
         await store.importModel(demoPlantModel(new Date(now)));
+        const rows = async () =>
+          (await admin.query("SELECT count(*)::int AS n FROM history")).rows[0].n as number;
+        const before = await rows();
         const result = await store.maintainHistory(now);
-        expect(result.deleted).toBeGreaterThan(30_000);
+        // Before about 03:00 UTC a whole day partition is beyond every period and is dropped instead of
+        // deleted from, so the rows removed are counted in the table, and the batched delete must have run.
+        expect(before - (await rows())).toBeGreaterThan(30_000);
+        expect(result.deleted).toBeGreaterThan(0);
         const oldest = async (id: string) =>
           Number(
             (await admin.query(`SELECT min(ts_us) AS t FROM history WHERE element_id = '${id}'`)).rows[0].t,

@@ -1,3 +1,4 @@
+import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../../domain/history-read.js";
 import type { LeaderElection } from "../../domain/leadership.js";
 import type { WriteBackRelay } from "../../domain/write-back.js";
 import { getLogger } from "../../observability/logger.js";
@@ -76,6 +77,15 @@ export class ConnectorFramework implements ConnectorPort {
 
   statuses(): ConnectorStatus[] {
     return [...this.runners.values()].map((r) => r.status());
+  }
+
+  readHistory(
+    connector: string,
+    items: readonly HistoryReadItem[],
+    range: HistoryReadRange,
+  ): Promise<HistoryReadResult[]> | undefined {
+    // Not relayed to another replica: a read-through is an extra, i3xd's own history answers without it.
+    return this.runners.get(connector)?.readHistory(items, range);
   }
 
   writeBack(connector: string, items: readonly ConnectorWriteItem[]): Promise<ConnectorWriteResult[]> {

@@ -1,5 +1,6 @@
 import path from "node:path";
 import type { Logger } from "pino";
+import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../../domain/history-read.js";
 import type { LeaderElection, LeaderLease } from "../../domain/leadership.js";
 import { nowUs } from "../../domain/time.js";
 import type { ModelDocument } from "../../model/format.js";
@@ -155,6 +156,17 @@ export class ConnectorRunner implements ConnectorContext {
       ...(detail === undefined ? {} : { detail }),
       ...(extra === undefined ? {} : { extra }),
     };
+  }
+
+  /** The connector's own history read, when it runs here and can read history; undefined otherwise. */
+  readHistory(
+    items: readonly HistoryReadItem[],
+    range: HistoryReadRange,
+  ): Promise<HistoryReadResult[]> | undefined {
+    const connector = this.connector;
+    if (connector?.readHistory === undefined || this.state === "standby" || this.state === "stopped")
+      return undefined;
+    return connector.readHistory(items, range);
   }
 
   async writeBack(items: readonly ConnectorWriteItem[]): Promise<ConnectorWriteResult[]> {

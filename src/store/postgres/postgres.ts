@@ -30,6 +30,7 @@ import {
   type Row,
   seriesFromText,
   toPointWrite,
+  toRelationship,
   toRelationshipType,
 } from "../rows.js";
 import {
@@ -486,11 +487,7 @@ export class PostgresStore implements Store {
               WHERE source_id = ANY($1::text[]) AND relationship_type = $2 ORDER BY source_id, target_id`,
             [sourceIds, relationshipType],
           );
-    return rows.map((r) => ({
-      sourceId: r.source_id as string,
-      relationshipType: r.relationship_type as string,
-      targetId: r.target_id as string,
-    }));
+    return rows.map(toRelationship);
   }
 
   async getCurrentValues(requested: readonly string[]): Promise<Map<string, Vqt>> {

@@ -17,7 +17,14 @@ import { formatTimestampUs } from "../../domain/time.js";
 import type { ModelDocument } from "../../model/format.js";
 import { getLogger } from "../../observability/logger.js";
 import { KEEP_FOREVER, type RetentionPolicy } from "../retention.js";
-import { byId, modelRowMappers, type Row, toPointWrite, toRelationshipType } from "../rows.js";
+import {
+  byId,
+  modelRowMappers,
+  type Row,
+  toPointWrite,
+  toRelationship,
+  toRelationshipType,
+} from "../rows.js";
 import {
   type HistoryJson,
   type HistoryRange,
@@ -320,11 +327,7 @@ export class SqliteStore implements Store {
       relationshipType === undefined
         ? this.stmts.relsBySources.all(JSON.stringify(sourceIds))
         : this.stmts.relsBySourcesAndType.all(JSON.stringify(sourceIds), relationshipType);
-    return rows.map((r) => ({
-      sourceId: r.source_id as string,
-      relationshipType: r.relationship_type as string,
-      targetId: r.target_id as string,
-    }));
+    return rows.map(toRelationship);
   }
 
   async getCurrentValues(ids: readonly string[]): Promise<Map<string, Vqt>> {
