@@ -37,6 +37,8 @@ export async function clearRetained(prefix: string, url = LOCAL_BROKER): Promise
 
 /** A Mosquitto of the test's own on a free loopback port, for tests that kill and restart a broker. */
 export class OwnBroker {
+  /** Every broker started and not yet killed, so that a test file can stop what a failed test left. */
+  private static readonly running = new Set<OwnBroker>();
   private process: ChildProcess | undefined;
   private constructor(
     readonly port: number,
@@ -62,6 +64,11 @@ export class OwnBroker {
     return broker;
   }
 
+  /** Kills every broker still running (afterAll). */
+  static async killAll(): Promise<void> {
+    await Promise.all([...OwnBroker.running].map((b) => b.kill()));
+  }
+
   get url(): string {
     return `mqtt://127.0.0.1:${this.port}`;
   }
@@ -71,6 +78,7 @@ export class OwnBroker {
     const args = this.configFile ? ["-c", this.configFile] : ["-p", String(this.port)];
     const child = spawn("mosquitto", args, { stdio: "ignore" });
     this.process = child;
+    OwnBroker.running.add(this);
     child.on("error", () => {});
     await until(`mosquitto on port ${this.port}`, () => canConnect(this.port), 10_000);
   }
@@ -79,6 +87,7 @@ export class OwnBroker {
   async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
     const child = this.process;
     this.process = undefined;
+    OwnBroker.running.delete(this);
     if (!child || child.exitCode !== null) return;
     const exited = new Promise((r) => child.once("exit", r));
     child.kill(signal);

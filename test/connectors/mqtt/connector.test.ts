@@ -87,6 +87,7 @@ function settings(name: string, options: MqttOptions): ConnectorSettings {
 }
 
 const running: MqttConnector[] = [];
+afterAll(() => OwnBroker.killAll());
 async function startConnector(name: string, options: MqttOptions) {
   const s = settings(name, options);
   const connector = mqttConnectorKind.create(s) as MqttConnector;

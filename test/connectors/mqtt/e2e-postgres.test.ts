@@ -16,9 +16,10 @@ import { eventually } from "../test-source.js";
 
 const enabled = await runPostgresTests();
 const files = makeTempDir("i3xd-mqtt-pg-");
-afterAll(() => {
+afterAll(async () => {
   killChildren();
   files.remove();
+  await OwnBroker.killAll();
 });
 
 function connectorsFile(name: string, yaml: string): string {

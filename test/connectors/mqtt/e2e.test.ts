@@ -16,7 +16,10 @@ import { eventually } from "../test-source.js";
 // i3X HTTP API to look at the result.
 
 const files = makeTempDir("i3xd-mqtt-e2e-");
-afterAll(() => files.remove());
+afterAll(async () => {
+  files.remove();
+  await OwnBroker.killAll();
+});
 
 function connectorsFile(name: string, yaml: string): string {
   const file = path.join(files.dir, name);
