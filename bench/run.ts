@@ -11,7 +11,7 @@
  *                      ratio compares numbers taken side by side even when the machine is busy
  *   BENCH_CASES        comma list of: objects,list,value,composition,write,ingest,history,sse,observability,
  *                      floor,ceiling,telemetry (shipping: its none and all-four pair only),sparkplug,
- *                      opcua
+ *                      opcua,mqtt
  *   BENCH_STORES       comma list of sqlite,postgres (sqlite)
  *   BENCH_BASELINE     a built checkout of another commit: its server runs the objects, list and value
  *                      cases in the same alternating slices (rows marked "baseline")
@@ -30,6 +30,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
+import { mqttConnectorCost } from "./mqtt.js";
 import { opcuaCases } from "./opcua.js";
 import { sparkplugCost } from "./sparkplug.js";
 import { telemetryCost } from "./telemetry.js";
@@ -1120,6 +1121,11 @@ async function main(): Promise<void> {
   if (wanted("sparkplug"))
     await sparkplugCost(
       { startI3xd, figureRow, add, addTarget: (t) => targets.push(t), rssMb, cpuSeconds },
+      observed,
+    );
+  if (wanted("mqtt"))
+    await mqttConnectorCost(
+      { startI3xd, figureRow, add, addTarget: (t) => targets.push(t), rssMb },
       observed,
     );
 

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../domain/history-read.js";
 import type { Quality } from "../domain/model.js";
-import type { ModelDocument } from "../model/format.js";
+import type { ModelDocument, ModelObject, ModelObjectType } from "../model/format.js";
 
 /**
  * The contract between the connector framework (`src/connectors/framework/`) and each kind of source
@@ -73,6 +73,16 @@ export interface ConnectorContext {
    * topic, metric or node id they stand for). Idempotent: applying what is already stored changes nothing.
    */
   applyModel(change: Partial<ModelDocument>): Promise<void>;
+  /**
+   * Optional: the objects and object types the store already holds among these ids (absent ones are left
+   * out). A connector that infers types reads them so that a restarted or newly elected replica widens the
+   * stored schema instead of replacing it with a narrower one, and creates a folder only where no object
+   * stands yet. Without it a connector knows only what it applied since it started.
+   */
+  readModel?(
+    objectIds: readonly string[],
+    typeIds: readonly string[],
+  ): Promise<{ objects: ModelObject[]; objectTypes: ModelObjectType[] }>;
   /** Counts source messages by outcome; `reason` is logged (rate-limited) for `invalid` and `dropped`. */
   count(outcome: MessageOutcome, n?: number, reason?: string): void;
   /**
@@ -121,5 +131,11 @@ export interface ConnectorKind {
   kind: string;
   /** JSON schema of `options` (draft-07); errors name the connector and the field. */
   optionsSchema: Record<string, unknown>;
+  /**
+   * Optional: problems of schema-valid options that a JSON schema cannot express (a topic pattern, a
+   * template naming an unknown placeholder), each with its field (`rules[2].elementId`). Checked with the
+   * connectors file at start-up, so that `create` never meets them.
+   */
+  check?(options: Record<string, unknown>): { field: string; problem: string }[];
   create(settings: ConnectorSettings): Connector;
 }

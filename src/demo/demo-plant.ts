@@ -1,4 +1,10 @@
-import type { JsonSchema, RelationshipType } from "../domain/model.js";
+import {
+  builtInRelationshipTypes,
+  I3X_NAMESPACE,
+  type JsonSchema,
+  type RelationshipType,
+  relationshipPair,
+} from "../domain/model.js";
 import { formatTimestampUs } from "../domain/time.js";
 import type { ModelDocument, ModelObject, ModelObjectType, ModelValue } from "../model/format.js";
 import {
@@ -17,7 +23,7 @@ import {
  * public i3X examples and clients work against a fresh server. Kept in code so it ships in `dist/`.
  */
 
-export const I3X_NAMESPACE = "https://cesmii.org/i3x";
+export { I3X_NAMESPACE };
 /** Our site/area types are a simplified projection of ISA-95's equipment hierarchy, hence `?projection`. */
 export const ISA95_NAMESPACE = "https://isa.org/isa95?projection=i3xd";
 export const DEMO_NAMESPACE = "urn:i3xd:demo:equipment";
@@ -137,16 +143,8 @@ const OBJECT_TYPES: ModelObjectType[] = [
   }),
 ];
 
-function relationshipPair(forward: string, reverse: string, namespaceUri: string): RelationshipType[] {
-  return [
-    { elementId: forward, displayName: forward, namespaceUri, relationshipId: forward, reverseOf: reverse },
-    { elementId: reverse, displayName: reverse, namespaceUri, relationshipId: reverse, reverseOf: forward },
-  ];
-}
-
 const RELATIONSHIP_TYPES: RelationshipType[] = [
-  ...relationshipPair("HasParent", "HasChildren", I3X_NAMESPACE),
-  ...relationshipPair("HasComponent", "ComponentOf", I3X_NAMESPACE),
+  ...builtInRelationshipTypes(),
   ...relationshipPair("SuppliesTo", "SuppliedBy", DEMO_NAMESPACE),
   ...relationshipPair("Monitors", "MonitoredBy", DEMO_NAMESPACE),
 ];

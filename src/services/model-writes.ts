@@ -91,6 +91,18 @@ export class ModelWriteService {
     await this.store.importModel({ ...checked, namespaces: fresh.namespaces });
   }
 
+  /** The objects and object types the store holds among these ids (for `ConnectorContext.readModel`). */
+  async read(
+    objectIds: readonly string[],
+    typeIds: readonly string[],
+  ): Promise<{ objects: ModelObject[]; objectTypes: ModelObjectType[] }> {
+    const [objects, objectTypes] = await Promise.all([
+      objectIds.length > 0 ? this.store.getObjects(unique(objectIds)) : new Map<string, ObjectRecord>(),
+      typeIds.length > 0 ? this.store.getObjectTypes(unique(typeIds)) : new Map<string, ObjectType>(),
+    ]);
+    return { objects: [...objects.values()], objectTypes: [...objectTypes.values()] };
+  }
+
   /** What the store holds of everything the document names or references, read in a few batch calls. */
   private async storedFor(doc: ModelDocument) {
     const objectIds = unique([

@@ -135,6 +135,11 @@ export function loadConnectorsFile(file: string, env: Env, kinds: KindRegistry):
       for (const e of checkOptions.errors ?? []) say(fieldOf(e), messageOf(e));
       return;
     }
+    const deeper = kind.check?.(options) ?? [];
+    if (deeper.length > 0) {
+      for (const p of deeper) say(p.field, p.problem);
+      return;
+    }
     const queue = (entry.queue ?? {}) as Partial<QueueLimits>;
     entries.push({
       settings: {

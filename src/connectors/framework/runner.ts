@@ -224,6 +224,10 @@ export class ConnectorRunner implements ConnectorContext {
     return this.deps.modelWrites.apply(this.name, change);
   }
 
+  readModel(objectIds: readonly string[], typeIds: readonly string[]) {
+    return this.deps.modelWrites.read(objectIds, typeIds);
+  }
+
   count(outcome: MessageOutcome, n = 1, reason?: string): void {
     const counter = this.counters[outcome];
     if (counter === undefined || !(n > 0)) return;

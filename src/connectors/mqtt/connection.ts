@@ -18,6 +18,8 @@ export interface MqttConnectionOptions {
   /** MQTT 3.1.1 (4) or 5. */
   protocolVersion: 4 | 5;
   clean: boolean;
+  /** MQTT 5 only: how long the broker keeps a session that is not clean once the client is gone. */
+  sessionExpirySeconds?: number;
   keepaliveSeconds: number;
   /** Reconnect delay: doubles from `minMs` up to `maxMs`, each delay drawn with full jitter. */
   reconnect: { minMs: number; maxMs: number };
@@ -34,6 +36,8 @@ export interface MqttMessage {
   payload: Buffer;
   /** Delivered from the broker's retained store when the subscription was made. */
   retained: boolean;
+  /** A QoS 1/2 redelivery of a message the broker may already have delivered. */
+  dup: boolean;
   qos: QoS;
 }
 
@@ -53,6 +57,9 @@ export class MqttConnection {
   private failures = 0;
   private connects = 0;
   private up = false;
+  private lastError: string | undefined;
+  /** What `state` last said; undefined before it said anything. */
+  private reportedUp: boolean | undefined;
 
   constructor(
     private readonly options: MqttConnectionOptions,
@@ -81,6 +88,9 @@ export class MqttConnection {
       // Our own subscribe runs on every connect, with the grants checked.
       resubscribe: false,
       will: o.will,
+      ...(o.protocolVersion === 5 && o.sessionExpirySeconds !== undefined
+        ? { properties: { sessionExpiryInterval: o.sessionExpirySeconds } }
+        : {}),
       ...(o.tls?.caFile ? { ca: readFileSync(o.tls.caFile) } : {}),
       ...(o.tls?.certFile ? { cert: readFileSync(o.tls.certFile) } : {}),
       ...(o.tls?.keyFile ? { key: readFileSync(o.tls.keyFile) } : {}),
@@ -97,6 +107,7 @@ export class MqttConnection {
           topic: packet.topic,
           payload: Buffer.isBuffer(payload) ? payload : Buffer.from(payload),
           retained: packet.retain,
+          dup: packet.dup,
           qos: packet.qos,
         });
       } catch (err) {
@@ -111,9 +122,12 @@ export class MqttConnection {
       else done();
     };
     client.on("connect", () => void this.onConnect(client));
-    client.on("close", () => this.onLoss("connection closed"));
-    client.on("error", (err) => this.onLoss(err.message));
-    client.on("offline", () => this.onLoss("broker unreachable"));
+    // Every failed or lost connection ends in exactly one "close"; "error" and "offline" only say why.
+    // Counting failures on all three made the backoff grow several steps per attempt.
+    client.on("error", (err) => {
+      this.lastError = err.message;
+    });
+    client.on("close", () => this.onLoss(this.lastError ?? "connection closed"));
   }
 
   /** Publishes and resolves once the broker acknowledged it (QoS 1 and 2). */
@@ -132,6 +146,7 @@ export class MqttConnection {
 
   private async onConnect(client: MqttClient): Promise<void> {
     this.failures = 0;
+    this.lastError = undefined;
     client.options.reconnectPeriod = this.options.reconnect.minMs;
     try {
       if (this.subscriptions.length > 0) {
@@ -142,12 +157,13 @@ export class MqttConnection {
         if (refused.length > 0) throw new Error(`broker refused subscriptions: ${refused.join(", ")}`);
       }
     } catch (err) {
-      this.onLoss(toError(err).message);
+      this.lastError = toError(err).message;
       client.end(true, undefined, () => client.reconnect());
       return;
     }
     this.connects++;
     this.up = true;
+    this.reportedUp = true;
     this.events.state(true, "connected", this.connects > 1);
   }
 
@@ -156,13 +172,28 @@ export class MqttConnection {
     if (!client) return;
     // MQTT.js reads `reconnectPeriod` again before each attempt: full jitter over an exponential ceiling.
     this.failures++;
-    const { minMs, maxMs } = this.options.reconnect;
-    const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(this.failures, 20));
-    client.options.reconnectPeriod = Math.max(minMs, Math.round(Math.random() * ceiling));
-    if (!this.up) return;
+    client.options.reconnectPeriod = reconnectDelayMs(this.failures, this.options.reconnect);
+    // Reported once per loss, and once when the first connect fails: a source that was never reachable
+    // is down too, not starting forever.
+    if (this.reportedUp === false) return;
+    this.reportedUp = false;
     this.up = false;
     this.events.state(false, detail, false);
   }
+}
+
+/**
+ * The wait before reconnect attempt `failures` (1 = after the first loss): drawn uniformly below a ceiling
+ * that doubles from `minMs` up to `maxMs` (full jitter, so that many clients losing one broker do not
+ * return in step), and never below `minMs`.
+ */
+export function reconnectDelayMs(
+  failures: number,
+  limits: { minMs: number; maxMs: number },
+  random: () => number = Math.random,
+): number {
+  const ceiling = Math.min(limits.maxMs, limits.minMs * 2 ** Math.min(failures, 20));
+  return Math.max(limits.minMs, Math.round(random() * ceiling));
 }
 
 function serverOf(url: string): { host: string; port: number; protocol: "mqtt" | "mqtts" | "ws" | "wss" } {
