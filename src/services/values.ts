@@ -273,7 +273,8 @@ function joinSeries(
   clip: () => void,
 ): RawJson {
   let own: unknown[] | string = slice && slice.count > 0 ? jsonText(slice.json) : "[]";
-  const room = limit - before.points.length;
+  // After a cut read-through nothing of i3xd's own follows: the series would skip what the cut left out.
+  const room = before.truncated ? 0 : limit - before.points.length;
   if (before.truncated || (slice?.count ?? 0) > room) {
     clip();
     own = (JSON.parse(own) as unknown[]).slice(0, Math.max(0, room));

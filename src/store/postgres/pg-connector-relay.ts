@@ -387,6 +387,9 @@ function validRange(range: unknown): range is HistoryReadRange {
 
 /** Adds a part to its message; false when the message would exceed `cap` bytes or the part is not its own. */
 function add(assembly: Assembly, part: Part, cap: number): boolean {
+  // A part carries at least a thousand characters unless it is the last: more parts than that allows is
+  // not one of ours.
+  if (part.of > Math.ceil(cap / 1000) + 1) return false;
   if (assembly.parts.length === 0) assembly.parts = new Array(part.of);
   if (part.of !== assembly.parts.length || part.n >= part.of) return false;
   if (assembly.parts[part.n] !== undefined) return true;

@@ -101,12 +101,13 @@ describe.runIf(enabled)("one OPC UA connector on two PostgreSQL replicas", () =>
       Array.from({ length: 150 }, (_, i) => ({ value: i, quality: "Good", timestamp: second(i) })),
     );
 
-    // 541 values are more than 16 KiB: the earliest that fit, and 206.
-    const all = await read(second(0), second(540));
+    // 600 values (the last one i3xd's own) are more than 16 KiB: the earliest that fit, none after a gap,
+    // and 206.
+    const all = await read(second(0), second(HISTORY_VALUES - 1));
     expect(all.status).toBe(206);
     const values = all.body.results[0].result.values.map((v: any) => v.value);
     expect(values.length).toBeGreaterThan(150);
-    expect(values.length).toBeLessThan(541);
+    expect(values.length).toBeLessThan(HISTORY_VALUES - 1);
     expect(values).toEqual(Array.from({ length: values.length }, (_, i) => i));
     expect(JSON.stringify(all.body.results[0].result.values).length).toBeLessThanOrEqual(16 * 1024);
     // Still one session on the OPC UA server: the standby asked the replica running the connector.
