@@ -58,6 +58,11 @@ export interface Config {
   maxBulkItems: number;
   /** Most history points returned per element in one response (more gives 206). */
   maxHistoryPoints: number;
+  /**
+   * Most bytes (JSON) of history one `POST /objects/history` reads through to connectors' sources, all
+   * elements together (more gives 206): bounds the source's answers and their hand-over between replicas.
+   */
+  historyReadThroughMaxBytes: number;
   /** Most composition levels followed for maxDepth 0 (deeper gives 206). */
   maxCompositionDepth: number;
   /** Demo simulator tick, milliseconds. */
@@ -310,6 +315,13 @@ export function loadConfig(env: Env = process.env): Config {
     bodyLimit: intVar(env, "I3XD_BODY_LIMIT", 4 * 1024 * 1024, 1024, 512 * 1024 * 1024),
     maxBulkItems: intVar(env, "I3XD_MAX_BULK_ITEMS", 1000, 1, 1_000_000),
     maxHistoryPoints: intVar(env, "I3XD_MAX_HISTORY_POINTS", 100_000, 1, 10_000_000),
+    historyReadThroughMaxBytes: byteSizeVar(
+      env,
+      "I3XD_HISTORY_READ_THROUGH_MAX_BYTES",
+      8 * 1024 * 1024,
+      16 * 1024,
+      256 * 1024 * 1024,
+    ),
     maxCompositionDepth: intVar(env, "I3XD_MAX_COMPOSITION_DEPTH", 32, 1, 1000),
     simulatorIntervalMs: intVar(env, "I3XD_SIMULATOR_INTERVAL_MS", 1000, 10, 3_600_000),
     testFaults,

@@ -20,8 +20,8 @@ import { CachedStore } from "./store/decorators/cached.js";
 import { traceCache, traceStore } from "./store/decorators/traced.js";
 import { openStore } from "./store/index.js";
 import { PgChangeFeed } from "./store/postgres/pg-change-feed.js";
+import { PgConnectorRelay } from "./store/postgres/pg-connector-relay.js";
 import { PgLeaderElection } from "./store/postgres/pg-leadership.js";
-import { PgWriteBackRelay } from "./store/postgres/pg-write-relay.js";
 import { PostgresStore } from "./store/postgres/postgres.js";
 import type { Store } from "./store/store.js";
 import { SERVER_VERSION } from "./version.js";
@@ -80,9 +80,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
       // With replicas on one PostgreSQL database exactly one runs each connector; alone, this one does.
       const election: LeaderElection =
         opened instanceof PostgresStore ? new PgLeaderElection(opened.connectionString) : new SoleLeader();
-      let relay: PgWriteBackRelay | undefined;
+      let relay: PgConnectorRelay | undefined;
       if (opened instanceof PostgresStore) {
-        relay = new PgWriteBackRelay(opened.connectionString);
+        relay = new PgConnectorRelay(opened.connectionString);
         await relay.start();
       }
       connectors = new ConnectorFramework({

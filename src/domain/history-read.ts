@@ -11,13 +11,23 @@ export interface HistoryReadItem {
   source: unknown;
 }
 
-/** Both ends inclusive, microseconds since the epoch; at most `limit` points per element, oldest first. */
+/**
+ * Both ends inclusive, microseconds since the epoch; at most `limit` points per element, oldest first, and
+ * at most `maxBytes` of points (as JSON) for all elements together.
+ */
 export interface HistoryReadRange {
   startUs: number;
   endUs: number;
   limit: number;
+  maxBytes: number;
 }
 
+/** `truncated`: the source holds more in the range than `limit` or `maxBytes` let through. */
 export type HistoryReadResult =
   | { ok: true; points: Vqt[]; truncated: boolean }
   | { ok: false; detail: string };
+
+/** What a point adds to an answer's JSON: its text and a separating comma. */
+export function pointBytes(point: Vqt): number {
+  return Buffer.byteLength(JSON.stringify(point)) + 1;
+}

@@ -31,15 +31,15 @@ export interface ConnectorPort {
    */
   writeBack(connector: string, items: readonly ConnectorWriteItem[]): Promise<ConnectorWriteResult[]>;
   /**
-   * History read through to the connector's source, one result per item; undefined when the connector
-   * cannot read history, is not configured to, or does not run on this replica (i3xd's own history is
-   * then the whole answer).
+   * History read through to the connector's source (on the replica that runs it), one result per item;
+   * undefined when the connector cannot read history, is not configured to, or no replica running it
+   * answered (i3xd's own history is then the whole answer).
    */
   readHistory?(
     connector: string,
     items: readonly HistoryReadItem[],
     range: HistoryReadRange,
-  ): Promise<HistoryReadResult[]> | undefined;
+  ): Promise<HistoryReadResult[] | undefined> | undefined;
 }
 
 /**
@@ -57,7 +57,7 @@ export class ConnectorLink {
     connector: string,
     items: readonly HistoryReadItem[],
     range: HistoryReadRange,
-  ): Promise<HistoryReadResult[]> | undefined {
+  ): Promise<HistoryReadResult[] | undefined> | undefined {
     return this.port?.readHistory?.(connector, items, range);
   }
 }

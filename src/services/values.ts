@@ -40,7 +40,7 @@ export interface HistorySource {
     connector: string,
     items: readonly HistoryReadItem[],
     range: HistoryReadRange,
-  ): Promise<HistoryReadResult[]> | undefined;
+  ): Promise<HistoryReadResult[] | undefined> | undefined;
 }
 
 /** Points read through to a source for one element, to go before what i3xd holds. */
@@ -63,7 +63,10 @@ export interface HistoryQuery {
 export class ValueService {
   constructor(
     private readonly store: Store,
-    private readonly config: Pick<Config, "maxCompositionDepth" | "maxHistoryPoints">,
+    private readonly config: Pick<
+      Config,
+      "maxCompositionDepth" | "maxHistoryPoints" | "historyReadThroughMaxBytes"
+    >,
     /** The cache reads may be answered from synchronously; none by default. */
     private readonly cache: CacheAccess = () => undefined,
     /** History older than i3xd's, read through to the owning connector's source; none by default. */
@@ -158,7 +161,12 @@ export class ValueService {
     const walk = await walkComposition(access, this.store, [...found.values()], plan, (batch) =>
       this.store.getHistoryJson(batch, { startUs, endUs, limitPerElement: limit }),
     );
-    const older = await this.readThrough([...found.values()], { startUs, endUs, limit });
+    const older = await this.readThrough(await this.withComponents(found, walk.children), {
+      startUs,
+      endUs,
+      limit,
+      maxBytes: this.config.historyReadThroughMaxBytes,
+    });
     // No point in the range is GoodNoData (the guide's quality table); the entry sits at the range start.
     const noData: Vqt = { value: null, quality: "GoodNoData", timestamp: formatTimestampUs(startUs) };
     const noDataJson = new RawJson(JSON.stringify([noData]));
@@ -187,6 +195,18 @@ export class ValueService {
       items,
       partial: historyDetail(clipped, limit, depthDetail(cut, this.config.maxCompositionDepth)),
     };
+  }
+
+  /** The requested records and those of every component the walk reached (a composition's members). */
+  private async withComponents(
+    found: Map<string, ObjectRecord>,
+    children: Map<string, string[]>,
+  ): Promise<ObjectRecord[]> {
+    const components = new Set<string>();
+    for (const list of children.values()) for (const id of list) if (!found.has(id)) components.add(id);
+    if (components.size === 0) return [...found.values()];
+    const more = await this.store.getObjects([...components]);
+    return [...found.values(), ...more.values()];
   }
 
   /**
@@ -227,10 +247,13 @@ export class ValueService {
       group.items.push({ elementId: r.elementId, source: r.system?.source });
       groups.set(key, group);
     }
+    // The byte budget is the whole request's: each read gets its items' share of it.
+    const asked = [...groups.values()].reduce((n, g) => n + g.items.length, 0);
     await Promise.all(
       [...groups.values()].map(async (g) => {
+        const maxBytes = Math.floor((range.maxBytes * g.items.length) / asked);
         const results = await source
-          .readHistory(g.connector, g.items, { ...range, endUs: g.endUs })
+          .readHistory(g.connector, g.items, { ...range, endUs: g.endUs, maxBytes })
           ?.catch(() => undefined);
         for (const [i, result] of (results ?? []).entries()) {
           const item = g.items[i];
@@ -250,7 +273,8 @@ function joinSeries(
   clip: () => void,
 ): RawJson {
   let own: unknown[] | string = slice && slice.count > 0 ? jsonText(slice.json) : "[]";
-  const room = limit - before.points.length;
+  // After a cut read-through nothing of i3xd's own follows: the series would skip what the cut left out.
+  const room = before.truncated ? 0 : limit - before.points.length;
   if (before.truncated || (slice?.count ?? 0) > room) {
     clip();
     own = (JSON.parse(own) as unknown[]).slice(0, Math.max(0, room));
@@ -291,7 +315,7 @@ function historyDetail(
 ): ResponseDetail | undefined {
   if (clipped.size === 0) return depth;
   const text =
-    `More than ${limit} points in the range for: ${listIds(clipped)}; the earliest ${limit} were returned, ` +
-    "continue with startTime after the last timestamp received";
+    `More than ${limit} points in the range (or more read through to the source than its byte limit) for: ` +
+    `${listIds(clipped)}; the earliest were returned, continue with startTime after the last timestamp received`;
   return { title: "Partial Content", status: 206, detail: depth ? `${text}. ${depth.detail}` : text };
 }

@@ -33,6 +33,11 @@ export interface PlantServerOptions {
    * user/password pairs, and X.509 user certificates (any one is accepted).
    */
   secured?: { users: Record<string, string> };
+  /**
+   * Most values the server returns per variable in one HistoryRead, whatever the client asks for (a
+   * server's MaxReturnDataValues): a longer history then comes in pages, with continuation points.
+   */
+  historyValuesPerRead?: number;
 }
 
 // The address-space API of node-opcua-server is typed loosely in its public declarations; these are the
@@ -221,6 +226,16 @@ export async function startPlantServer(options: PlantServerOptions): Promise<Pla
   });
   // Level keeps its own history (HistoryRead): three values of 2020, the last one still current.
   addressSpace.installHistoricalDataNode(level);
+  const perRead = options.historyValuesPerRead;
+  if (perRead !== undefined) {
+    const historyRead = level.historyRead.bind(level);
+    // node-opcua serves exactly what the client asks for; a server with a limit of its own clamps the ask.
+    level.historyRead = (context: unknown, details: { numValuesPerNode?: number }, ...rest: unknown[]) => {
+      const asked = details.numValuesPerNode ?? 0;
+      if (asked === 0 || asked > perRead) details.numValuesPerNode = perRead;
+      return historyRead(context, details, ...rest);
+    };
+  }
   for (const [minute, value] of [
     [0, 1],
     [1, 1.5],

@@ -61,7 +61,7 @@ const memory = {
   },
 } as unknown as Store;
 
-const config = { maxCompositionDepth: 5, maxHistoryPoints: 1000 };
+const config = { maxCompositionDepth: 5, maxHistoryPoints: 1000, historyReadThroughMaxBytes: 1024 * 1024 };
 const counts = () => ({ object: { ...cacheLookupsOf("object") }, value: { ...cacheLookupsOf("value") } });
 const delta = (a: ReturnType<typeof counts>, b: ReturnType<typeof counts>) => ({
   object: { hits: a.object.hits - b.object.hits, misses: a.object.misses - b.object.misses },

@@ -1,6 +1,6 @@
+import type { ConnectorRelay } from "../../domain/connector-relay.js";
 import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../../domain/history-read.js";
 import type { LeaderElection } from "../../domain/leadership.js";
-import type { WriteBackRelay } from "../../domain/write-back.js";
 import { getLogger } from "../../observability/logger.js";
 import type {
   ConnectorPort,
@@ -20,14 +20,20 @@ export interface FrameworkOptions {
   kinds: KindRegistry;
   services: Pick<Services, "writes" | "modelWrites">;
   election: LeaderElection;
-  /** Hands write-backs to the replica that runs the connector (PostgreSQL); without it they are refused. */
-  relay?: WriteBackRelay;
+  /**
+   * Hands write-backs and history read-throughs to the replica that runs the connector (PostgreSQL);
+   * without it write-backs are refused and history is i3xd's own.
+   */
+  relay?: ConnectorRelay;
   dataDir: string;
   timing?: RunnerTiming;
 }
 
 /** How long a write-back handed to another replica may take, the source's own answer included. */
 const FORWARD_TIMEOUT_MS = 10_000;
+
+/** How long a history read handed to another replica may take: the source may answer in many pages. */
+const HISTORY_FORWARD_TIMEOUT_MS = 30_000;
 
 /**
  * Every configured connector of the process, each in its runner. It is the services' `ConnectorPort`:
@@ -60,9 +66,14 @@ export class ConnectorFramework implements ConnectorPort {
 
   /** Each connector starts once this replica holds its leadership; returns at once. */
   start(): void {
-    this.options.relay?.serve((connector, items) => {
+    const leading = (connector: string) => {
       const runner = this.runners.get(connector);
-      return runner?.leading ? runner.writeBack(items) : undefined;
+      return runner?.leading ? runner : undefined;
+    };
+    this.options.relay?.serve({
+      runs: (connector) => leading(connector) !== undefined,
+      write: (connector, items) => leading(connector)?.writeBack(items),
+      readHistory: (connector, items, range) => leading(connector)?.readHistory(items, range),
     });
     for (const runner of this.runners.values()) runner.start();
     if (this.runners.size > 0) log.info({ connectors: [...this.runners.keys()] }, "Connectors configured");
@@ -83,9 +94,11 @@ export class ConnectorFramework implements ConnectorPort {
     connector: string,
     items: readonly HistoryReadItem[],
     range: HistoryReadRange,
-  ): Promise<HistoryReadResult[]> | undefined {
-    // Not relayed to another replica: a read-through is an extra, i3xd's own history answers without it.
-    return this.runners.get(connector)?.readHistory(items, range);
+  ): Promise<HistoryReadResult[] | undefined> | undefined {
+    const runner = this.runners.get(connector);
+    if (runner === undefined) return undefined;
+    if (runner.leading || this.options.relay === undefined) return runner.readHistory(items, range);
+    return this.options.relay.forwardHistory(connector, items, range, HISTORY_FORWARD_TIMEOUT_MS);
   }
 
   writeBack(connector: string, items: readonly ConnectorWriteItem[]): Promise<ConnectorWriteResult[]> {

@@ -13,9 +13,12 @@ import {
   DataType,
   type DataValue,
   DeadbandType,
+  HistoryReadRequest,
+  type HistoryReadResult as HistoryReadResultType,
   MessageSecurityMode,
   type NodeId,
   OPCUAClient,
+  ReadRawModifiedDetails,
   resolveNodeId,
   SecurityPolicy,
   type StatusCode,
@@ -24,7 +27,13 @@ import {
   UserTokenType,
   type Variant,
 } from "node-opcua-client";
-import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../../domain/history-read.js";
+import {
+  type HistoryReadItem,
+  type HistoryReadRange,
+  type HistoryReadResult,
+  pointBytes,
+} from "../../domain/history-read.js";
+import type { Vqt } from "../../domain/model.js";
 import { formatTimestampUs } from "../../domain/time.js";
 import type {
   Connector,
@@ -602,7 +611,11 @@ export class OpcuaConnector implements Connector {
     return results;
   }
 
-  /** OPC UA HistoryRead (raw values) of the historizing variables among `items`. */
+  /**
+   * OPC UA HistoryRead (raw values) of the historizing variables among `items`, following the server's
+   * continuation points until `range.limit` points per variable or `range.maxBytes` for all of them. One
+   * point more than the limit is asked for, so a variable is truncated only when the limit really cuts.
+   */
   private async historyRead(
     items: readonly HistoryReadItem[],
     range: HistoryReadRange,
@@ -616,40 +629,71 @@ export class OpcuaConnector implements Connector {
       ok: false,
       detail: `${item.elementId} is not a historizing OPC UA variable`,
     }));
-    const asks: { index: number; elementId: string; nodeId: NodeId }[] = [];
+    const reads: HistoryPaging[] = [];
     for (const [index, item] of items.entries()) {
       const key = typeof item.source === "string" ? item.source : this.ids.keyOf(item.elementId);
       const node = key ? this.snapshot?.nodes.get(key) : undefined;
       if (!key || !node || !isVariable(node) || !node.historizing) continue;
-      asks.push({ index, elementId: item.elementId, nodeId: nodeIdOf(key, namespaceArray) });
+      reads.push({
+        index,
+        elementId: item.elementId,
+        nodeId: nodeIdOf(key, namespaceArray),
+        points: [],
+        truncated: false,
+        emptyPages: 0,
+      });
     }
-    if (asks.length === 0) return results;
-    const read = await session.readHistoryValue(
-      asks.map((a) => ({ nodeId: a.nodeId })),
-      new Date(Math.floor(range.startUs / 1000)),
-      new Date(Math.ceil(range.endUs / 1000)),
-      { numValuesPerNode: range.limit, returnBounds: false },
-    );
-    const received = nowUs();
-    for (const [j, a] of asks.entries()) {
-      const r = read[j];
-      if (!r || r.statusCode.value >>> 30 !== 0) {
-        results[a.index] = {
-          ok: false,
-          detail: `HistoryRead: ${r ? statusName(r.statusCode) : "no result"}`,
-        };
-        continue;
+    if (reads.length === 0) return results;
+    const start = new Date(Math.floor(range.startUs / 1000));
+    const end = new Date(Math.ceil(range.endUs / 1000));
+    const budget = { left: range.maxBytes };
+    let pending = reads;
+    try {
+      while (pending.length > 0) {
+        const page = await session.readHistoryValue(
+          pending.map((r) =>
+            r.continuationPoint
+              ? { nodeId: r.nodeId, continuationPoint: r.continuationPoint }
+              : { nodeId: r.nodeId },
+          ),
+          start,
+          end,
+          { numValuesPerNode: range.limit + 1, returnBounds: false },
+        );
+        const received = nowUs();
+        for (const [j, r] of pending.entries()) takePage(r, page[j], range, budget, received);
+        pending = pending.filter(
+          (r) => r.continuationPoint !== undefined && r.failed === undefined && !r.truncated,
+        );
       }
-      const dataValues = (r.historyData as { dataValues?: DataValue[] } | null)?.dataValues ?? [];
-      const points = dataValues
-        .map((dv) => pointOf(a.elementId, dv, received))
-        .filter((p) => p.tsUs >= range.startUs && p.tsUs <= range.endUs)
-        .map((p) => ({ value: p.value, quality: p.quality, timestamp: formatTimestampUs(p.tsUs) }));
-      const more =
-        r.continuationPoint !== null && r.continuationPoint !== undefined && r.continuationPoint.length > 0;
-      results[a.index] = { ok: true, points, truncated: more };
+    } finally {
+      await this.releaseContinuationPoints(session, reads, start, end);
+    }
+    for (const r of reads) {
+      results[r.index] =
+        r.failed === undefined
+          ? { ok: true, points: r.points, truncated: r.truncated }
+          : { ok: false, detail: r.failed };
     }
     return results;
+  }
+
+  /** Frees what the server keeps for reads stopped before their end (cut by a limit, or failed). */
+  private async releaseContinuationPoints(
+    session: ClientSession,
+    reads: readonly HistoryPaging[],
+    startTime: Date,
+    endTime: Date,
+  ): Promise<void> {
+    const open = reads.filter((r) => r.continuationPoint !== undefined);
+    if (open.length === 0) return;
+    const request = new HistoryReadRequest({
+      historyReadDetails: new ReadRawModifiedDetails({ startTime, endTime, isReadModified: false }),
+      nodesToRead: open.map((r) => ({ nodeId: r.nodeId, continuationPoint: r.continuationPoint })),
+      releaseContinuationPoints: true,
+      timestampsToReturn: TimestampsToReturn.Both,
+    });
+    await withDeadline(session.historyRead(request), 2000);
   }
 
   async stop(): Promise<void> {
@@ -676,6 +720,57 @@ export class OpcuaConnector implements Connector {
     opcuaSessionState.set({ connector: this.name }, 0);
     this.stateNow = { state: "stopped" };
   }
+}
+
+/** One variable's HistoryRead while it is paged through its continuation points. */
+interface HistoryPaging {
+  index: number;
+  elementId: string;
+  nodeId: NodeId;
+  points: Vqt[];
+  truncated: boolean;
+  /** The server's continuation point: more values are waiting. */
+  continuationPoint?: Buffer;
+  /** Pages in a row that brought nothing while promising more. */
+  emptyPages: number;
+  failed?: string;
+}
+
+/** Pages in a row without a value after which a server's continuation points are no longer followed. */
+const MAX_EMPTY_PAGES = 3;
+
+/** Adds one page of a variable's history, within the range's point limit and the shared byte budget. */
+function takePage(
+  r: HistoryPaging,
+  result: HistoryReadResultType | undefined,
+  range: HistoryReadRange,
+  budget: { left: number },
+  receivedUs: number,
+): void {
+  const cp = result?.continuationPoint;
+  r.continuationPoint = cp !== null && cp !== undefined && cp.length > 0 ? cp : undefined;
+  if (!result || result.statusCode.value >>> 30 !== 0) {
+    r.failed = `HistoryRead: ${result ? statusName(result.statusCode) : "no result"}`;
+    return;
+  }
+  const dataValues = (result.historyData as { dataValues?: DataValue[] } | null)?.dataValues ?? [];
+  let added = 0;
+  for (const dv of dataValues) {
+    const p = pointOf(r.elementId, dv, receivedUs);
+    if (p.tsUs < range.startUs || p.tsUs > range.endUs) continue;
+    const point: Vqt = { value: p.value, quality: p.quality, timestamp: formatTimestampUs(p.tsUs) };
+    const bytes = pointBytes(point);
+    if (r.points.length >= range.limit || bytes > budget.left) {
+      r.truncated = true;
+      return;
+    }
+    budget.left -= bytes;
+    r.points.push(point);
+    added++;
+  }
+  r.emptyPages = added === 0 ? r.emptyPages + 1 : 0;
+  // A server that keeps promising more without sending any is taken at its word, but no further.
+  if (r.continuationPoint !== undefined && r.emptyPages >= MAX_EMPTY_PAGES) r.truncated = true;
 }
 
 function isVariable(node: { nodeClass: string }): node is BrowsedVariable {
