@@ -353,6 +353,22 @@ describe("loss across restarts", () => {
         "again (could not start: certificate expired)",
       );
       await server.close();
+
+      // A kind that throws while the connector is being built fails the same way, without stopping the
+      // server or its other connectors.
+      writeFileSync(
+        file,
+        `connectors:\n  - { name: again, kind: ${TEST_KIND}, prefix: again, failCreate: "driver missing", required: true }\n` +
+          `  - { name: other, kind: ${TEST_KIND}, prefix: other }\n`,
+      );
+      server = await startTestServer(env);
+      await eventually(async () => {
+        const r = await getJson(server.url, "/health/ready");
+        return r.status === 503 && JSON.stringify(r.body).includes("again (could not start: driver missing)");
+      });
+      await eventually(() => runningSource("other", data.dir));
+      expect((await getJson(server.url, "/health/live")).status).toBe(200);
+      await server.close();
     } finally {
       data.remove();
     }

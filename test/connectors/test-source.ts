@@ -17,7 +17,7 @@ import type {
  *
  * Options: `prefix` (ids: `<prefix>` for the folder, `<prefix>.e0` … for its readings), `elements`,
  * `canWrite` (a `write` method at all), `refuse` (ids whose write-back the source refuses), `password`
- * (carried only to check `${VAR}` substitution; never used), `failStart` (start() throws this message),
+ * (carried only to check `${VAR}` substitution; never used), `failStart` (start() throws this message), `failCreate` (the kind's create throws it),
  * `tickMs` (emits a counter by itself).
  */
 export const TEST_KIND = "test-source";
@@ -30,6 +30,8 @@ export interface TestSourceOptions {
   password?: string;
   /** start() fails with this message. */
   failStart?: string;
+  /** The kind's create() throws this message (a kind that cannot even be built). */
+  failCreate?: string;
   /** Emits a counter to `<prefix>.e0` this often, by itself (for a server in a child process). */
   tickMs?: number;
 }
@@ -153,12 +155,15 @@ export const testSourceKind: ConnectorKind = {
       refuse: { type: "array", items: { type: "string" } },
       password: { type: "string" },
       failStart: { type: "string" },
+      failCreate: { type: "string" },
       tickMs: { type: "integer", minimum: 10 },
     },
     required: ["prefix"],
     additionalProperties: false,
   },
   create(settings) {
+    const failCreate = (settings.options as unknown as TestSourceOptions).failCreate;
+    if (failCreate !== undefined) throw new Error(failCreate);
     const source = new TestSource(settings);
     instances.push(source);
     return source;

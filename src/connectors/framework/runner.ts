@@ -326,9 +326,13 @@ export class ConnectorRunner implements ConnectorContext {
       this.state = "starting";
       this.detail = undefined;
       connectorUp.set({ connector: this.name }, 0);
-      const connector = this.kind.create(this.settings);
-      this.connector = connector;
-      const starting = connector.start(this);
+      let connector: Connector | undefined;
+      // A kind whose create or start throws at once fails like one whose start rejects: retried, not fatal.
+      const starting = (async () => {
+        connector = this.kind.create(this.settings);
+        this.connector = connector;
+        await connector.start(this);
+      })();
       // A start still pending when the server stops or the leadership goes is abandoned (stop() follows).
       starting.catch(() => {});
       let started: boolean;
@@ -342,14 +346,14 @@ export class ConnectorRunner implements ConnectorContext {
         this.log.error({ exception: err, retry_in_ms: delay }, "Connector could not start");
         // Values stored by an earlier run must not look live while the source cannot even be started.
         if (failures === 1) this.markLoss(nowUs());
-        await connector.stop().catch(() => {});
+        await connector?.stop().catch(() => {});
         this.connector = undefined;
         await this.sleep(delay);
         continue;
       }
       failures = 0;
-      if (!started) {
-        await this.stopConnector(connector);
+      if (!started || connector === undefined) {
+        if (connector !== undefined) await this.stopConnector(connector);
         break;
       }
       // Runs until the server stops or the leadership goes.
