@@ -8,7 +8,8 @@
  *
  *     node --import tsx examples/sparkplug/edge-node.ts
  *
- * Settings: MQTT_URL (default mqtt://127.0.0.1:1883), PUBLISH_INTERVAL_MS (default 1000).
+ * Settings: MQTT_URL (default mqtt://127.0.0.1:1883), PUBLISH_INTERVAL_MS (default 1000), SPARKPLUG_GROUP
+ * (default Riverside).
  */
 import mqtt from "mqtt";
 import sparkplugPayload from "sparkplug-payload";
@@ -17,7 +18,7 @@ import { advance, DEMO_IDS, initialState, plantValues, seededRandom } from "../.
 
 const url = process.env.MQTT_URL ?? "mqtt://127.0.0.1:1883";
 const intervalMs = Number(process.env.PUBLISH_INTERVAL_MS ?? 1000);
-const GROUP = "Riverside";
+const GROUP = process.env.SPARKPLUG_GROUP ?? "Riverside";
 const NODE = "pumping";
 const codec = sparkplugPayload.get("spBv1.0");
 if (!codec) throw new Error("sparkplug-payload does not know spBv1.0");
