@@ -224,6 +224,10 @@ export class ConnectorRunner implements ConnectorContext {
     return this.deps.modelWrites.apply(this.name, change);
   }
 
+  removeModel(elementIds: readonly string[]): Promise<string[]> {
+    return this.deps.modelWrites.remove(this.name, elementIds);
+  }
+
   count(outcome: MessageOutcome, n = 1, reason?: string): void {
     const counter = this.counters[outcome];
     if (counter === undefined || !(n > 0)) return;

@@ -24,6 +24,7 @@ function newHost(overrides: Partial<ConstructorParameters<typeof SparkplugHost>[
     ids,
     reorderTimeoutMs: 1000,
     onDeath: "bad",
+    removeDropped: false,
     maxEdgeNodes: 100,
     maxMetricsPerEdgeNode: 1000,
     maxReorderMessages: 8,
