@@ -147,7 +147,9 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
         (await getJson(server.url, "/v1/objects")).body.result.map((o: any) => o.elementId);
       expect(await ids(other)).toContain("remover.e1");
       const children = async (server: TestServer) =>
-        (await postJson(server.url, "/v1/objects/related", { elementIds: ["remover"] })).body.results[0].result
+        (
+          await postJson(server.url, "/v1/objects/related", { elementIds: ["remover"] })
+        ).body.results[0].result
           .filter((r: any) => r.sourceRelationship === "HasChildren")
           .map((r: any) => r.object.elementId)
           .sort();

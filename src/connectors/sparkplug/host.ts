@@ -826,7 +826,12 @@ export class SparkplugHost {
     for (const metric of owner.metrics.values()) this.markMetric(metric, tsUs, this.options.onDeath, points);
   }
 
-  private markMetric(metric: MetricState, tsUs: number, how: "bad" | "uncertain", points: SourcePoint[]): void {
+  private markMetric(
+    metric: MetricState,
+    tsUs: number,
+    how: "bad" | "uncertain",
+    points: SourcePoint[],
+  ): void {
     if (metric.members) {
       for (const m of metric.members.values()) this.markMetric(m, tsUs, how, points);
       return;
