@@ -114,7 +114,8 @@ export class CachedStore extends PassThroughStore {
   private readonly values: ReadThrough<Vqt>;
   /**
    * Object listings by filter. The address space changes only through `importModel` and `removeObjects`
-   * (or, elsewhere, through `invalidateAll`), so a listing stays valid until then; `GET /objects` then costs no query.
+   * (or, elsewhere, through `invalidateAll`), so a listing stays valid until then; `GET /objects` then
+   * costs no query.
    */
   private readonly listings = new Map<string, readonly ObjectRecord[]>();
   private listingEpoch = 0;
