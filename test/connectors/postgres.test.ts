@@ -163,7 +163,26 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
       );
       expect(await ids(a)).toEqual(expect.arrayContaining(["remover.e2", "bystander.e0"]));
 
-      expect(await context.removeModel(["remover.e1", "remover.nothing"])).toEqual(["remover.e1"]);
+      // A removal waits for the points submitted before it: with the write of one held up by a row lock,
+      // the removal of another element waits too, and both land in the order they were made.
+      leader.emit([{ elementId: "remover.e0", value: 1, quality: "Good", tsUs: T0 * 1000 }]);
+      await eventually(async () => (await readValue(a, "remover.e0"))?.value === 1);
+      const lock = new pg.Client({ connectionString: db.url });
+      await lock.connect();
+      let removal: Promise<string[]> | undefined;
+      try {
+        await lock.query("BEGIN");
+        await lock.query("SELECT 1 FROM current_values WHERE element_id = 'remover.e0' FOR UPDATE");
+        leader.emit([{ elementId: "remover.e0", value: 2, quality: "Good", tsUs: (T0 + 1) * 1000 }]);
+        removal = context.removeModel(["remover.e1", "remover.nothing"]);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(await ids(a)).toContain("remover.e1");
+      } finally {
+        await lock.query("COMMIT").catch(() => {});
+        await lock.end();
+      }
+      expect(await removal).toEqual(["remover.e1"]);
+      expect((await readValue(a, "remover.e0")).value).toBe(2);
       // The replica that removed it answers at once; the other as soon as the notification arrives.
       const gone = async (server: TestServer) => {
         const value = await postJson(server.url, "/v1/objects/value", { elementIds: ["remover.e1"] });
@@ -181,7 +200,7 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
       expect(history.body.results[0].responseDetail.status).toBe(404);
       // A point the source still sends for it is refused by the write path, not stored under no object.
       leader.emit([{ elementId: "remover.e1", value: 8, quality: "Good", tsUs: (T0 + 1) * 1000 }]);
-      leader.emit([{ elementId: "remover.e0", value: 9, quality: "Good", tsUs: (T0 + 1) * 1000 }]);
+      leader.emit([{ elementId: "remover.e0", value: 9, quality: "Good", tsUs: (T0 + 2) * 1000 }]);
       await eventually(async () => (await readValue(other, "remover.e0"))?.value === 9);
       expect(await gone(other)).toBe(true);
     } finally {
