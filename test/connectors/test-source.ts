@@ -18,7 +18,7 @@ import type {
  * Options: `prefix` (ids: `<prefix>` for the folder, `<prefix>.e0` … for its readings), `elements`,
  * `canWrite` (a `write` method at all), `refuse` (ids whose write-back the source refuses), `password`
  * (carried only to check `${VAR}` substitution; never used), `failStart` (start() throws this message),
- * `tickMs` (emits a counter by itself).
+ * `tickMs` (emits a counter by itself), `removeAfterTicks` (then removes `<prefix>.e1` through the context).
  */
 export const TEST_KIND = "test-source";
 
@@ -32,6 +32,8 @@ export interface TestSourceOptions {
   failStart?: string;
   /** Emits a counter to `<prefix>.e0` this often, by itself (for a server in a child process). */
   tickMs?: number;
+  /** With `tickMs`: after this many ticks, removes `<prefix>.e1` from the model. */
+  removeAfterTicks?: number;
 }
 
 export class TestSource implements Connector {
@@ -99,11 +101,10 @@ export class TestSource implements Connector {
     context.setState("up");
     if (this.options.tickMs !== undefined) {
       let n = 0;
-      this.ticker = setInterval(
-        () =>
-          this.emit([{ elementId: `${prefix}.e0`, value: n++, quality: "Good", tsUs: Date.now() * 1000 }]),
-        this.options.tickMs,
-      );
+      this.ticker = setInterval(() => {
+        this.emit([{ elementId: `${prefix}.e0`, value: n++, quality: "Good", tsUs: Date.now() * 1000 }]);
+        if (n === this.options.removeAfterTicks) void context.removeModel([`${prefix}.e1`]);
+      }, this.options.tickMs);
     }
   }
 
@@ -154,6 +155,7 @@ export const testSourceKind: ConnectorKind = {
       password: { type: "string" },
       failStart: { type: "string" },
       tickMs: { type: "integer", minimum: 10 },
+      removeAfterTicks: { type: "integer", minimum: 1 },
     },
     required: ["prefix"],
     additionalProperties: false,

@@ -231,7 +231,9 @@ export class ConnectorRunner implements ConnectorContext {
       this.queue.mark({ kind: "flush", done: resolve });
       this.kick();
     });
-    return this.deps.modelWrites.remove(this.name, elementIds);
+    return traceConnectorBatch(this.name, { "connector.removed": elementIds.length }, () =>
+      this.deps.modelWrites.remove(this.name, elementIds),
+    );
   }
 
   count(outcome: MessageOutcome, n = 1, reason?: string): void {
