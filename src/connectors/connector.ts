@@ -83,6 +83,15 @@ export interface ConnectorContext {
     objectIds: readonly string[],
     typeIds: readonly string[],
   ): Promise<{ objects: ModelObject[]; objectTypes: ModelObjectType[] }>;
+  /**
+   * Removes objects the connector created, with everything below them (components and children), their
+   * relationships, current values and history, through the same model-write path: one transaction,
+   * caches invalidated, other replicas notified. For a source that says a thing is gone (a Sparkplug
+   * birth that no longer lists a metric); a kind need not use it. Points submitted before the call are
+   * written first, so none lands after the removal. An object of another owner refuses the whole call
+   * (`ModelValidationError`); ids already gone are skipped. Resolves with the ids removed.
+   */
+  removeModel(elementIds: readonly string[]): Promise<string[]>;
   /** Counts source messages by outcome; `reason` is logged (rate-limited) for `invalid` and `dropped`. */
   count(outcome: MessageOutcome, n?: number, reason?: string): void;
   /**

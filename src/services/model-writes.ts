@@ -1,4 +1,10 @@
-import type { ObjectRecord, ObjectType, RelationshipType } from "../domain/model.js";
+import {
+  HAS_CHILDREN,
+  HAS_COMPONENT,
+  type ObjectRecord,
+  type ObjectType,
+  type RelationshipType,
+} from "../domain/model.js";
 import type { ModelDocument, ModelObject, ModelObjectType } from "../model/format.js";
 import { type KnownIds, ModelValidationError, validateModel } from "../model/validate.js";
 import type { Store } from "../store/store.js";
@@ -6,7 +12,8 @@ import { connectorOf } from "./connectors.js";
 import { unique } from "./model.js";
 
 /**
- * The one model-write path for changes made while the server runs (connectors creating what they find).
+ * The one model-write path for changes made while the server runs (connectors creating what they find,
+ * and removing what their source no longer has).
  * A change is validated as `i3xd import` validates a file, against what the store holds, and loaded with
  * `store.importModel` in one transaction: the cache in front of the store drops what it held, and on
  * PostgreSQL the import NOTIFYs the other replicas, whose caches do the same. Pieces already stored as
@@ -101,6 +108,51 @@ export class ModelWriteService {
       typeIds.length > 0 ? this.store.getObjectTypes(unique(typeIds)) : new Map<string, ObjectType>(),
     ]);
     return { objects: [...objects.values()], objectTypes: [...objectTypes.values()] };
+  }
+
+  /**
+   * Removes objects on behalf of `owner`, with everything below them (components and hierarchical
+   * children, to any depth), their relationships in both directions, current values and history, in one
+   * transaction (`store.removeObjects`): caches drop what they held, other replicas are told. Every object
+   * removed must belong to `owner`, so a connector can never remove what it did not create; otherwise
+   * `ModelValidationError` names each foreign object and nothing is removed. Ids that name no object are
+   * skipped, so removing again changes nothing. Returns the ids removed.
+   */
+  async remove(owner: string, elementIds: readonly string[]): Promise<string[]> {
+    const below = await this.objectsBelow(elementIds);
+    if (below.size === 0) return [];
+    const foreign = [...below.values()].filter((o) => connectorOf(o) !== owner);
+    if (foreign.length > 0) {
+      throw new ModelValidationError(
+        `connector "${owner}"`,
+        foreign.map((o) => {
+          const other = connectorOf(o);
+          return `objects (${o.elementId}): cannot be removed: it belongs to ${other === undefined ? "no connector" : `connector "${other}"`}`;
+        }),
+      );
+    }
+    return this.store.removeObjects([...below.keys()]);
+  }
+
+  /** The objects named and every object below them, read level by level as the store holds them. */
+  private async objectsBelow(elementIds: readonly string[]): Promise<Map<string, ObjectRecord>> {
+    const found = new Map<string, ObjectRecord>();
+    let level = unique(elementIds);
+    while (level.length > 0) {
+      const objects = [...(await this.store.getObjects(level)).values()].filter(
+        (o) => !found.has(o.elementId),
+      );
+      for (const o of objects) found.set(o.elementId, o);
+      if (objects.length === 0) break;
+      const edges = await this.store.getRelationships(objects.map((o) => o.elementId));
+      level = unique(
+        edges
+          .filter((e) => e.relationshipType === HAS_COMPONENT || e.relationshipType === HAS_CHILDREN)
+          .map((e) => e.targetId)
+          .filter((id) => !found.has(id)),
+      );
+    }
+    return found;
   }
 
   /** What the store holds of everything the document names or references, read in a few batch calls. */

@@ -93,6 +93,15 @@ export interface Store {
 
   /** Loads a validated model document in one transaction (upserting by elementId). */
   importModel(model: ModelDocument): Promise<void>;
+
+  /**
+   * Removes objects and everything below them (their components and hierarchical children, followed
+   * through `HasComponent` and `HasChildren` to any depth), with every relationship from or to them, their
+   * current values and their history, in one transaction. A composition that loses its last component is
+   * one no more. Ids that name no object are skipped; object types stay. Returns the ids removed. Like
+   * `importModel`, a model change: on PostgreSQL the other replicas are told, and drop their caches.
+   */
+  removeObjects(elementIds: readonly string[]): Promise<string[]>;
 }
 
 /**

@@ -122,6 +122,93 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
     }
   });
 
+  it("a removal by a connector on one replica reaches the caches of the others", async () => {
+    const file = connectorsFile(
+      "removal.yaml",
+      `connectors:
+  - { name: remover, kind: ${TEST_KIND}, prefix: remover }
+  - { name: bystander, kind: ${TEST_KIND}, prefix: bystander, elements: 1 }
+`,
+    );
+    const env = { I3XD_DEMO: "false", I3XD_CONNECTORS_FILE: file, I3XD_STORE_URL: db.url };
+    const a = await startTestServer(env);
+    let b: TestServer | undefined;
+    try {
+      const leader = await eventually(() => runningSource("remover", a.dataDir));
+      await eventually(() => runningSource("bystander", a.dataDir));
+      b = await startTestServer(env);
+      const other = b;
+      await eventually(async () => (await connectorState(other, "remover")) === "standby");
+      leader.emit([{ elementId: "remover.e1", value: 7, quality: "Good", tsUs: T0 * 1000 }]);
+      await eventually(async () => (await readValue(other, "remover.e1")).value === 7);
+      // Read again, so the other replica answers from its cache: only the notification can drop it.
+      expect((await readValue(other, "remover.e1")).value).toBe(7);
+      const ids = async (server: TestServer) =>
+        (await getJson(server.url, "/v1/objects")).body.result.map((o: any) => o.elementId);
+      expect(await ids(other)).toContain("remover.e1");
+      const children = async (server: TestServer) =>
+        (
+          await postJson(server.url, "/v1/objects/related", { elementIds: ["remover"] })
+        ).body.results[0].result
+          .filter((r: any) => r.sourceRelationship === "HasChildren")
+          .map((r: any) => r.object.elementId)
+          .sort();
+      expect(await children(other)).toContain("remover.e1");
+
+      // Another connector's objects are not this one's to remove: refused whole, nothing removed.
+      const context = leader.context;
+      if (context === undefined) throw new Error("the source has no context");
+      await expect(context.removeModel(["remover.e2", "bystander.e0"])).rejects.toThrow(
+        /bystander\.e0.*belongs to connector "bystander"/,
+      );
+      expect(await ids(a)).toEqual(expect.arrayContaining(["remover.e2", "bystander.e0"]));
+
+      // A removal waits for the points submitted before it: with the write of one held up by a row lock,
+      // the removal of another element waits too, and both land in the order they were made.
+      leader.emit([{ elementId: "remover.e0", value: 1, quality: "Good", tsUs: T0 * 1000 }]);
+      await eventually(async () => (await readValue(a, "remover.e0"))?.value === 1);
+      const lock = new pg.Client({ connectionString: db.url });
+      await lock.connect();
+      let removal: Promise<string[]> | undefined;
+      try {
+        await lock.query("BEGIN");
+        await lock.query("SELECT 1 FROM current_values WHERE element_id = 'remover.e0' FOR UPDATE");
+        leader.emit([{ elementId: "remover.e0", value: 2, quality: "Good", tsUs: (T0 + 1) * 1000 }]);
+        removal = context.removeModel(["remover.e1", "remover.nothing"]);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(await ids(a)).toContain("remover.e1");
+      } finally {
+        await lock.query("COMMIT").catch(() => {});
+        await lock.end();
+      }
+      expect(await removal).toEqual(["remover.e1"]);
+      expect((await readValue(a, "remover.e0")).value).toBe(2);
+      // The replica that removed it answers at once; the other as soon as the notification arrives.
+      const gone = async (server: TestServer) => {
+        const value = await postJson(server.url, "/v1/objects/value", { elementIds: ["remover.e1"] });
+        return value.body.results[0].responseDetail?.status === 404;
+      };
+      expect(await gone(a)).toBe(true);
+      await eventually(() => gone(other), 5000);
+      expect(await ids(other)).not.toContain("remover.e1");
+      expect(await children(other)).toEqual(["remover.e0", "remover.e2"]);
+      const history = await postJson(other.url, "/v1/objects/history", {
+        elementIds: ["remover.e1"],
+        startTime: new Date(T0 - 1000).toISOString(),
+        endTime: new Date(T0 + 1000).toISOString(),
+      });
+      expect(history.body.results[0].responseDetail.status).toBe(404);
+      // A point the source still sends for it is refused by the write path, not stored under no object.
+      leader.emit([{ elementId: "remover.e1", value: 8, quality: "Good", tsUs: (T0 + 1) * 1000 }]);
+      leader.emit([{ elementId: "remover.e0", value: 9, quality: "Good", tsUs: (T0 + 2) * 1000 }]);
+      await eventually(async () => (await readValue(other, "remover.e0"))?.value === 9);
+      expect(await gone(other)).toBe(true);
+    } finally {
+      await b?.close();
+      await a.close();
+    }
+  });
+
   it("runs each connector on exactly one replica; another takes over within seconds", async () => {
     const file = connectorsFile(
       "shared.yaml",

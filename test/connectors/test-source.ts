@@ -17,8 +17,9 @@ import type {
  *
  * Options: `prefix` (ids: `<prefix>` for the folder, `<prefix>.e0` … for its readings), `elements`,
  * `canWrite` (a `write` method at all), `refuse` (ids whose write-back the source refuses), `password`
- * (carried only to check `${VAR}` substitution; never used), `failStart` (start() throws this message), `failCreate` (the kind's create throws it),
- * `tickMs` (emits a counter by itself).
+ * (carried only to check `${VAR}` substitution; never used), `failStart` (start() throws this message),
+ * `failCreate` (the kind's create throws it), `tickMs` (emits a counter by itself), `removeAfterTicks`
+ * (then removes `<prefix>.e1` through the context).
  */
 export const TEST_KIND = "test-source";
 
@@ -34,6 +35,8 @@ export interface TestSourceOptions {
   failCreate?: string;
   /** Emits a counter to `<prefix>.e0` this often, by itself (for a server in a child process). */
   tickMs?: number;
+  /** With `tickMs`: after this many ticks, removes `<prefix>.e1` from the model. */
+  removeAfterTicks?: number;
 }
 
 export class TestSource implements Connector {
@@ -101,11 +104,10 @@ export class TestSource implements Connector {
     context.setState("up");
     if (this.options.tickMs !== undefined) {
       let n = 0;
-      this.ticker = setInterval(
-        () =>
-          this.emit([{ elementId: `${prefix}.e0`, value: n++, quality: "Good", tsUs: Date.now() * 1000 }]),
-        this.options.tickMs,
-      );
+      this.ticker = setInterval(() => {
+        this.emit([{ elementId: `${prefix}.e0`, value: n++, quality: "Good", tsUs: Date.now() * 1000 }]);
+        if (n === this.options.removeAfterTicks) void context.removeModel([`${prefix}.e1`]);
+      }, this.options.tickMs);
     }
   }
 
@@ -157,6 +159,7 @@ export const testSourceKind: ConnectorKind = {
       failStart: { type: "string" },
       failCreate: { type: "string" },
       tickMs: { type: "integer", minimum: 10 },
+      removeAfterTicks: { type: "integer", minimum: 1 },
     },
     required: ["prefix"],
     additionalProperties: false,

@@ -19,7 +19,13 @@ describe("connector batch spans", () => {
   beforeAll(async () => {
     otlp = await startOtlpReceiver();
     const file = path.join(dir.dir, "connectors.yaml");
-    writeFileSync(file, `connectors:\n  - { name: ticker, kind: ${TEST_KIND}, prefix: tick, tickMs: 50 }\n`);
+    writeFileSync(
+      file,
+      `connectors:
+  - { name: ticker, kind: ${TEST_KIND}, prefix: tick, tickMs: 50 }
+  - { name: pruner, kind: ${TEST_KIND}, prefix: prune, tickMs: 50, removeAfterTicks: 3 }
+`,
+    );
     server = await startChildServer(
       {
         OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
@@ -54,5 +60,24 @@ describe("connector batch spans", () => {
     expect(batch.attributes["connector.points"]).toBeGreaterThanOrEqual(1);
     const write = spans.find((c) => c.parentSpanId === batch.spanId && c.name === "repository.write_points");
     expect(write?.traceId).toBe(batch.traceId);
+  });
+
+  it("makes a connector's removal a root span whose child is the store's removal", async () => {
+    const { batch, removal } = await waitFor("a connector removal with its store removal", () => {
+      const spans = otlp.spans();
+      for (const s of spans) {
+        if (s.name !== "connector.batch" || s.attributes["connector.removed"] === undefined) continue;
+        const child = spans.find(
+          (c) => c.parentSpanId === s.spanId && c.name === "repository.remove_entities",
+        );
+        if (child !== undefined) return { batch: s, removal: child };
+      }
+      return undefined;
+    });
+    expect(batch.parentSpanId).toBe("");
+    expect(batch.attributes["connector.name"]).toBe("pruner");
+    expect(batch.attributes["connector.removed"]).toBe(1);
+    expect(removal.attributes["entity.id"]).toBe("prune.e1");
+    expect(removal.attributes["result.count"]).toBe(1);
   });
 });

@@ -475,6 +475,49 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       expect(slice?.points[999].value).toBe(999);
     });
 
+    it("removes objects with everything below them, their edges both ways, values and history", async () => {
+      await store.importModel(contractModel());
+      await store.writePoints([point("pump", "2026-01-02T00:00:00Z", { speed: 3 })], "current");
+      expect(await store.removeObjects(["pump", "missing"]).then((ids) => ids.sort())).toEqual([
+        "pump",
+        "pump-temp",
+      ]);
+      expect([...(await store.getObjects(["pump", "pump-temp", "site", "tank"])).keys()].sort()).toEqual([
+        "site",
+        "tank",
+      ]);
+      expect((await store.listObjects()).map((o) => o.elementId).sort()).toEqual(["site", "tank"]);
+      // No edge names them from either end: the site's children, the tank's graph edge.
+      const left = await store.getRelationships(["site", "tank", "pump", "pump-temp"]);
+      expect(left.map((e) => `${e.sourceId} ${e.relationshipType} ${e.targetId}`).sort()).toEqual([
+        "site HasChildren tank",
+        "tank HasParent site",
+      ]);
+      expect((await store.getCurrentValues(["pump", "pump-temp"])).size).toBe(0);
+      const hist = await readHistory(store, ["pump-temp", "pump"], ALL);
+      expect(hist.get("pump-temp")?.points ?? []).toEqual([]);
+      expect(hist.get("pump")?.points ?? []).toEqual([]);
+      // Gone for good, and a second removal finds nothing to remove.
+      store = await h.reopen();
+      expect((await store.getObjects(["pump", "pump-temp"])).size).toBe(0);
+      expect(await store.removeObjects(["pump", "pump-temp"])).toEqual([]);
+      // Created again, an element starts a new history.
+      await store.importModel(contractModel());
+      const again = await readHistory(store, ["pump-temp"], ALL);
+      expect(again.get("pump-temp")?.points.map((p) => p.value)).toEqual([39, 39.5, 40.5]);
+    });
+
+    it("removing the last component ends a composition; removing a root removes the tree", async () => {
+      await store.importModel(contractModel());
+      expect(await store.removeObjects(["pump-temp"])).toEqual(["pump-temp"]);
+      expect((await store.getObjects(["pump"])).get("pump")?.isComposition).toBe(false);
+      expect(await store.getRelationships(["pump"], "HasComponent")).toEqual([]);
+      expect((await store.removeObjects(["site"])).sort()).toEqual(["pump", "site", "tank"]);
+      expect(await store.listObjects()).toEqual([]);
+      expect(await store.isEmpty()).toBe(false);
+      expect(await store.removeObjects([])).toEqual([]);
+    });
+
     it("keeps everything across close and reopen", async () => {
       await store.importModel(contractModel());
       await store.writePoints([point("pump", "2026-08-01T00:00:00Z", { speed: 7 })], "current");

@@ -15,7 +15,13 @@ export interface QueuedLoss {
   atUs: number;
 }
 
-export type QueueEntry = QueuedBatch | QueuedLoss;
+/** Reached once everything queued before it is written or given up: `done` is then called. */
+export interface QueuedFlush {
+  kind: "flush";
+  done: () => void;
+}
+
+export type QueueEntry = QueuedBatch | QueuedLoss | QueuedFlush;
 
 /**
  * The queue between one connector and the write path, bounded by points and by bytes. A batch is taken
@@ -58,8 +64,8 @@ export class BoundedQueue {
   }
 
   /** Markers take no room: they are tiny, and a loss must never be dropped for lack of space. */
-  mark(loss: QueuedLoss): void {
-    this.entries.push(loss);
+  mark(marker: QueuedLoss | QueuedFlush): void {
+    this.entries.push(marker);
     this.changed();
   }
 
@@ -72,7 +78,7 @@ export class BoundedQueue {
   }
 
   /**
-   * Takes a loss marker alone, or consecutive batches up to `maxPoints` together (at least one batch, so a
+   * Takes a marker alone, or consecutive batches up to `maxPoints` together (at least one batch, so a
    * batch larger than `maxPoints` still goes through whole).
    */
   take(maxPoints: number): QueueEntry[] {
@@ -80,7 +86,7 @@ export class BoundedQueue {
     let points = 0;
     while (this.head < this.entries.length) {
       const next = this.entries[this.head];
-      if (next.kind === "loss") {
+      if (next.kind !== "points") {
         if (out.length === 0) {
           out.push(next);
           this.head++;
@@ -110,9 +116,14 @@ export class BoundedQueue {
     if (this.points <= this.lowPoints && this.bytes <= this.lowBytes) this.wake();
   }
 
-  /** Everything still waiting, removed (a stopped connector's leftovers, counted as dropped). */
+  /**
+   * Everything still waiting, removed (a stopped connector's leftovers, counted as dropped); whoever waits
+   * for a flush marker among them is let go, as nothing before it is left to write.
+   */
   clear(): QueuedBatch[] {
-    const left = this.entries.slice(this.head).filter((e): e is QueuedBatch => e.kind === "points");
+    const waiting = this.entries.slice(this.head);
+    for (const e of waiting) if (e.kind === "flush") e.done();
+    const left = waiting.filter((e): e is QueuedBatch => e.kind === "points");
     this.entries = [];
     this.head = 0;
     this.release(left);

@@ -228,6 +228,18 @@ export class ConnectorRunner implements ConnectorContext {
     return this.deps.modelWrites.read(objectIds, typeIds);
   }
 
+  async removeModel(elementIds: readonly string[]): Promise<string[]> {
+    // The points submitted before are written first: none of them then lands after the removal (refused,
+    // its element gone) or in an object the source creates again later under the same id.
+    await new Promise<void>((resolve) => {
+      this.queue.mark({ kind: "flush", done: resolve });
+      this.kick();
+    });
+    return traceConnectorBatch(this.name, { "connector.removed": elementIds.length }, () =>
+      this.deps.modelWrites.remove(this.name, elementIds),
+    );
+  }
+
   count(outcome: MessageOutcome, n = 1, reason?: string): void {
     const counter = this.counters[outcome];
     if (counter === undefined || !(n > 0)) return;
@@ -437,6 +449,10 @@ export class ConnectorRunner implements ConnectorContext {
   /** Writes the taken entries; throws (to be retried) when the store could not take them. */
   private async write(entries: readonly QueueEntry[]): Promise<void> {
     const first = entries[0];
+    if (first.kind === "flush") {
+      first.done();
+      return;
+    }
     if (first.kind === "loss") {
       const marked = await traceConnectorBatch(this.name, { "connector.loss": true }, () =>
         this.deps.writes.markLost(this.name, this.settings.onLoss, first.atUs),

@@ -36,6 +36,11 @@ export interface HostOptions {
   reorderTimeoutMs: number;
   /** What a node's or device's metrics show after its death certificate. */
   onDeath: "bad" | "uncertain";
+  /**
+   * Metrics a later birth no longer lists are removed from the model (`HostEffects.removed`), with the
+   * folders they leave empty; otherwise they stay, `Bad`.
+   */
+  removeDropped: boolean;
   /** Bounds that keep one misbehaving edge node from taking the process's memory. */
   maxEdgeNodes: number;
   maxMetricsPerEdgeNode: number;
@@ -47,6 +52,10 @@ export interface HostOptions {
 export interface HostEffects {
   points: SourcePoint[];
   model?: Partial<ModelDocument>;
+  /** Objects to remove once `model` is applied: metrics (and their folders) a birth no longer lists. */
+  removed: string[];
+  /** The removed metrics as `Bad`: what is stored instead when the removal fails. */
+  removedAsBad: SourcePoint[];
   rebirths: { group: string; edgeNode: string; reason: RebirthReason }[];
   /** Why the message was not usable at all (counted `invalid`). */
   invalid?: string;
@@ -190,7 +199,16 @@ function longestId(elementId: string, metric: SparkplugMetric): number {
 }
 
 function emptyEffects(): HostEffects {
-  return { points: [], rebirths: [], unmatched: false, sequenceGaps: 0, ignored: false, skipped: [] };
+  return {
+    points: [],
+    removed: [],
+    removedAsBad: [],
+    rebirths: [],
+    unmatched: false,
+    sequenceGaps: 0,
+    ignored: false,
+    skipped: [],
+  };
 }
 
 /** A model change being built from one birth. */
@@ -456,7 +474,7 @@ export class SparkplugHost {
           return;
         }
         const tsUs = (msg.payload.timestampMs ?? nowMs) * 1000;
-        if (device.online) this.markDead(device, tsUs, fx);
+        if (device.online) this.markDead(device, tsUs, fx.points);
         device.online = false;
         return;
       }
@@ -567,7 +585,8 @@ export class SparkplugHost {
 
   /**
    * The node or device object, its generated type and every metric below it, with the birth values as
-   * points. Metrics of the previous birth that this one lacks turn `Bad` (their objects stay).
+   * points. Metrics of the previous birth that this one lacks turn `Bad` (their objects stay), or, with
+   * `removeDropped`, are removed with the folders and template members that are gone with them.
    */
   private owner(
     draft: ModelDraft,
@@ -650,8 +669,18 @@ export class SparkplugHost {
         node.aliases.set(metric.alias, { owner, metric: state });
       }
     }
+    if (this.options.removeDropped) {
+      // A birth earlier in the same batch of messages may have dropped what this one brings back.
+      if (fx.removed.length > 0) {
+        fx.removed = fx.removed.filter((id) => !draft.objects.has(id));
+        fx.removedAsBad = fx.removedAsBad.filter((p) => !draft.objects.has(p.elementId));
+      }
+      for (const id of this.metricTreeIds(owner.elementId, previous))
+        if (!draft.objects.has(id)) fx.removed.push(id);
+    }
     for (const [name, gone] of previous) {
-      if (!owner.metrics.has(name)) this.markMetric(gone, birthUs, "bad", fx);
+      if (owner.metrics.has(name)) continue;
+      this.markMetric(gone, birthUs, "bad", this.options.removeDropped ? fx.removedAsBad : fx.points);
     }
     draft.types.set(typeId, {
       elementId: typeId,
@@ -660,6 +689,23 @@ export class SparkplugHost {
       sourceTypeId: typeId,
       schema,
     });
+  }
+
+  /** Ids of the objects a birth made for these metrics: each metric, its template members and folders. */
+  private metricTreeIds(ownerId: string, metrics: ReadonlyMap<string, MetricState>): Set<string> {
+    const ids = new Set<string>();
+    const add = (state: MetricState) => {
+      ids.add(state.elementId);
+      for (const member of state.members?.values() ?? []) add(member);
+    };
+    for (const [name, state] of metrics) {
+      add(state);
+      if (!hasFolders(name)) continue;
+      const segments = name.split("/");
+      for (let depth = 1; depth < segments.length; depth++)
+        ids.add(this.options.ids.folder(ownerId, segments.slice(0, depth)));
+    }
+    return ids;
   }
 
   /** One metric object (a template instance with its members), its HasComponent edge and its birth value. */
@@ -769,25 +815,30 @@ export class SparkplugHost {
     node.stash = [];
     node.stashBytes = 0;
     node.gapDeadline = undefined;
-    this.markDead(node.node, tsUs, fx);
+    this.markDead(node.node, tsUs, fx.points);
     for (const device of node.devices.values()) {
-      if (device.online) this.markDead(device, tsUs, fx);
+      if (device.online) this.markDead(device, tsUs, fx.points);
       device.online = false;
     }
   }
 
-  private markDead(owner: Owner, tsUs: number, fx: HostEffects): void {
-    for (const metric of owner.metrics.values()) this.markMetric(metric, tsUs, this.options.onDeath, fx);
+  private markDead(owner: Owner, tsUs: number, points: SourcePoint[]): void {
+    for (const metric of owner.metrics.values()) this.markMetric(metric, tsUs, this.options.onDeath, points);
   }
 
-  private markMetric(metric: MetricState, tsUs: number, how: "bad" | "uncertain", fx: HostEffects): void {
+  private markMetric(
+    metric: MetricState,
+    tsUs: number,
+    how: "bad" | "uncertain",
+    points: SourcePoint[],
+  ): void {
     if (metric.members) {
-      for (const m of metric.members.values()) this.markMetric(m, tsUs, how, fx);
+      for (const m of metric.members.values()) this.markMetric(m, tsUs, how, points);
       return;
     }
     if (how === "uncertain" && metric.last !== null)
-      fx.points.push({ elementId: metric.elementId, value: metric.last, quality: "Uncertain", tsUs });
-    else fx.points.push({ elementId: metric.elementId, value: null, quality: "Bad", tsUs });
+      points.push({ elementId: metric.elementId, value: metric.last, quality: "Uncertain", tsUs });
+    else points.push({ elementId: metric.elementId, value: null, quality: "Bad", tsUs });
   }
 
   // ---- data ----

@@ -27,6 +27,11 @@ export interface SparkplugOptions extends BrokerOptions {
   rebirthMinIntervalMs?: number;
   /** Writes to metrics send NCMD/DCMD; without it every write answers 403. */
   writable?: boolean;
+  /**
+   * Remove the metrics (and the folders they leave empty) that a later birth no longer lists, history
+   * included; a rebirth that lists them again creates them anew. Off by default: they stay, `Bad`.
+   */
+  removeDroppedMetrics?: boolean;
   /** Put in front of every element id, for two brokers whose group names may meet. */
   idPrefix?: string;
   maxPayloadBytes?: number;
@@ -48,6 +53,7 @@ export const SPARKPLUG_OPTIONS_SCHEMA: Record<string, unknown> = {
     reorderTimeoutMs: { type: "integer", minimum: 0, maximum: 600000 },
     rebirthMinIntervalMs: { type: "integer", minimum: 0, maximum: 3600000 },
     writable: { type: "boolean" },
+    removeDroppedMetrics: { type: "boolean" },
     idPrefix: { type: "string", maxLength: 128, pattern: "^\\S*$" },
     maxPayloadBytes: { type: "integer", minimum: 1, maximum: 268435455 },
     maxEdgeNodes: { type: "integer", minimum: 1 },
@@ -126,6 +132,7 @@ export class SparkplugConnector implements Connector {
       ids: new SparkplugIds(o.idPrefix ?? ""),
       reorderTimeoutMs: o.reorderTimeoutMs ?? 2000,
       onDeath: settings.onLoss,
+      removeDropped: o.removeDroppedMetrics === true,
       maxEdgeNodes,
       maxMetricsPerEdgeNode: o.maxMetricsPerEdgeNode ?? 100_000,
       maxReorderMessages: 256,
@@ -344,12 +351,43 @@ export class SparkplugConnector implements Connector {
         context.count("dropped", 1, topic ? `${reason} (${topic})` : reason);
       }
     }
-    if (fx.points.length > 0 && !modelFailed) {
-      if (!context.submit(fx.points, 1, bytes)) await context.drained();
+    let points = fx.points;
+    if (fx.removed.length > 0 && !(await this.removeDropped(context, fx.removed, topic)))
+      points = [...fx.removedAsBad, ...points];
+    if (points.length > 0 && !modelFailed) {
+      if (!context.submit(points, 1, bytes)) await context.drained();
     }
     for (const r of fx.rebirths) this.requestRebirth(r.group, r.edgeNode, r.reason);
     this.updateEdgeNodeGauge();
     this.schedule();
+  }
+
+  /**
+   * Removes what a birth no longer lists; false when the store refused. Tried even when the birth's model
+   * was refused: what the edge node dropped is gone either way. The host forgets dropped metrics at the
+   * birth, so a failed removal is not tried again: the caller stores them `Bad` instead, as without
+   * `removeDroppedMetrics`, rather than leave them looking live.
+   */
+  private async removeDropped(
+    context: ConnectorContext,
+    ids: readonly string[],
+    topic: string | undefined,
+  ): Promise<boolean> {
+    try {
+      const removed = await context.removeModel(ids);
+      if (removed.length > 0)
+        context.log.info(
+          { topic, removed: removed.length, elements: removed.slice(0, 5) },
+          "Removed the metrics a birth no longer lists",
+        );
+      return true;
+    } catch (err) {
+      context.log.warn(
+        { err, topic, elements: ids.slice(0, 5) },
+        "Could not remove the metrics a birth no longer lists; marking them Bad",
+      );
+      return false;
+    }
   }
 
   private requestRebirth(group: string, edgeNode: string, reason: RebirthReason | "reconnect"): void {

@@ -113,8 +113,9 @@ export class CachedStore extends PassThroughStore {
   private readonly relationshipTypes: ReadThrough<RelationshipType>;
   private readonly values: ReadThrough<Vqt>;
   /**
-   * Object listings by filter. The address space changes only through `importModel` (or, elsewhere,
-   * through `invalidateAll`), so a listing stays valid until then; `GET /objects` then costs no query.
+   * Object listings by filter. The address space changes only through `importModel` and `removeObjects`
+   * (or, elsewhere, through `invalidateAll`), so a listing stays valid until then; `GET /objects` then
+   * costs no query.
    */
   private readonly listings = new Map<string, readonly ObjectRecord[]>();
   private listingEpoch = 0;
@@ -203,6 +204,16 @@ export class CachedStore extends PassThroughStore {
     this.invalidateAll();
     try {
       await this.inner.importModel(model);
+    } finally {
+      this.invalidateAll();
+    }
+  }
+
+  override async removeObjects(elementIds: readonly string[]): Promise<string[]> {
+    // Everything, as for an import: compositions above the removed objects change too.
+    this.invalidateAll();
+    try {
+      return await this.inner.removeObjects(elementIds);
     } finally {
       this.invalidateAll();
     }

@@ -87,4 +87,8 @@ export class PassThroughStore implements Store {
   importModel(model: ModelDocument): Promise<void> {
     return this.inner.importModel(model);
   }
+
+  removeObjects(elementIds: readonly string[]): Promise<string[]> {
+    return this.inner.removeObjects(elementIds);
+  }
 }

@@ -238,6 +238,14 @@ export class TracingStore extends PassThroughStore {
     return this.span("repository.import_model", attributes, () => this.inner.importModel(model));
   }
 
+  override removeObjects(elementIds: readonly string[]): Promise<string[]> {
+    return this.span("repository.remove_entities", listed("entity.id", elementIds), async (span) => {
+      const removed = await this.inner.removeObjects(elementIds);
+      span?.setAttribute("result.count", removed.length);
+      return removed;
+    });
+  }
+
   private span<T>(
     name: string,
     attributes: Attributes,

@@ -698,6 +698,43 @@ export class PostgresStore implements Store {
     });
   }
 
+  async removeObjects(requested: readonly string[]): Promise<string[]> {
+    const ids = storable(requested);
+    if (ids.length === 0) return [];
+    return this.transaction(async (client) => {
+      const { rows } = await client.query<{ id: string }>({
+        name: "i3xd_objects_below",
+        text: OBJECTS_BELOW_SQL,
+        values: [ids, [HAS_COMPONENT, HAS_CHILDREN]],
+      });
+      const removed = rows.map((r) => r.id);
+      if (removed.length === 0) return removed;
+      const above = await client.query<{ source_id: string }>(
+        `SELECT DISTINCT source_id FROM relationships
+          WHERE relationship_type = $2 AND target_id = ANY($1::text[]) AND NOT (source_id = ANY($1::text[]))`,
+        [removed, HAS_COMPONENT],
+      );
+      await client.query(
+        "DELETE FROM relationships WHERE source_id = ANY($1::text[]) OR target_id = ANY($1::text[])",
+        [removed],
+      );
+      await client.query("DELETE FROM current_values WHERE element_id = ANY($1::text[])", [removed]);
+      await client.query("DELETE FROM history WHERE element_id = ANY($1::text[])", [removed]);
+      await client.query("DELETE FROM objects WHERE element_id = ANY($1::text[])", [removed]);
+      if (above.rows.length > 0) {
+        await client.query(
+          `UPDATE objects SET is_composition = EXISTS (
+              SELECT 1 FROM relationships r WHERE r.source_id = objects.element_id AND r.relationship_type = $2)
+            WHERE element_id = ANY($1::text[])`,
+          [above.rows.map((r) => r.source_id), HAS_COMPONENT],
+        );
+      }
+      // A model change, as an import is: the other replicas drop what they cached.
+      await notify(client, [encodeModelChange(this.origin)]);
+      return removed;
+    });
+  }
+
   // -------------------------------------------------------------------------------------------------------
   // Plumbing
 
@@ -834,6 +871,20 @@ export const HISTORY_SERIES_SQL = `
               ORDER BY ts_us
               LIMIT $4::int8) h
    ) s`;
+
+/**
+ * The objects named in `$1` and every object below them, to any depth, through the relationship types in
+ * `$2`; locked, in id order, so a concurrent import or removal of the same objects waits for this one.
+ */
+const OBJECTS_BELOW_SQL = `
+  WITH RECURSIVE below(id) AS (
+    SELECT element_id FROM objects WHERE element_id = ANY($1::text[])
+    UNION
+    SELECT r.target_id FROM relationships r JOIN below b ON r.source_id = b.id
+     WHERE r.relationship_type = ANY($2::text[])
+  )
+  SELECT o.element_id AS id FROM objects o JOIN below b ON o.element_id = b.id
+   ORDER BY o.element_id FOR UPDATE OF o`;
 
 function checkTimestamps(points: readonly PointWrite[]): void {
   for (const p of points) {

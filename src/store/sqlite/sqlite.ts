@@ -238,6 +238,35 @@ export class SqliteStore implements Store {
       insertEdge: db.prepare(
         "INSERT OR IGNORE INTO relationships (source_id, relationship_type, target_id) VALUES (?, ?, ?)",
       ),
+      // Every id given in the JSON array, and every object below one of them, to any depth.
+      objectsBelow: db.prepare(
+        `WITH RECURSIVE below(id) AS (
+           SELECT element_id FROM objects WHERE element_id IN (SELECT value FROM json_each(?))
+           UNION
+           SELECT r.target_id FROM relationships r JOIN below b ON r.source_id = b.id
+            WHERE r.relationship_type IN ('${HAS_COMPONENT}', '${HAS_CHILDREN}')
+         )
+         SELECT id FROM below`,
+      ) as Statement,
+      compositionsAbove: db.prepare(
+        `SELECT DISTINCT source_id FROM relationships
+          WHERE relationship_type = '${HAS_COMPONENT}' AND target_id IN (SELECT value FROM json_each(@ids))
+            AND source_id NOT IN (SELECT value FROM json_each(@ids))`,
+      ) as Statement,
+      deleteEdgesOf: db.prepare(
+        `DELETE FROM relationships WHERE source_id IN (SELECT value FROM json_each(@ids))
+            OR target_id IN (SELECT value FROM json_each(@ids))`,
+      ),
+      deleteCurrentOf: db.prepare(
+        "DELETE FROM current_values WHERE element_id IN (SELECT value FROM json_each(?))",
+      ),
+      deleteHistoryOf: db.prepare("DELETE FROM history WHERE element_id IN (SELECT value FROM json_each(?))"),
+      deleteObjects: db.prepare("DELETE FROM objects WHERE element_id IN (SELECT value FROM json_each(?))"),
+      refreshCompositionOf: db.prepare(
+        `UPDATE objects SET is_composition = EXISTS (
+            SELECT 1 FROM relationships r WHERE r.source_id = objects.element_id AND r.relationship_type = '${HAS_COMPONENT}')
+          WHERE element_id IN (SELECT value FROM json_each(?))`,
+      ),
       refreshComposition: db.prepare(
         `UPDATE objects SET is_composition = EXISTS (
             SELECT 1 FROM relationships r WHERE r.source_id = objects.element_id AND r.relationship_type = '${HAS_COMPONENT}')`,
@@ -380,6 +409,25 @@ export class SqliteStore implements Store {
   async importModel(model: ModelDocument): Promise<void> {
     const s = this.stmts;
     this.spaceChecked(() => this.importTransaction(model, s));
+  }
+
+  async removeObjects(elementIds: readonly string[]): Promise<string[]> {
+    if (elementIds.length === 0) return [];
+    const s = this.stmts;
+    return this.spaceChecked(() =>
+      this.db.transaction(() => {
+        const removed = s.objectsBelow.all(JSON.stringify(elementIds)).map((r) => r.id as string);
+        if (removed.length === 0) return removed;
+        const ids = JSON.stringify(removed);
+        const above = s.compositionsAbove.all({ ids }).map((r) => r.source_id as string);
+        s.deleteEdgesOf.run({ ids });
+        s.deleteCurrentOf.run(ids);
+        s.deleteHistoryOf.run(ids);
+        s.deleteObjects.run(ids);
+        if (above.length > 0) s.refreshCompositionOf.run(JSON.stringify(above));
+        return removed;
+      })(),
+    );
   }
 
   private importTransaction(model: ModelDocument, s: SqliteStore["stmts"]): void {

@@ -47,6 +47,9 @@ class RecordingContext implements ConnectorContext {
   async applyModel(change: Partial<ModelDocument>): Promise<void> {
     this.models.push(change);
   }
+  async removeModel(): Promise<string[]> {
+    throw new Error("the MQTT connector removes nothing from the model");
+  }
   count(outcome: MessageOutcome, n = 1, reason?: string): void {
     const key = reason ? `${outcome}: ${reason}` : outcome;
     this.counts.set(key, (this.counts.get(key) ?? 0) + n);

@@ -38,6 +38,9 @@ class RecordingContext implements ConnectorContext {
   async applyModel(change: Partial<ModelDocument>): Promise<void> {
     this.models.push(change);
   }
+  async removeModel(): Promise<string[]> {
+    throw new Error("the OPC UA connector removes nothing from the model");
+  }
   count(outcome: string, n = 1): void {
     this.counts.set(outcome, (this.counts.get(outcome) ?? 0) + n);
   }

@@ -24,6 +24,7 @@ function newHost(overrides: Partial<ConstructorParameters<typeof SparkplugHost>[
     ids,
     reorderTimeoutMs: 1000,
     onDeath: "bad",
+    removeDropped: false,
     maxEdgeNodes: 100,
     maxMetricsPerEdgeNode: 1000,
     maxReorderMessages: 8,
@@ -341,6 +342,62 @@ describe("model from births", () => {
     // Alias 3 now means New.
     const data = host.handle("spBv1.0/G/NDATA/E", encode(1, [{ alias: 3, type: "Int32", value: 9 }]), T);
     expect(data.points.map((p) => p.elementId)).toEqual(["spBv1.0/G/E#New"]);
+  });
+});
+
+describe("births with removeDropped", () => {
+  const pump = (members: string[]) =>
+    ({
+      name: "Pump1",
+      type: "Template",
+      alias: 10,
+      value: {
+        templateRef: "Pump",
+        isDefinition: false,
+        metrics: members.map((name) => ({ name, type: "Int32", value: 1 })),
+      },
+    }) as any;
+  const full = () => [
+    pump(["Speed", "Running"]),
+    { name: "A/B/C", type: "Int32", value: 1, alias: 11 },
+    { name: "A/X", type: "Int32", value: 1, alias: 12 },
+    { name: "Keep", type: "Int32", value: 1, alias: 13 },
+  ];
+  const dev = "spBv1.0/G/E/D";
+  const definition = {
+    name: "Pump",
+    type: "Template",
+    value: { isDefinition: true, metrics: [{ name: "Speed", type: "Int32", value: 0 }] },
+  } as any;
+
+  it("lists what a birth dropped for removal: metrics, template members, emptied folders; never Bad", () => {
+    const host = newHost({ removeDropped: true });
+    host.handle("spBv1.0/G/NBIRTH/E", nbirth(0, [definition]), T);
+    host.handle("spBv1.0/G/DBIRTH/E/D", encode(1, full()), T);
+    const fx = host.handle(
+      "spBv1.0/G/DBIRTH/E/D",
+      encode(2, [pump(["Speed"]), { name: "A/X", type: "Int32", value: 2, alias: 12 }]),
+      T,
+    );
+    expect(fx.removed.sort()).toEqual([`${dev}#A/B/`, `${dev}#A/B/C`, `${dev}#Keep`, `${dev}#Pump1#Running`]);
+    // Stored instead only if the removal fails.
+    expect(fx.removedAsBad.map((p) => [p.elementId, p.quality]).sort()).toEqual([
+      [`${dev}#A/B/C`, "Bad"],
+      [`${dev}#Keep`, "Bad"],
+    ]);
+    expect(fx.points.filter((p) => p.quality === "Bad")).toEqual([]);
+  });
+
+  it("a birth later in the same batch takes back what an earlier one dropped", () => {
+    const host = newHost({ removeDropped: true });
+    host.handle("spBv1.0/G/NBIRTH/E", nbirth(0, [definition]), T);
+    host.handle("spBv1.0/G/DBIRTH/E/D", encode(1, full()), T);
+    // Out of order: the full birth waits for the reduced one, then both apply in one go.
+    expect(host.handle("spBv1.0/G/DBIRTH/E/D", encode(3, full()), T).removed).toEqual([]);
+    const fx = host.handle("spBv1.0/G/DBIRTH/E/D", encode(2, [{ name: "Keep", type: "Int32", value: 2 }]), T);
+    expect(fx.model).toBeDefined();
+    expect(fx.removed).toEqual([]);
+    expect(fx.removedAsBad).toEqual([]);
   });
 });
 
