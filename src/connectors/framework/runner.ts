@@ -278,11 +278,19 @@ export class ConnectorRunner implements ConnectorContext {
     this.kick();
   }
 
-  /** Starts draining unless a drain is running (it takes whatever is queued before it ends). */
+  /**
+   * Starts draining unless a drain is running (it takes whatever is queued before it ends). The drain
+   * starts after the event loop's current I/O callbacks: the write path can run to the store without
+   * yielding, so a drain started at once would write every message in a transaction of its own, while
+   * waiting for the I/O phase to finish lets the messages that arrived together share one. A store
+   * transaction costs mostly per page it touches, and points of many series spread over many pages, so
+   * this is where a busy connector's throughput comes from; an idle one waits only until the end of the
+   * current loop iteration.
+   */
   private kick(): void {
     if (this.draining) return;
     this.draining = true;
-    this.drainLoop = this.drain();
+    this.drainLoop = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.drain());
   }
 
   reconnected(): void {

@@ -2,6 +2,14 @@ import Database from "better-sqlite3";
 import type { PointWrite, WriteMode } from "../store.js";
 
 /**
+ * WAL pages after which a commit copies the WAL back into the database file. A batch of points of many
+ * series dirties about a page per series, so with SQLite's default (1,000 pages) nearly every large
+ * commit also ran a checkpoint; a page written again within the window is copied back once. The WAL file
+ * grows to about this many pages (16 MiB at the 4 KiB page size) plus the last transaction's.
+ */
+const WAL_CHECKPOINT_PAGES = 4000;
+
+/**
  * A connection that may write: WAL with synchronous=NORMAL survives a process kill (the WAL is written
  * before a commit returns; only an OS crash or power loss can lose the last transactions), so a write
  * acknowledged with 200 is on disk for a SIGKILLed server.
@@ -17,6 +25,7 @@ export function openWritable(
   db.pragma("synchronous = NORMAL");
   db.pragma("busy_timeout = 5000");
   db.pragma("foreign_keys = ON");
+  db.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
   if (maxBytes !== undefined) db.pragma(`max_page_count = ${maxPagesFor(db, maxBytes)}`);
   return db;
 }
