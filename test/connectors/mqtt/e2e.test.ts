@@ -151,9 +151,12 @@ describe("MQTT connector through the i3X API (local broker)", () => {
       JSON.stringify({ ts, v: { running: true, current: 17.5, "phase/L1": 230.1, bearing: { de: 55.5 } } }),
       { qos: 1 },
     );
+    // The members are created before their values are stored: wait for the values, not only the members.
     const motor = await eventually(async () => {
       const [r] = await values(server, [id("pump-101/motor")], 0);
-      return r?.result?.components ? r.result : undefined;
+      return r?.result?.components?.[`${id("pump-101/motor")}#current`]?.quality === "Good"
+        ? r.result
+        : undefined;
     });
     expect(motor.isComposition).toBe(true);
     expect(motor.components[`${id("pump-101/motor")}#current`]).toMatchObject({

@@ -48,7 +48,8 @@ describe("examples/mqtt", () => {
       expect(typeof motor.components[`${id("pump-101/motor")}#current`].value).toBe("number");
       const [flow, tank] = await eventually(async () => {
         const r = await read([id("pump-101/flow"), id("tank-201/status")], 0);
-        return r[0]?.quality === "Good" && r[1]?.components ? r : undefined;
+        const level = r[1]?.components?.[`${id("tank-201/status")}#level`];
+        return r[0]?.quality === "Good" && level?.quality === "Good" ? r : undefined;
       });
       expect(typeof flow.value).toBe("number");
       expect(tank.components[`${id("tank-201/status")}#level`].quality).toBe("Good");
