@@ -48,6 +48,14 @@ export const BROKER_OPTIONS_PROPERTIES: Record<string, unknown> = {
   },
 };
 
+/** What the schema cannot say about broker options: a backoff whose start exceeds its cap. */
+export function brokerOptionsProblems(o: BrokerOptions): { field: string; problem: string }[] {
+  const { minMs, maxMs } = o.reconnect ?? {};
+  return minMs !== undefined && maxMs !== undefined && minMs > maxMs
+    ? [{ field: "reconnect.minMs", problem: "must not exceed reconnect.maxMs" }]
+    : [];
+}
+
 /** The connection options of these broker options; `defaults` fill what the kind decides itself. */
 export function connectionOptions(
   o: BrokerOptions,
