@@ -11,7 +11,7 @@ import type {
   WriteBackItem,
   WriteBackResult,
 } from "../connector.js";
-import { brokerOptionsProblems, connectionOptions } from "./broker-options.js";
+import { brokerOptionsProblems, connectionOptions, refusedAsTooLarge } from "./broker-options.js";
 import { MqttConnection, type MqttMessage, type MqttSubscription } from "./connection.js";
 import { escapeIdPart } from "./element-ids.js";
 import { compileRules, MqttMapper, ruleProblems } from "./mapper.js";
@@ -208,14 +208,7 @@ export class MqttConnector implements Connector {
     if (!context || !mapper || !this.connection) return;
     if (this.paused) await this.paused;
     context.count("received");
-    if (message.payload.length > this.maxPayloadBytes) {
-      context.count(
-        "invalid",
-        1,
-        `payload too large (${message.payload.length} > ${this.maxPayloadBytes} bytes)`,
-      );
-      return;
-    }
+    if (refusedAsTooLarge(context, message.payload, this.maxPayloadBytes)) return;
     if (this.seenBefore(message)) return;
     try {
       const receivedUs = this.receiveTime();

@@ -47,8 +47,6 @@ export interface MqttOptions extends BrokerOptions {
   subscriptions?: (string | { topic: string; qos?: QoS })[];
   /** Default QoS of the rules' subscriptions. */
   qos?: QoS;
-  /** Larger payloads are refused (counted `invalid`, reason "payload too large"). */
-  maxPayloadBytes?: number;
   /** Upper bound on the elements (objects) this connector creates; later new topics are refused. */
   maxElements?: number;
   /** Namespace of the types this connector declares or infers; defaults to `urn:i3xd:mqtt:<name>`. */
@@ -87,7 +85,6 @@ export const MQTT_OPTIONS_SCHEMA: Record<string, unknown> = {
       },
     },
     qos: QOS,
-    maxPayloadBytes: { type: "integer", minimum: 1, maximum: 268435455 },
     maxElements: { type: "integer", minimum: 1 },
     namespaceUri: { type: "string", minLength: 1 },
     types: {
