@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 
 /** Where test databases are created and dropped (trust auth on this machine and in CI). */
 export const PG_ADMIN_URL =
@@ -75,6 +75,33 @@ function urlOf(name: string): string {
 /** A fresh, empty database named `i3xd_test_<run>_<random>`. */
 export async function createTestDatabase(): Promise<TestDatabase> {
   return openTestDatabase(`${runPrefix()}${randomBytes(6).toString("hex")}`);
+}
+
+/**
+ * A fresh database for the tests of the enclosing `describe`: created before the first, dropped after the
+ * last. Its `name` and `url` may be read only inside tests and hooks, once it exists.
+ */
+export function useTestDatabase(): TestDatabase {
+  let db: TestDatabase | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+  const created = () => {
+    if (!db) throw new Error("the test database is read before it was created");
+    return db;
+  };
+  return {
+    get name() {
+      return created().name;
+    },
+    get url() {
+      return created().url;
+    },
+    drop: () => created().drop(),
+  };
 }
 
 /**

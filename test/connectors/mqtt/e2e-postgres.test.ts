@@ -1,12 +1,11 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
-import { writeFileSync } from "node:fs";
 import path from "node:path";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { getJson, postJson } from "../../helpers/http.js";
 import { sampleValue, scrapeSamples } from "../../helpers/metrics.js";
 import { clearRetained, connectClient, LOCAL_BROKER, OwnBroker, uniquePrefix } from "../../helpers/mqtt.js";
-import { createTestDatabase, runPostgresTests, type TestDatabase } from "../../helpers/pg.js";
+import { runPostgresTests, useTestDatabase } from "../../helpers/pg.js";
 import { makeTempDir, startTestServer } from "../../helpers/server.js";
 import { killChildren, serveChild } from "../../security/child.js";
 import { eventually } from "../test-source.js";
@@ -22,12 +21,6 @@ afterAll(async () => {
   await OwnBroker.killAll();
 });
 
-function connectorsFile(name: string, yaml: string): string {
-  const file = path.join(files.dir, name);
-  writeFileSync(file, yaml);
-  return file;
-}
-
 async function historyValues(url: string, ids: string[]): Promise<unknown[]> {
   const res = await postJson(url, "/v1/objects/history", {
     elementIds: ids,
@@ -38,13 +31,7 @@ async function historyValues(url: string, ids: string[]): Promise<unknown[]> {
 }
 
 describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-  });
-  afterAll(async () => {
-    await db?.drop();
-  });
+  const db = useTestDatabase();
 
   it("survives a flood of 100,000 messages with the write path held up: queue and memory bounded, every message accounted for", async () => {
     // Our own broker, told to queue without limit for a slow subscriber: what the broker would otherwise
@@ -53,7 +40,7 @@ describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
     const prefix = uniquePrefix("flood");
     const maxPoints = 2000;
     const maxBytes = 256 * 1024;
-    const file = connectorsFile(
+    const file = files.write(
       "flood.yaml",
       `connectors:
   - name: flood
@@ -152,7 +139,7 @@ describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
 
   it("runs the connector on one of two processes; SIGKILL of the leader hands it over within seconds, with no duplicate point", async () => {
     const prefix = uniquePrefix("leader");
-    const file = connectorsFile(
+    const file = files.write(
       "shared.yaml",
       `connectors:
   - name: shared-uns
