@@ -1,8 +1,22 @@
 /**
- * What every bench case measures with: percentiles of sorted samples, and i3X subscription streams (SSE)
- * whose updates are handed over with the time their chunk arrived.
+ * What every bench case measures with: the harness bench/run.ts hands the cases kept in their own files,
+ * percentiles of sorted samples, and i3X subscription streams (SSE) whose updates are handed over with the
+ * time their chunk arrived.
  */
 import http from "node:http";
+
+/** What bench/run.ts gives the cases in their own files; its shapes, kept structural. */
+export interface CaseHarness {
+  startI3xd(
+    label: string,
+    env: Record<string, string>,
+  ): Promise<{ url: string; child: { pid?: number }; close(): Promise<void> }>;
+  figureRow(name: string, store: string, figures: Record<string, unknown>): unknown;
+  add(row: unknown): unknown;
+  addTarget(target: { target: string; want: string; measured: string; met: boolean | null }): void;
+  rssMb(pid: number | undefined): number | null;
+  cpuSeconds(pid: number | undefined): number;
+}
 
 /** The `q` quantile (0..1) of ascending `sorted` samples; NaN when there are none. */
 export function quantile(sorted: number[], q: number): number {

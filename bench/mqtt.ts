@@ -16,19 +16,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
-import { quantile, round, subscribeStream } from "./measure.js";
-
-/** What the case needs from the harness (bench/run.ts); its shapes, kept structural. */
-export interface MqttHarness {
-  startI3xd(
-    label: string,
-    env: Record<string, string>,
-  ): Promise<{ url: string; child: { pid?: number }; close(): Promise<void> }>;
-  figureRow(name: string, store: string, figures: Record<string, unknown>): unknown;
-  add(row: unknown): unknown;
-  addTarget(target: { target: string; want: string; measured: string; met: boolean | null }): void;
-  rssMb(pid: number | undefined): number | null;
-}
+import { type CaseHarness, quantile, round, subscribeStream } from "./measure.js";
 
 const SECONDS = Number(process.env.BENCH_DURATION ?? 10);
 /** Values per second the ingest target wants, and the rate the latency target is taken at. */
@@ -43,7 +31,7 @@ const FLOOD_TOPICS = 10;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function mqttConnectorCost(h: MqttHarness, observedEnv: Record<string, string>): Promise<void> {
+export async function mqttConnectorCost(h: CaseHarness, observedEnv: Record<string, string>): Promise<void> {
   const prefix = `i3xd-bench/${process.pid}-${Date.now().toString(36)}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-bench-mqtt-"));
   const broker = await startBroker(dir);

@@ -10,28 +10,16 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { quantile, subscribeStream } from "./measure.js";
+import { type CaseHarness, quantile, subscribeStream } from "./measure.js";
 
-/** What the case needs from the harness (bench/run.ts), kept structural. */
-export interface OpcuaHarness {
+/** The general harness, and the helper processes and settings of bench/run.ts the OPC UA cases use too. */
+export interface OpcuaHarness extends CaseHarness {
   duration: number;
   observed: Record<string, string>;
-  startNodeHelper(script: string, env?: Record<string, string>): Promise<Helper>;
-  startI3xd(label: string, env: Record<string, string>): Promise<Helper & { close(): Promise<void> }>;
-  cpuSeconds(pid: number | undefined): number;
-  rssMb(pid: number | undefined): number | null;
-  figureRow(name: string, store: string, figures: Record<string, unknown>): MeasuredRow;
-  add(row: MeasuredRow): MeasuredRow;
-  addTarget(target: { target: string; want: string; measured: string; met: boolean | null }): void;
-}
-
-interface Helper {
-  child: { pid?: number };
-  url: string;
-}
-
-interface MeasuredRow {
-  case: string;
+  startNodeHelper(
+    script: string,
+    env?: Record<string, string>,
+  ): Promise<{ child: { pid?: number }; url: string }>;
 }
 
 const setting = (name: string, fallback: number) => Number(process.env[name] ?? fallback);

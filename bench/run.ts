@@ -1094,7 +1094,7 @@ async function main(): Promise<void> {
     );
   if (wanted("mqtt"))
     await mqttConnectorCost(
-      { startI3xd, figureRow, add, addTarget: (t) => targets.push(t), rssMb },
+      { startI3xd, figureRow, add, addTarget: (t) => targets.push(t), rssMb, cpuSeconds },
       observed,
     );
 

@@ -15,20 +15,7 @@ import path from "node:path";
 import mqtt from "mqtt";
 import sparkplugPayload from "sparkplug-payload";
 import type { UMetric } from "sparkplug-payload/lib/sparkplugbpayload.js";
-import { quantile, round, subscribeStream } from "./measure.js";
-
-/** What the case needs from the harness (bench/run.ts); its shapes, kept structural. */
-export interface SparkplugHarness {
-  startI3xd(
-    label: string,
-    env: Record<string, string>,
-  ): Promise<{ url: string; child: { pid?: number }; close(): Promise<void> }>;
-  figureRow(name: string, store: string, figures: Record<string, unknown>): unknown;
-  add(row: unknown): unknown;
-  addTarget(target: { target: string; want: string; measured: string; met: boolean | null }): void;
-  rssMb(pid: number | undefined): number | null;
-  cpuSeconds(pid: number | undefined): number;
-}
+import { type CaseHarness, quantile, round, subscribeStream } from "./measure.js";
 
 const BROKER = process.env.BENCH_MQTT_URL ?? "mqtt://127.0.0.1:1883";
 const MESSAGES = Number(process.env.BENCH_SPARKPLUG_MESSAGES ?? 3000);
@@ -48,7 +35,7 @@ const sparkplug = codec;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `observed`: the environment of "observability on" that every case runs with (bench/run.ts). */
-export async function sparkplugCost(h: SparkplugHarness, observed: Record<string, string>): Promise<void> {
+export async function sparkplugCost(h: CaseHarness, observed: Record<string, string>): Promise<void> {
   const group = `bench-${randomUUID().slice(0, 8)}`;
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-bench-spb-")), "connectors.yaml");
   fs.writeFileSync(
