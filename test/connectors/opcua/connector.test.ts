@@ -20,30 +20,41 @@ import { RecordingContext } from "../recording-context.js";
 const NAME = "plant";
 const id = (s: string) => `${NAME}:nsu=${PLANT_NAMESPACE};s=${s}`;
 
+type OpcuaConnector = ReturnType<typeof opcuaKind.create>;
+
+/** Starts an `opcua` connector handing over to a recording context (by default one keeping data in `dataDir`). */
+async function startConnector(
+  name: string,
+  options: Record<string, unknown>,
+  dataDir: string,
+  makeContext = (settings: ConnectorSettings) => new RecordingContext(settings, dataDir),
+): Promise<{ connector: OpcuaConnector; context: RecordingContext }> {
+  const settings: ConnectorSettings = { name, kind: "opcua", required: false, onLoss: "bad", options };
+  const context = makeContext(settings);
+  const connector = opcuaKind.create(settings);
+  await connector.start(context);
+  return { connector, context };
+}
+
 describe("OPC UA connector", () => {
   let dir: string;
   let plant: PlantServer;
   let context: RecordingContext;
-  let connector: ReturnType<typeof opcuaKind.create>;
+  let connector: OpcuaConnector;
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "i3xd-opcua-"));
     plant = await startPlantServer({ pkiDir: path.join(dir, "server-pki") });
-    const settings: ConnectorSettings = {
-      name: NAME,
-      kind: "opcua",
-      required: false,
-      onLoss: "bad",
-      options: {
+    ({ connector, context } = await startConnector(
+      NAME,
+      {
         endpointUrl: plant.endpointUrl,
         writable: true,
         subscription: { publishingIntervalMs: 50, samplingIntervalMs: 10 },
         reconnect: { initialDelayMs: 200, maxDelayMs: 1000 },
       },
-    };
-    context = new RecordingContext(settings, path.join(dir, "connector"));
-    connector = opcuaKind.create(settings);
-    await connector.start(context);
+      path.join(dir, "connector"),
+    ));
     await vi.waitFor(() => expect(context.states.at(-1)?.state).toBe("up"), { timeout: 20_000 });
   });
 
@@ -179,25 +190,20 @@ describe("OPC UA connector across a server restart", () => {
   let dir: string;
   let plant: PlantServer | undefined;
   let context: RecordingContext;
-  let connector: ReturnType<typeof opcuaKind.create>;
+  let connector: OpcuaConnector;
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "i3xd-opcua-"));
     plant = await startPlantServer({ pkiDir: path.join(dir, "server-pki") });
-    const settings: ConnectorSettings = {
-      name: NAME,
-      kind: "opcua",
-      required: false,
-      onLoss: "bad",
-      options: {
+    ({ connector, context } = await startConnector(
+      NAME,
+      {
         endpointUrl: plant.endpointUrl,
         subscription: { publishingIntervalMs: 50, samplingIntervalMs: 10 },
         reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
       },
-    };
-    context = new RecordingContext(settings, path.join(dir, "connector"));
-    connector = opcuaKind.create(settings);
-    await connector.start(context);
+      path.join(dir, "connector"),
+    ));
     await vi.waitFor(() => expect(context.states.at(-1)?.state).toBe("up"), { timeout: 20_000 });
   });
 
@@ -242,7 +248,7 @@ describe("OPC UA connector across a server restart", () => {
 describe("OPC UA connector on a secured server", () => {
   let dir: string;
   let plant: PlantServer;
-  const running: ReturnType<typeof opcuaKind.create>[] = [];
+  const running: OpcuaConnector[] = [];
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "i3xd-opcua-secure-"));
@@ -258,21 +264,12 @@ describe("OPC UA connector on a secured server", () => {
   });
 
   async function start(name: string, options: Record<string, unknown>): Promise<RecordingContext> {
-    const settings: ConnectorSettings = {
+    const { connector, context } = await startConnector(
       name,
-      kind: "opcua",
-      required: false,
-      onLoss: "bad",
-      options: {
-        endpointUrl: plant.endpointUrl,
-        reconnect: { initialDelayMs: 200, maxDelayMs: 500 },
-        ...options,
-      },
-    };
-    const context = new RecordingContext(settings, path.join(dir, name));
-    const connector = opcuaKind.create(settings);
+      { endpointUrl: plant.endpointUrl, reconnect: { initialDelayMs: 200, maxDelayMs: 500 }, ...options },
+      path.join(dir, name),
+    );
     running.push(connector);
-    await connector.start(context);
     return context;
   }
 
@@ -339,7 +336,7 @@ describe("OPC UA connector on a secured server", () => {
 describe("OPC UA connector settings", () => {
   let dir: string;
   let plant: PlantServer;
-  const running: ReturnType<typeof opcuaKind.create>[] = [];
+  const running: OpcuaConnector[] = [];
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "i3xd-opcua-settings-"));
@@ -354,23 +351,19 @@ describe("OPC UA connector settings", () => {
   async function start(
     name: string,
     options: Record<string, unknown>,
-    context = (settings: ConnectorSettings) => new RecordingContext(settings, path.join(dir, name)),
+    makeContext?: (settings: ConnectorSettings) => RecordingContext,
   ) {
-    const settings: ConnectorSettings = {
+    const { connector, context: ctx } = await startConnector(
       name,
-      kind: "opcua",
-      required: false,
-      onLoss: "bad",
-      options: {
+      {
         endpointUrl: plant.endpointUrl,
         subscription: { publishingIntervalMs: 50, samplingIntervalMs: 0, ...(options.subscription ?? {}) },
         ...options,
       },
-    };
-    const ctx = context(settings);
-    const connector = opcuaKind.create(settings);
+      path.join(dir, name),
+      makeContext,
+    );
     running.push(connector);
-    await connector.start(ctx);
     await vi.waitFor(() => expect(ctx.states.at(-1)?.state).toBe("up"), { timeout: 20_000 });
     return ctx;
   }
