@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { connectorKinds } from "../../src/connectors/kinds.js";
 import { getJson, postJson } from "../helpers/http.js";
 import { sampleValue, scrapeSamples } from "../helpers/metrics.js";
-import { runPostgresTests, useTestDatabase } from "../helpers/pg.js";
+import { runPostgresTests, useTestDatabase, writePathLock } from "../helpers/pg.js";
 import { makeTempDir, startTestServer, type TestServer } from "../helpers/server.js";
 import { eventually, instances, runningSource, TEST_KIND, testSourceKind } from "./test-source.js";
 
@@ -49,13 +49,11 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
       I3XD_CONNECTORS_FILE: file,
       I3XD_STORE_URL: db.url,
     });
-    const lock = new pg.Client({ connectionString: db.url });
-    await lock.connect();
+    const lock = await writePathLock(db.url);
     try {
       const source = await eventually(() => runningSource("flood", server.dataDir));
       // The write path cannot store anything while this transaction holds the table.
-      await lock.query("BEGIN");
-      await lock.query("LOCK TABLE current_values IN EXCLUSIVE MODE");
+      await lock.hold();
 
       const sent = 20_000;
       let paused = 0;
@@ -84,7 +82,7 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(drained).toBe(false);
 
-      await lock.query("COMMIT");
+      await lock.release();
       await waiting;
       const stored = await eventually(async () => {
         const s = await scrapeSamples(server.url);
@@ -103,7 +101,7 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
       expect(sampleValue(after, "connector_queue_bytes", { connector: "flood" })).toBe(0);
       expect(sampleValue(after, "connector_queue_points", { connector: "flood" })).toBe(0);
     } finally {
-      await lock.end().catch(() => {});
+      await lock.end();
       await server.close();
     }
   });

@@ -157,3 +157,24 @@ declare module "vitest" {
     pgTestRun: string;
   }
 }
+
+/**
+ * A session of its own on the database at `url` that holds i3xd's write path up: while `hold()` is in
+ * force, no current value can be stored, which lets a test fill the queues in front of the store.
+ */
+export async function writePathLock(
+  url: string,
+): Promise<{ hold(): Promise<void>; release(): Promise<void>; end(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  return {
+    async hold() {
+      await client.query("BEGIN");
+      await client.query("LOCK TABLE current_values IN EXCLUSIVE MODE");
+    },
+    async release() {
+      await client.query("COMMIT");
+    },
+    end: () => client.end().catch(() => {}),
+  };
+}

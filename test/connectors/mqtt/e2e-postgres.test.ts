@@ -1,11 +1,10 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import path from "node:path";
-import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { getJson, postJson } from "../../helpers/http.js";
 import { sampleValue, scrapeSamples } from "../../helpers/metrics.js";
 import { clearRetained, connectClient, LOCAL_BROKER, OwnBroker, uniquePrefix } from "../../helpers/mqtt.js";
-import { runPostgresTests, useTestDatabase } from "../../helpers/pg.js";
+import { runPostgresTests, useTestDatabase, writePathLock } from "../../helpers/pg.js";
 import { makeTempDir, startTestServer } from "../../helpers/server.js";
 import { killChildren, serveChild } from "../../security/child.js";
 import { eventually } from "../test-source.js";
@@ -58,8 +57,7 @@ describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
       I3XD_CONNECTORS_FILE: file,
       I3XD_STORE_URL: db.url,
     });
-    const lock = new pg.Client({ connectionString: db.url });
-    await lock.connect();
+    const lock = await writePathLock(db.url);
     const publisher = await connectClient(broker.url);
     try {
       await eventually(
@@ -74,8 +72,7 @@ describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
         return sampleValue(s, "connector_messages_total", { connector: "flood", outcome: "stored" }) === 100;
       }, 30_000);
 
-      await lock.query("BEGIN");
-      await lock.query("LOCK TABLE current_values IN EXCLUSIVE MODE");
+      await lock.hold();
       const rssBefore = process.memoryUsage().rss;
       const sent = 100_000;
       let maxQueuedPoints = 0;
@@ -116,7 +113,7 @@ describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
       ).toBeLessThan(100 + sent / 2);
       expect(maxRss - rssBefore).toBeLessThan(150 * 1024 * 1024);
 
-      await lock.query("COMMIT");
+      await lock.release();
       const count = (s: Awaited<ReturnType<typeof scrapeSamples>>, outcome: string) =>
         sampleValue(s, "connector_messages_total", { connector: "flood", outcome });
       const settled = await eventually(async () => {
@@ -130,7 +127,7 @@ describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
       expect(stored.length).toBe(count(settled, "stored"));
       expect(new Set(stored).size).toBe(stored.length);
     } finally {
-      await lock.end().catch(() => {});
+      await lock.end();
       await publisher.endAsync();
       await server.close();
       await broker.kill();
