@@ -12,23 +12,11 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
-import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
-
-/** What the case needs from the harness (bench/run.ts); its shapes, kept structural. */
-export interface MqttHarness {
-  startI3xd(
-    label: string,
-    env: Record<string, string>,
-  ): Promise<{ url: string; child: { pid?: number }; close(): Promise<void> }>;
-  figureRow(name: string, store: string, figures: Record<string, unknown>): unknown;
-  add(row: unknown): unknown;
-  addTarget(target: { target: string; want: string; measured: string; met: boolean | null }): void;
-  rssMb(pid: number | undefined): number | null;
-}
+import { type CaseHarness, quantile, round, subscribeStream } from "./measure.js";
 
 const SECONDS = Number(process.env.BENCH_DURATION ?? 10);
 /** Values per second the ingest target wants, and the rate the latency target is taken at. */
@@ -43,7 +31,7 @@ const FLOOD_TOPICS = 10;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function mqttConnectorCost(h: MqttHarness, observedEnv: Record<string, string>): Promise<void> {
+export async function mqttConnectorCost(h: CaseHarness, observedEnv: Record<string, string>): Promise<void> {
   const prefix = `i3xd-bench/${process.pid}-${Date.now().toString(36)}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-bench-mqtt-"));
   const broker = await startBroker(dir);
@@ -258,56 +246,15 @@ async function droppedCount(url: string): Promise<number> {
 
 async function publishToSse(url: string, client: MqttClient, prefix: string) {
   const ids = Array.from({ length: 100 }, (_, i) => `${prefix}/v/t${i}`);
-  const post = async <T>(route: string, body: unknown) =>
-    (await (
-      await fetch(`${url}${route}`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-      })
-    ).json()) as T;
-  const clientId = "bench-mqtt";
-  const sub = await post<{ result: { subscriptionId: string } }>("/v1/subscriptions", { clientId });
-  const subscriptionId = sub.result.subscriptionId;
-  await post("/v1/subscriptions/register", { clientId, subscriptionId, elementIds: ids });
-
   // Values above this never occurred before: each one identifies one publish.
   const base = 1_000_000_000;
   const sentAt = new Map<number, number>();
   const latencies: number[] = [];
-  const payload = JSON.stringify({ clientId, subscriptionId });
-  const stream = http.request(`${url}/v1/subscriptions/stream`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      accept: "text/event-stream",
-      "content-length": Buffer.byteLength(payload),
-    },
-  });
-  await new Promise<void>((resolve, reject) => {
-    stream.on("response", (res) => {
-      if (res.statusCode !== 200) reject(new Error(`stream: ${res.statusCode}`));
-      let buf = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        const now = performance.now();
-        buf += chunk;
-        for (let at = buf.indexOf("\n\n"); at >= 0; at = buf.indexOf("\n\n")) {
-          const event = buf.slice(0, at);
-          buf = buf.slice(at + 2);
-          for (const line of event.split("\n")) {
-            if (!line.startsWith("data:")) continue;
-            for (const u of JSON.parse(line.slice(5)) as Array<{ value: unknown }>) {
-              const t = typeof u.value === "number" ? sentAt.get(u.value) : undefined;
-              if (t !== undefined) latencies.push(now - t);
-            }
-          }
-        }
-      });
-      resolve();
-    });
-    stream.on("error", reject);
-    stream.end(payload);
+  const stream = await subscribeStream(url, "bench-mqtt", ids, (updates, now) => {
+    for (const u of updates) {
+      const t = typeof u.value === "number" ? sentAt.get(u.value) : undefined;
+      if (t !== undefined) latencies.push(now - t);
+    }
   });
   await sleep(300);
 
@@ -326,9 +273,6 @@ async function publishToSse(url: string, client: MqttClient, prefix: string) {
   await sleep(1000);
   stream.destroy();
   latencies.sort((a, b) => a - b);
-  const q = (p: number) =>
-    Math.round(
-      (latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? Number.NaN) * 100,
-    ) / 100;
+  const q = (p: number) => round(quantile(latencies, p));
   return { p50: q(0.5), p99: q(0.99), delivered: latencies.length, published: n };
 }

@@ -8,30 +8,18 @@
  * Targets (issue "Connectors, part 3"): ≥ 20,000 notifications/s stored; change → SSE p99 ≤ 100 ms.
  */
 import fs from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import path from "node:path";
+import { type CaseHarness, quantile, subscribeStream } from "./measure.js";
 
-/** What the case needs from the harness (bench/run.ts), kept structural. */
-export interface OpcuaHarness {
+/** The general harness, and the helper processes and settings of bench/run.ts the OPC UA cases use too. */
+export interface OpcuaHarness extends CaseHarness {
   duration: number;
   observed: Record<string, string>;
-  startNodeHelper(script: string, env?: Record<string, string>): Promise<Helper>;
-  startI3xd(label: string, env: Record<string, string>): Promise<Helper & { close(): Promise<void> }>;
-  cpuSeconds(pid: number | undefined): number;
-  rssMb(pid: number | undefined): number | null;
-  figureRow(name: string, store: string, figures: Record<string, unknown>): MeasuredRow;
-  add(row: MeasuredRow): MeasuredRow;
-  addTarget(target: { target: string; want: string; measured: string; met: boolean | null }): void;
-}
-
-interface Helper {
-  child: { pid?: number };
-  url: string;
-}
-
-interface MeasuredRow {
-  case: string;
+  startNodeHelper(
+    script: string,
+    env?: Record<string, string>,
+  ): Promise<{ child: { pid?: number }; url: string }>;
 }
 
 const setting = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -161,53 +149,19 @@ async function latency(h: OpcuaHarness): Promise<void> {
     "{ publishingIntervalMs: 20, samplingIntervalMs: 0, queueSize: 10 }",
   );
   const url = pair.server.url;
-  const post = async (p: string, body: unknown) =>
-    (await fetch(`${url}${p}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-    }).then((r) => r.json())) as { result: { subscriptionId: string } };
-  const clientId = "bench-opcua";
-  const { subscriptionId } = (await post("/v1/subscriptions", { clientId })).result;
-  await post("/v1/subscriptions/register", {
-    clientId,
-    subscriptionId,
-    elementIds: Array.from({ length: LATENCY_VARIABLES }, (_, i) => `${ID_PREFIX}${i}`),
-  });
   const latencies: number[] = [];
   let measuring = false;
-  const payload = JSON.stringify({ clientId, subscriptionId });
-  const req = http.request(`${url}/v1/subscriptions/stream`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      accept: "text/event-stream",
-      "content-length": Buffer.byteLength(payload),
+  const req = await subscribeStream(
+    url,
+    "bench-opcua",
+    Array.from({ length: LATENCY_VARIABLES }, (_, i) => `${ID_PREFIX}${i}`),
+    (updates) => {
+      if (!measuring) return;
+      // The OPC UA source stamps its changes itself, in whole milliseconds of the wall clock.
+      const now = Date.now();
+      for (const u of updates) latencies.push(now - Date.parse(u.timestamp));
     },
-  });
-  await new Promise<void>((resolve, reject) => {
-    req.on("response", (res) => {
-      let buf = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        const now = Date.now();
-        buf += chunk;
-        for (let idx = buf.indexOf("\n\n"); idx >= 0; idx = buf.indexOf("\n\n")) {
-          const event = buf.slice(0, idx);
-          buf = buf.slice(idx + 2);
-          for (const line of event.split("\n")) {
-            if (!line.startsWith("data:") || !measuring) continue;
-            for (const u of JSON.parse(line.slice(5)) as Array<{ timestamp: string }>) {
-              latencies.push(now - Date.parse(u.timestamp));
-            }
-          }
-        }
-      });
-      resolve();
-    });
-    req.on("error", reject);
-    req.end(payload);
-  });
+  );
   await runSource(pair.source.url, LATENCY_RATE, 2);
   measuring = true;
   const lagBefore = await ingestLagBuckets(url);
@@ -217,8 +171,7 @@ async function latency(h: OpcuaHarness): Promise<void> {
   const lagAfter = await ingestLagBuckets(url);
   req.destroy();
   latencies.sort((a, b) => a - b);
-  const q = (p: number) =>
-    latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? Number.NaN;
+  const q = (p: number) => quantile(latencies, p);
   h.add(
     h.figureRow(`opcua change → SSE, ${LATENCY_RATE} changes/s`, "sqlite", {
       p50Ms: q(0.5),

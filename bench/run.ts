@@ -30,6 +30,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
+import { openStream, quantile, round } from "./measure.js";
 import { mqttConnectorCost } from "./mqtt.js";
 import { opcuaCases } from "./opcua.js";
 import { sparkplugCost } from "./sparkplug.js";
@@ -756,43 +757,18 @@ async function sseFanOut(server: Server, plant: Plant): Promise<Row> {
       method: "POST",
       body: JSON.stringify({ clientId, subscriptionId, elementIds: [leaf.elementId] }),
     });
-    const payload = JSON.stringify({ clientId, subscriptionId });
-    const req = http.request(`${url}/v1/subscriptions/stream`, {
-      method: "POST",
-      agent,
-      headers: {
-        "content-type": "application/json",
-        accept: "text/event-stream",
-        "content-length": Buffer.byteLength(payload),
+    const req = await openStream(
+      url,
+      clientId,
+      subscriptionId,
+      (updates, now) => {
+        for (const u of updates) {
+          const t = sentAt.get(u.timestamp);
+          if (t !== undefined) latencies.push(now - t);
+        }
       },
-    });
-    await new Promise<void>((resolve, reject) => {
-      req.on("response", (res) => {
-        if (res.statusCode !== 200) reject(new Error(`stream ${i}: ${res.statusCode}`));
-        let buf = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          const now = performance.now();
-          buf += chunk;
-          let idx = buf.indexOf("\n\n");
-          while (idx >= 0) {
-            const event = buf.slice(0, idx);
-            buf = buf.slice(idx + 2);
-            for (const line of event.split("\n")) {
-              if (!line.startsWith("data:")) continue;
-              for (const u of JSON.parse(line.slice(5)) as Array<{ timestamp: string }>) {
-                const t = sentAt.get(u.timestamp);
-                if (t !== undefined) latencies.push(now - t);
-              }
-            }
-            idx = buf.indexOf("\n\n");
-          }
-        });
-        resolve();
-      });
-      req.on("error", reject);
-      req.end(payload);
-    });
+      agent,
+    );
     streams.push(req);
   }
   await sleep(500);
@@ -839,13 +815,6 @@ async function sseFanOut(server: Server, plant: Plant): Promise<Row> {
     },
   );
 }
-
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
-
-const round = (n: number) => Math.round(n * 100) / 100;
 
 // ---------------------------------------------------------------------------------------------------------
 // PostgreSQL column
@@ -1125,7 +1094,7 @@ async function main(): Promise<void> {
     );
   if (wanted("mqtt"))
     await mqttConnectorCost(
-      { startI3xd, figureRow, add, addTarget: (t) => targets.push(t), rssMb },
+      { startI3xd, figureRow, add, addTarget: (t) => targets.push(t), rssMb, cpuSeconds },
       observed,
     );
 

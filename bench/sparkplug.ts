@@ -10,25 +10,12 @@
  */
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import mqtt from "mqtt";
 import sparkplugPayload from "sparkplug-payload";
 import type { UMetric } from "sparkplug-payload/lib/sparkplugbpayload.js";
-
-/** What the case needs from the harness (bench/run.ts); its shapes, kept structural. */
-export interface SparkplugHarness {
-  startI3xd(
-    label: string,
-    env: Record<string, string>,
-  ): Promise<{ url: string; child: { pid?: number }; close(): Promise<void> }>;
-  figureRow(name: string, store: string, figures: Record<string, unknown>): unknown;
-  add(row: unknown): unknown;
-  addTarget(target: { target: string; want: string; measured: string; met: boolean | null }): void;
-  rssMb(pid: number | undefined): number | null;
-  cpuSeconds(pid: number | undefined): number;
-}
+import { type CaseHarness, quantile, round, subscribeStream } from "./measure.js";
 
 const BROKER = process.env.BENCH_MQTT_URL ?? "mqtt://127.0.0.1:1883";
 const MESSAGES = Number(process.env.BENCH_SPARKPLUG_MESSAGES ?? 3000);
@@ -48,7 +35,7 @@ const sparkplug = codec;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `observed`: the environment of "observability on" that every case runs with (bench/run.ts). */
-export async function sparkplugCost(h: SparkplugHarness, observed: Record<string, string>): Promise<void> {
+export async function sparkplugCost(h: CaseHarness, observed: Record<string, string>): Promise<void> {
   const group = `bench-${randomUUID().slice(0, 8)}`;
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "i3xd-bench-spb-")), "connectors.yaml");
   fs.writeFileSync(
@@ -98,7 +85,7 @@ export async function sparkplugCost(h: SparkplugHarness, observed: Record<string
     );
     const sentAt = new Map<string, number>();
     const latencies: number[] = [];
-    const stream = await openStream(server.url, ids, (updates, now) => {
+    const stream = await subscribeStream(server.url, "bench-sparkplug", ids, (updates, now) => {
       for (const u of updates) {
         const t = sentAt.get(u.timestamp);
         if (t !== undefined) latencies.push(now - t);
@@ -120,10 +107,9 @@ export async function sparkplugCost(h: SparkplugHarness, observed: Record<string
       await sleep(100);
     }
     await sleep(1000);
-    stream.close();
+    stream.destroy();
     latencies.sort((a, b) => a - b);
-    const q = (p: number) =>
-      Math.round(latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] * 100) / 100;
+    const q = (p: number) => round(quantile(latencies, p));
     const expected = ticks * METRICS_PER_MESSAGE;
     h.add(
       h.figureRow("Sparkplug DDATA publish to SSE, 1,000 metrics/s", "sqlite", {
@@ -206,51 +192,4 @@ async function waitFor(check: () => Promise<boolean>, what: string): Promise<voi
     if (Date.now() > until) throw new Error(`sparkplug case: timed out waiting for ${what}`);
     await sleep(100);
   }
-}
-
-async function openStream(
-  url: string,
-  elementIds: string[],
-  onUpdates: (updates: Array<{ timestamp: string }>, now: number) => void,
-): Promise<{ close(): void }> {
-  const post = async (p: string, body: unknown) =>
-    (await fetch(`${url}${p}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-    }).then((r) => r.json())) as { result: { subscriptionId: string } };
-  const clientId = "bench-sparkplug";
-  const { subscriptionId } = (await post("/v1/subscriptions", { clientId })).result;
-  await post("/v1/subscriptions/register", { clientId, subscriptionId, elementIds });
-  const payload = JSON.stringify({ clientId, subscriptionId });
-  const req = http.request(`${url}/v1/subscriptions/stream`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      accept: "text/event-stream",
-      "content-length": Buffer.byteLength(payload),
-    },
-  });
-  await new Promise<void>((resolve, reject) => {
-    req.on("response", (res) => {
-      if (res.statusCode !== 200) reject(new Error(`stream: ${res.statusCode}`));
-      let buf = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        const now = performance.now();
-        buf += chunk;
-        let idx = buf.indexOf("\n\n");
-        while (idx >= 0) {
-          for (const line of buf.slice(0, idx).split("\n"))
-            if (line.startsWith("data:")) onUpdates(JSON.parse(line.slice(5)), now);
-          buf = buf.slice(idx + 2);
-          idx = buf.indexOf("\n\n");
-        }
-      });
-      resolve();
-    });
-    req.on("error", reject);
-    req.end(payload);
-  });
-  return { close: () => req.destroy() };
 }

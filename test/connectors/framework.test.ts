@@ -1,6 +1,5 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
 import { writeFileSync } from "node:fs";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectorKinds } from "../../src/connectors/kinds.js";
 import { getJson, postJson } from "../helpers/http.js";
@@ -20,12 +19,6 @@ const us = (ms: number) => ms * 1000;
 const files = makeTempDir("i3xd-connectors-");
 afterAll(() => files.remove());
 
-function connectorsFile(name: string, yaml: string): string {
-  const file = path.join(files.dir, name);
-  writeFileSync(file, yaml);
-  return file;
-}
-
 async function readValues(server: TestServer, ids: string[]): Promise<any[]> {
   const res = await postJson(server.url, "/v1/objects/value", { elementIds: ids });
   expect(res.status).toBe(200);
@@ -43,7 +36,7 @@ describe("a server with connectors", () => {
 
   beforeAll(async () => {
     process.env.I3XD_TEST_SOURCE_SECRET = "s3cret-from-env";
-    const file = connectorsFile(
+    const file = files.write(
       "connectors.yaml",
       `connectors:
   - name: plant
@@ -319,7 +312,7 @@ describe("a server with connectors", () => {
 describe("loss across restarts", () => {
   it("marks elements stored by an earlier run, not only those seen since start", async () => {
     const data = makeTempDir();
-    const file = connectorsFile(
+    const file = files.write(
       "restart.yaml",
       `connectors:\n  - { name: again, kind: ${TEST_KIND}, prefix: again }\n`,
     );

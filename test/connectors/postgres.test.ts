@@ -1,12 +1,10 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
-import { writeFileSync } from "node:fs";
-import path from "node:path";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { connectorKinds } from "../../src/connectors/kinds.js";
 import { getJson, postJson } from "../helpers/http.js";
 import { sampleValue, scrapeSamples } from "../helpers/metrics.js";
-import { createTestDatabase, runPostgresTests, type TestDatabase } from "../helpers/pg.js";
+import { runPostgresTests, useTestDatabase, writePathLock } from "../helpers/pg.js";
 import { makeTempDir, startTestServer, type TestServer } from "../helpers/server.js";
 import { eventually, instances, runningSource, TEST_KIND, testSourceKind } from "./test-source.js";
 
@@ -21,12 +19,6 @@ const T0 = Date.UTC(2031, 0, 1);
 const files = makeTempDir("i3xd-connectors-pg-");
 afterAll(() => files.remove());
 
-function connectorsFile(name: string, yaml: string): string {
-  const file = path.join(files.dir, name);
-  writeFileSync(file, yaml);
-  return file;
-}
-
 async function readValue(server: TestServer, id: string): Promise<any> {
   const res = await postJson(server.url, "/v1/objects/value", { elementIds: [id] });
   return res.body.results[0].result;
@@ -38,17 +30,11 @@ async function connectorState(server: TestServer, name: string): Promise<string 
 }
 
 describe.runIf(enabled)("connectors on PostgreSQL", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-  });
-  afterAll(async () => {
-    await db?.drop();
-  });
+  const db = useTestDatabase();
 
   it("bounds the queue by bytes while the write path is held up, counting what it drops", async () => {
     const maxBytes = 100_000;
-    const file = connectorsFile(
+    const file = files.write(
       "flood.yaml",
       `connectors:
   - name: flood
@@ -63,13 +49,11 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
       I3XD_CONNECTORS_FILE: file,
       I3XD_STORE_URL: db.url,
     });
-    const lock = new pg.Client({ connectionString: db.url });
-    await lock.connect();
+    const lock = await writePathLock(db.url);
     try {
       const source = await eventually(() => runningSource("flood", server.dataDir));
       // The write path cannot store anything while this transaction holds the table.
-      await lock.query("BEGIN");
-      await lock.query("LOCK TABLE current_values IN EXCLUSIVE MODE");
+      await lock.hold();
 
       const sent = 20_000;
       let paused = 0;
@@ -98,7 +82,7 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(drained).toBe(false);
 
-      await lock.query("COMMIT");
+      await lock.release();
       await waiting;
       const stored = await eventually(async () => {
         const s = await scrapeSamples(server.url);
@@ -117,13 +101,13 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
       expect(sampleValue(after, "connector_queue_bytes", { connector: "flood" })).toBe(0);
       expect(sampleValue(after, "connector_queue_points", { connector: "flood" })).toBe(0);
     } finally {
-      await lock.end().catch(() => {});
+      await lock.end();
       await server.close();
     }
   });
 
   it("a removal by a connector on one replica reaches the caches of the others", async () => {
-    const file = connectorsFile(
+    const file = files.write(
       "removal.yaml",
       `connectors:
   - { name: remover, kind: ${TEST_KIND}, prefix: remover }
@@ -210,7 +194,7 @@ describe.runIf(enabled)("connectors on PostgreSQL", () => {
   });
 
   it("runs each connector on exactly one replica; another takes over within seconds", async () => {
-    const file = connectorsFile(
+    const file = files.write(
       "shared.yaml",
       `connectors:\n  - { name: shared, kind: ${TEST_KIND}, prefix: shared, canWrite: true, required: true }\n`,
     );

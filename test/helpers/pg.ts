@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 
 /** Where test databases are created and dropped (trust auth on this machine and in CI). */
 export const PG_ADMIN_URL =
@@ -78,6 +78,33 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 }
 
 /**
+ * A fresh database for the tests of the enclosing `describe`: created before the first, dropped after the
+ * last. Its `name` and `url` may be read only inside tests and hooks, once it exists.
+ */
+export function useTestDatabase(): TestDatabase {
+  let db: TestDatabase | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+  const created = () => {
+    if (!db) throw new Error("the test database is read before it was created");
+    return db;
+  };
+  return {
+    get name() {
+      return created().name;
+    },
+    get url() {
+      return created().url;
+    },
+    drop: () => created().drop(),
+  };
+}
+
+/**
  * The database that belongs to `key` (e.g. a data directory that a restart test reuses): created on first
  * use, found again on later ones within the run, dropped by the run's teardown at the latest.
  */
@@ -129,4 +156,25 @@ declare module "vitest" {
   export interface ProvidedContext {
     pgTestRun: string;
   }
+}
+
+/**
+ * A session of its own on the database at `url` that holds i3xd's write path up: while `hold()` is in
+ * force, no current value can be stored, which lets a test fill the queues in front of the store.
+ */
+export async function writePathLock(
+  url: string,
+): Promise<{ hold(): Promise<void>; release(): Promise<void>; end(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  return {
+    async hold() {
+      await client.query("BEGIN");
+      await client.query("LOCK TABLE current_values IN EXCLUSIVE MODE");
+    },
+    async release() {
+      await client.query("COMMIT");
+    },
+    end: () => client.end().catch(() => {}),
+  };
 }

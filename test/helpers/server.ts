@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll } from "vitest";
@@ -61,9 +61,22 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
 }
 
 /** A temporary directory for tests that manage the data directory themselves (e.g. restarts). */
-export function makeTempDir(prefix = "i3xd-test-"): { dir: string; remove(): void } {
+export function makeTempDir(prefix = "i3xd-test-"): {
+  dir: string;
+  /** Writes `text` to the file `name` in the directory; returns its path. */
+  write(name: string, text: string): string;
+  remove(): void;
+} {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
-  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    write(name, text) {
+      const file = path.join(dir, name);
+      writeFileSync(file, text);
+      return file;
+    },
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 /**

@@ -11,6 +11,26 @@ export const sparkplug = codec;
 
 export type Metric = Partial<UMetric> & { type: UMetric["type"] };
 
+/**
+ * An instance of the tests' `Pump` template (members Speed and Running) as a birth carries it; each test
+ * defines the template itself, as what its definition holds is what that test looks at.
+ */
+export function pumpInstance(name: string, alias: number): Metric {
+  return {
+    name,
+    alias,
+    type: "Template",
+    value: {
+      templateRef: "Pump",
+      isDefinition: false,
+      metrics: [
+        { name: "Speed", type: "Int32", value: 1450 },
+        { name: "Running", type: "Boolean", value: true },
+      ],
+    },
+  } as Metric;
+}
+
 /** A group id no other test run uses, so runs never see each other's births. */
 export function uniqueGroup(prefix = "i3xd-test"): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`;

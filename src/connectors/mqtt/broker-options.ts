@@ -1,3 +1,4 @@
+import type { ConnectorContext } from "../connector.js";
 import type { MqttConnectionOptions } from "./connection.js";
 
 /**
@@ -14,6 +15,8 @@ export interface BrokerOptions {
   protocolVersion?: 4 | 5;
   keepaliveSeconds?: number;
   reconnect?: { minMs?: number; maxMs?: number };
+  /** Larger payloads are refused (counted `invalid`, reason "payload too large"); each kind has its default. */
+  maxPayloadBytes?: number;
 }
 
 export const BROKER_OPTIONS_PROPERTIES: Record<string, unknown> = {
@@ -46,7 +49,16 @@ export const BROKER_OPTIONS_PROPERTIES: Record<string, unknown> = {
       maxMs: { type: "integer", minimum: 10, maximum: 3600000 },
     },
   },
+  maxPayloadBytes: { type: "integer", minimum: 1, maximum: 268435455 },
 };
+
+/** What the schema cannot say about broker options: a backoff whose start exceeds its cap. */
+export function brokerOptionsProblems(o: BrokerOptions): { field: string; problem: string }[] {
+  const { minMs, maxMs } = o.reconnect ?? {};
+  return minMs !== undefined && maxMs !== undefined && minMs > maxMs
+    ? [{ field: "reconnect.minMs", problem: "must not exceed reconnect.maxMs" }]
+    : [];
+}
 
 /** The connection options of these broker options; `defaults` fill what the kind decides itself. */
 export function connectionOptions(
@@ -66,4 +78,15 @@ export function connectionOptions(
     reconnect: { minMs: o.reconnect?.minMs ?? 500, maxMs: o.reconnect?.maxMs ?? 30_000 },
     ...(will ? { will } : {}),
   };
+}
+
+/** Counts a payload above `maxBytes` as `invalid` before anything decodes it; true when it was refused. */
+export function refusedAsTooLarge(
+  context: Pick<ConnectorContext, "count">,
+  payload: Uint8Array,
+  maxBytes: number,
+): boolean {
+  if (payload.length <= maxBytes) return false;
+  context.count("invalid", 1, `payload too large (${payload.length} > ${maxBytes} bytes)`);
+  return true;
 }

@@ -11,6 +11,7 @@ import type {
   WriteBackItem,
   WriteBackResult,
 } from "../connector.js";
+import { brokerOptionsProblems, connectionOptions, refusedAsTooLarge } from "./broker-options.js";
 import { MqttConnection, type MqttMessage, type MqttSubscription } from "./connection.js";
 import { escapeIdPart } from "./element-ids.js";
 import { compileRules, MqttMapper, ruleProblems } from "./mapper.js";
@@ -31,14 +32,7 @@ export const mqttConnectorKind: ConnectorKind = {
   optionsSchema: MQTT_OPTIONS_SCHEMA,
   check(options) {
     const o = options as unknown as MqttOptions;
-    const problems = ruleProblems(o);
-    if (
-      o.reconnect?.minMs !== undefined &&
-      o.reconnect.maxMs !== undefined &&
-      o.reconnect.minMs > o.reconnect.maxMs
-    )
-      problems.push({ field: "reconnect.minMs", problem: "must not exceed reconnect.maxMs" });
-    return problems;
+    return [...ruleProblems(o), ...brokerOptionsProblems(o)];
   },
   create: (settings) => new MqttConnector(settings),
 };
@@ -118,18 +112,14 @@ export class MqttConnector implements Connector {
     const o = this.options;
     this.connection = new MqttConnection(
       {
-        urls: typeof o.url === "string" ? [o.url] : o.url,
-        clientId: o.clientId ?? `i3xd-${this.name}`,
-        username: o.username,
-        password: o.password,
-        tls: o.tls,
-        protocolVersion: o.protocolVersion ?? 5,
-        clean: o.clean ?? true,
+        ...connectionOptions(o, {
+          clientId: `i3xd-${this.name}`,
+          protocolVersion: 5,
+          clean: o.clean ?? true,
+        }),
         // MQTT 5 ends a session at disconnect unless told otherwise, which would make `clean: false` moot.
         sessionExpirySeconds:
           o.sessionExpirySeconds ?? (o.clean === false ? DEFAULT_SESSION_EXPIRY_S : undefined),
-        keepaliveSeconds: o.keepaliveSeconds ?? 30,
-        reconnect: { minMs: o.reconnect?.minMs ?? 500, maxMs: o.reconnect?.maxMs ?? 30_000 },
       },
       {
         message: (message) => this.onMessage(message),
@@ -218,14 +208,7 @@ export class MqttConnector implements Connector {
     if (!context || !mapper || !this.connection) return;
     if (this.paused) await this.paused;
     context.count("received");
-    if (message.payload.length > this.maxPayloadBytes) {
-      context.count(
-        "invalid",
-        1,
-        `payload too large (${message.payload.length} > ${this.maxPayloadBytes} bytes)`,
-      );
-      return;
-    }
+    if (refusedAsTooLarge(context, message.payload, this.maxPayloadBytes)) return;
     if (this.seenBefore(message)) return;
     try {
       const receivedUs = this.receiveTime();

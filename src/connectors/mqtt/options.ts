@@ -1,4 +1,5 @@
 import type { JsonSchema, Quality } from "../../domain/model.js";
+import { BROKER_OPTIONS_PROPERTIES, type BrokerOptions } from "./broker-options.js";
 import type { QoS } from "./connection.js";
 
 /** One mapping rule of an `mqtt` connector (docs/connectors.md#mqtt). */
@@ -35,19 +36,10 @@ export interface MqttTypeOptions {
   schema: JsonSchema;
 }
 
-export interface MqttOptions {
-  /** One broker URL or several, tried in turn after each loss. */
-  url: string | string[];
-  clientId?: string;
-  username?: string;
-  password?: string;
-  tls?: { caFile?: string; certFile?: string; keyFile?: string; rejectUnauthorized?: boolean };
-  protocolVersion?: 4 | 5;
+export interface MqttOptions extends BrokerOptions {
   clean?: boolean;
   /** MQTT 5: how long the broker keeps a session that is not clean after a disconnect. */
   sessionExpirySeconds?: number;
-  keepaliveSeconds?: number;
-  reconnect?: { minMs?: number; maxMs?: number };
   /**
    * Topic filters to subscribe to instead of the rules' own patterns, e.g. `plant/#` to count what no rule
    * maps (`unmatched`).
@@ -55,8 +47,6 @@ export interface MqttOptions {
   subscriptions?: (string | { topic: string; qos?: QoS })[];
   /** Default QoS of the rules' subscriptions. */
   qos?: QoS;
-  /** Larger payloads are refused (counted `invalid`, reason "payload too large"). */
-  maxPayloadBytes?: number;
   /** Upper bound on the elements (objects) this connector creates; later new topics are refused. */
   maxElements?: number;
   /** Namespace of the types this connector declares or infers; defaults to `urn:i3xd:mqtt:<name>`. */
@@ -76,37 +66,9 @@ export const MQTT_OPTIONS_SCHEMA: Record<string, unknown> = {
   additionalProperties: false,
   required: ["url", "rules"],
   properties: {
-    url: {
-      oneOf: [
-        { type: "string", pattern: "^(mqtts?|wss?)://" },
-        { type: "array", minItems: 1, items: { type: "string", pattern: "^(mqtts?|wss?)://" } },
-      ],
-    },
-    clientId: { type: "string", minLength: 1, maxLength: 128 },
-    username: { type: "string" },
-    password: { type: "string" },
-    tls: {
-      type: "object",
-      additionalProperties: false,
-      properties: {
-        caFile: { type: "string" },
-        certFile: { type: "string" },
-        keyFile: { type: "string" },
-        rejectUnauthorized: { type: "boolean" },
-      },
-    },
-    protocolVersion: { type: "integer", enum: [4, 5] },
+    ...BROKER_OPTIONS_PROPERTIES,
     clean: { type: "boolean" },
     sessionExpirySeconds: { type: "integer", minimum: 0, maximum: 4294967295 },
-    keepaliveSeconds: { type: "integer", minimum: 0, maximum: 65535 },
-    reconnect: {
-      type: "object",
-      additionalProperties: false,
-      properties: {
-        minMs: { type: "integer", minimum: 10, maximum: 600000 },
-        maxMs: { type: "integer", minimum: 10, maximum: 3600000 },
-      },
-    },
     subscriptions: {
       type: "array",
       minItems: 1,
@@ -123,7 +85,6 @@ export const MQTT_OPTIONS_SCHEMA: Record<string, unknown> = {
       },
     },
     qos: QOS,
-    maxPayloadBytes: { type: "integer", minimum: 1, maximum: 268435455 },
     maxElements: { type: "integer", minimum: 1 },
     namespaceUri: { type: "string", minLength: 1 },
     types: {

@@ -7,7 +7,12 @@ import type {
   WriteBackItem,
   WriteBackResult,
 } from "../connector.js";
-import { BROKER_OPTIONS_PROPERTIES, type BrokerOptions, connectionOptions } from "../mqtt/broker-options.js";
+import {
+  BROKER_OPTIONS_PROPERTIES,
+  type BrokerOptions,
+  connectionOptions,
+  refusedAsTooLarge,
+} from "../mqtt/broker-options.js";
 import { MqttConnection, type MqttMessage, type MqttSubscription } from "../mqtt/connection.js";
 import { type CommandMetric, encodeCommand } from "./codec.js";
 import { DATATYPE_NAMES, TEMPLATE, writeValue } from "./datatypes.js";
@@ -34,7 +39,6 @@ export interface SparkplugOptions extends BrokerOptions {
   removeDroppedMetrics?: boolean;
   /** Put in front of every element id, for two brokers whose group names may meet. */
   idPrefix?: string;
-  maxPayloadBytes?: number;
   maxEdgeNodes?: number;
   maxMetricsPerEdgeNode?: number;
 }
@@ -55,7 +59,6 @@ export const SPARKPLUG_OPTIONS_SCHEMA: Record<string, unknown> = {
     writable: { type: "boolean" },
     removeDroppedMetrics: { type: "boolean" },
     idPrefix: { type: "string", maxLength: 128, pattern: "^\\S*$" },
-    maxPayloadBytes: { type: "integer", minimum: 1, maximum: 268435455 },
     maxEdgeNodes: { type: "integer", minimum: 1 },
     maxMetricsPerEdgeNode: { type: "integer", minimum: 1 },
   },
@@ -299,14 +302,7 @@ export class SparkplugConnector implements Connector {
     const context = this.context;
     if (!context) return;
     context.count("received");
-    if (message.payload.length > this.maxPayloadBytes) {
-      context.count(
-        "invalid",
-        1,
-        `payload too large (${message.payload.length} > ${this.maxPayloadBytes} bytes)`,
-      );
-      return;
-    }
+    if (refusedAsTooLarge(context, message.payload, this.maxPayloadBytes)) return;
     if (this.options.primaryHostId && message.topic === this.stateTopic()) {
       this.ownState(message.payload);
       return;

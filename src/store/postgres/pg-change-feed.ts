@@ -1,4 +1,4 @@
-import pg from "pg";
+import type pg from "pg";
 import {
   type ChangeFeed,
   type ChangeListener,
@@ -8,6 +8,7 @@ import {
 import type { Vqt } from "../../domain/model.js";
 import { getLogger } from "../../observability/logger.js";
 import { CHANGES_CHANNEL, type ChangeKey, type ChangeNotice, decodeNotice } from "./pg-notify.js";
+import { endSession, openSession, reconnectDelayMs } from "./pg-session.js";
 
 const log = getLogger("i3xd.changes");
 
@@ -94,35 +95,18 @@ export class PgChangeFeed implements ChangeFeed {
     const client = this.client;
     this.client = undefined;
     if (client) {
-      // Bounded: ending a connection that is already dead may never settle.
-      await Promise.race([client.end().catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
+      await endSession(client);
     }
     await this.draining;
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({
+    const client = await openSession({
       connectionString: this.reader.connectionString,
-      application_name: "i3xd-changes",
-      keepAlive: true,
-      connectionTimeoutMillis: 5000,
+      applicationName: "i3xd-changes",
+      onLost: (lostClient, err) => this.lost(lostClient, err),
+      listen: { channel: CHANGES_CHANNEL, onNotification: (payload) => this.onNotification(payload) },
     });
-    client.on("error", (err) => this.lost(client, err));
-    client.on("end", () => this.lost(client));
-    client.on("notification", (msg) => {
-      if (msg.channel === CHANGES_CHANNEL) this.onNotification(msg.payload);
-    });
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${CHANGES_CHANNEL}`);
-    } catch (err) {
-      client.removeAllListeners("end");
-      client.removeAllListeners("error");
-      client.on("error", () => {});
-      // Not awaited: ending a connection the server already closed may never settle.
-      client.end().catch(() => {});
-      throw err;
-    }
     if (this.closed) {
       client.end().catch(() => {});
       return;
@@ -153,19 +137,16 @@ export class PgChangeFeed implements ChangeFeed {
 
   private scheduleReconnect(): void {
     if (this.closed) return;
-    const base = Math.min(this.backoff.maxMs, this.backoff.minMs * 2 ** this.attempts);
+    const delayMs = reconnectDelayMs(this.attempts, this.backoff.minMs, this.backoff.maxMs);
     this.attempts++;
-    this.timer = setTimeout(
-      () => {
-        this.connect().catch((err: unknown) => {
-          if (this.attempts === 1 || this.attempts % 10 === 0) {
-            log.warn({ exception: err, attempts: this.attempts }, "Change notifications still unavailable");
-          }
-          this.scheduleReconnect();
-        });
-      },
-      base / 2 + Math.random() * (base / 2),
-    );
+    this.timer = setTimeout(() => {
+      this.connect().catch((err: unknown) => {
+        if (this.attempts === 1 || this.attempts % 10 === 0) {
+          log.warn({ exception: err, attempts: this.attempts }, "Change notifications still unavailable");
+        }
+        this.scheduleReconnect();
+      });
+    }, delayMs);
     this.timer.unref();
   }
 

@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
-import pg from "pg";
+import type pg from "pg";
 import type { ConnectorRelay, ConnectorRelayHandlers } from "../../domain/connector-relay.js";
 import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../../domain/history-read.js";
 import type { WriteBackItem, WriteBackResult } from "../../domain/write-back.js";
 import { getLogger } from "../../observability/logger.js";
 import { PAYLOAD_MAX_BYTES } from "./pg-notify.js";
+import { endSession, openSession, reconnectDelayMs } from "./pg-session.js";
 
 const log = getLogger("i3xd.connectors");
 
@@ -159,7 +160,7 @@ export class PgConnectorRelay implements ConnectorRelay {
     const client = this.client;
     this.client = undefined;
     if (client) {
-      await Promise.race([client.end().catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
+      await endSession(client);
     }
   }
 
@@ -220,27 +221,15 @@ export class PgConnectorRelay implements ConnectorRelay {
   }
 
   private async connect(): Promise<pg.Client> {
-    const client = new pg.Client({
+    const client = await openSession({
       connectionString: this.connectionString,
-      application_name: "i3xd-connector-relay",
-      keepAlive: true,
-      connectionTimeoutMillis: 5000,
+      applicationName: "i3xd-connector-relay",
+      onLost: (lostClient, err) => this.lost(lostClient, err),
+      listen: {
+        channel: CONNECTOR_RELAY_CHANNEL,
+        onNotification: (payload, from) => this.onNotification(from, payload),
+      },
     });
-    client.on("error", (err) => this.lost(client, err));
-    client.on("end", () => this.lost(client));
-    client.on("notification", (msg) => {
-      if (msg.channel === CONNECTOR_RELAY_CHANNEL) this.onNotification(client, msg.payload);
-    });
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${CONNECTOR_RELAY_CHANNEL}`);
-    } catch (err) {
-      client.removeAllListeners("end");
-      client.removeAllListeners("error");
-      client.on("error", () => {});
-      client.end().catch(() => {});
-      throw err;
-    }
     if (this.closed) {
       client.end().catch(() => {});
       throw new Error("connector relay closed");
@@ -261,14 +250,11 @@ export class PgConnectorRelay implements ConnectorRelay {
 
   private scheduleReconnect(): void {
     if (this.closed) return;
-    const base = Math.min(5000, 100 * 2 ** this.attempts);
+    const delayMs = reconnectDelayMs(this.attempts, 100, 5000);
     this.attempts++;
-    this.timer = setTimeout(
-      () => {
-        this.connection().catch(() => this.scheduleReconnect());
-      },
-      base / 2 + Math.random() * (base / 2),
-    );
+    this.timer = setTimeout(() => {
+      this.connection().catch(() => this.scheduleReconnect());
+    }, delayMs);
     this.timer.unref();
   }
 

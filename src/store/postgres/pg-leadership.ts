@@ -1,6 +1,7 @@
-import pg from "pg";
+import type pg from "pg";
 import type { LeaderElection, LeaderLease } from "../../domain/leadership.js";
 import { getLogger } from "../../observability/logger.js";
+import { endSession, openSession } from "./pg-session.js";
 
 const log = getLogger("i3xd.leadership");
 
@@ -64,7 +65,7 @@ export class PgLeaderElection implements LeaderElection {
     this.loseAll("closing");
     if (client) {
       // Ending the session frees every lock; bounded, as ending a dead connection may never settle.
-      await Promise.race([client.end().catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
+      await endSession(client);
     }
   }
 
@@ -77,23 +78,11 @@ export class PgLeaderElection implements LeaderElection {
   }
 
   private async connect(): Promise<pg.Client> {
-    const client = new pg.Client({
+    const client = await openSession({
       connectionString: this.connectionString,
-      application_name: "i3xd-leadership",
-      keepAlive: true,
-      connectionTimeoutMillis: 5000,
+      applicationName: "i3xd-leadership",
+      onLost: (lostClient, err) => this.lost(lostClient, err),
     });
-    client.on("error", (err) => this.lost(client, err));
-    client.on("end", () => this.lost(client));
-    try {
-      await client.connect();
-    } catch (err) {
-      client.removeAllListeners("end");
-      client.removeAllListeners("error");
-      client.on("error", () => {});
-      client.end().catch(() => {});
-      throw err;
-    }
     if (this.closed) {
       client.end().catch(() => {});
       throw new Error("leader election closed");

@@ -4,18 +4,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type {
-  ConnectorContext,
-  ConnectorSettings,
-  MessageOutcome,
-  SourcePoint,
-} from "../../../src/connectors/connector.js";
+import type { ConnectorSettings } from "../../../src/connectors/connector.js";
 import { type MqttConnector, mqttConnectorKind } from "../../../src/connectors/mqtt/mqtt-connector.js";
 import type { MqttOptions } from "../../../src/connectors/mqtt/options.js";
-import type { ModelDocument } from "../../../src/model/format.js";
-import { getLogger } from "../../../src/observability/logger.js";
 import { clearRetained, connectClient, LOCAL_BROKER, OwnBroker, uniquePrefix } from "../../helpers/mqtt.js";
 import { until } from "../../security/child.js";
+import { RecordingContext } from "../recording-context.js";
 
 /**
  * The MQTT connector against a real Mosquitto, seen from the framework's side of the contract: this
@@ -24,61 +18,6 @@ import { until } from "../../security/child.js";
  * show one by one (when reading pauses, which state call came when). The end-to-end behaviour through the
  * running server is in test/connectors/mqtt/e2e.test.ts.
  */
-class RecordingContext implements ConnectorContext {
-  readonly log = getLogger("test.mqtt");
-  readonly dataDir = "/nonexistent";
-  readonly points: SourcePoint[] = [];
-  readonly models: Partial<ModelDocument>[] = [];
-  readonly counts = new Map<string, number>();
-  readonly states: string[] = [];
-  reconnects = 0;
-  /** While set, `submit` answers "full" and `drained` waits for this promise. */
-  hold: { promise: Promise<void>; release(): void } | undefined;
-
-  constructor(readonly settings: ConnectorSettings) {}
-
-  submit(points: readonly SourcePoint[]): boolean {
-    this.points.push(...points);
-    return this.hold === undefined;
-  }
-  drained(): Promise<void> {
-    return this.hold?.promise ?? Promise.resolve();
-  }
-  async applyModel(change: Partial<ModelDocument>): Promise<void> {
-    this.models.push(change);
-  }
-  async removeModel(): Promise<string[]> {
-    throw new Error("the MQTT connector removes nothing from the model");
-  }
-  count(outcome: MessageOutcome, n = 1, reason?: string): void {
-    const key = reason ? `${outcome}: ${reason}` : outcome;
-    this.counts.set(key, (this.counts.get(key) ?? 0) + n);
-  }
-  setState(state: "up" | "down", detail?: string): void {
-    this.states.push(state === "down" ? `down: ${detail}` : state);
-  }
-  reconnected(): void {
-    this.reconnects++;
-  }
-  countsStarting(prefix: string): number {
-    let n = 0;
-    for (const [key, value] of this.counts) if (key.startsWith(prefix)) n += value;
-    return n;
-  }
-  holdQueue(): void {
-    let release = () => {};
-    const promise = new Promise<void>((r) => {
-      release = r;
-    });
-    this.hold = { promise, release };
-  }
-  releaseQueue(): void {
-    const hold = this.hold;
-    this.hold = undefined;
-    hold?.release();
-  }
-}
-
 function settings(name: string, options: MqttOptions): ConnectorSettings {
   return {
     name,
@@ -252,14 +191,14 @@ describe("MQTT connector losing its broker", () => {
     await publish(0, 50);
     await until("the first batch", () => (context.points.length === 50 ? true : undefined));
     await broker.kill();
-    await until("down", () => (context.states.at(-1)?.startsWith("down") ? true : undefined));
+    await until("down", () => (context.states.at(-1)?.state === "down" ? true : undefined));
     await broker.restart();
-    await until("up again", () => (context.states.at(-1) === "up" ? true : undefined), 15_000);
+    await until("up again", () => (context.states.at(-1)?.state === "up" ? true : undefined), 15_000);
     expect(context.reconnects).toBe(1);
     await publish(50, 100);
     await until("the second batch", () => (context.points.length === 100 ? true : undefined));
     expect(context.points.map((p) => p.value)).toEqual([...Array(100).keys()]);
-    expect(context.states).toEqual(["up", expect.stringMatching(/^down: /), "up"]);
+    expect(context.states.map((s) => s.state)).toEqual(["up", "down", "up"]);
   });
 
   it("adds no second point when a retained message comes again after a reconnect", async () => {
@@ -281,9 +220,9 @@ describe("MQTT connector losing its broker", () => {
       await until("the retained value", () => (context.points.length === 1 ? true : undefined));
       // SIGTERM: Mosquitto saves its retained messages on the way out.
       await persistent.kill("SIGTERM");
-      await until("down", () => (context.states.at(-1)?.startsWith("down") ? true : undefined));
+      await until("down", () => (context.states.at(-1)?.state === "down" ? true : undefined));
       await persistent.restart();
-      await until("up again", () => (context.states.at(-1) === "up" ? true : undefined), 15_000);
+      await until("up again", () => (context.states.at(-1)?.state === "up" ? true : undefined), 15_000);
       // The retained message is delivered again on resubscribe; a live message after it still counts.
       const live = await connectClient(persistent.url);
       await live.publishAsync(retainedTopic, "8", { qos: 1 });
@@ -308,7 +247,7 @@ describe("MQTT connector losing its broker", () => {
     await connector.start(context);
     await until("down", () => (connector.health().state === "down" ? true : undefined));
     expect(context.states).toHaveLength(1);
-    expect(context.states[0]).toMatch(/^down: .*ECONNREFUSED/);
+    expect(context.states[0]).toMatchObject({ state: "down", detail: expect.stringMatching(/ECONNREFUSED/) });
   });
 });
 

@@ -1,12 +1,10 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
-import { writeFileSync } from "node:fs";
 import path from "node:path";
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { getJson, postJson } from "../../helpers/http.js";
 import { sampleValue, scrapeSamples } from "../../helpers/metrics.js";
 import { clearRetained, connectClient, LOCAL_BROKER, OwnBroker, uniquePrefix } from "../../helpers/mqtt.js";
-import { createTestDatabase, runPostgresTests, type TestDatabase } from "../../helpers/pg.js";
+import { runPostgresTests, useTestDatabase, writePathLock } from "../../helpers/pg.js";
 import { makeTempDir, startTestServer } from "../../helpers/server.js";
 import { killChildren, serveChild } from "../../security/child.js";
 import { eventually } from "../test-source.js";
@@ -22,12 +20,6 @@ afterAll(async () => {
   await OwnBroker.killAll();
 });
 
-function connectorsFile(name: string, yaml: string): string {
-  const file = path.join(files.dir, name);
-  writeFileSync(file, yaml);
-  return file;
-}
-
 async function historyValues(url: string, ids: string[]): Promise<unknown[]> {
   const res = await postJson(url, "/v1/objects/history", {
     elementIds: ids,
@@ -38,13 +30,7 @@ async function historyValues(url: string, ids: string[]): Promise<unknown[]> {
 }
 
 describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-  });
-  afterAll(async () => {
-    await db?.drop();
-  });
+  const db = useTestDatabase();
 
   it("survives a flood of 100,000 messages with the write path held up: queue and memory bounded, every message accounted for", async () => {
     // Our own broker, told to queue without limit for a slow subscriber: what the broker would otherwise
@@ -53,7 +39,7 @@ describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
     const prefix = uniquePrefix("flood");
     const maxPoints = 2000;
     const maxBytes = 256 * 1024;
-    const file = connectorsFile(
+    const file = files.write(
       "flood.yaml",
       `connectors:
   - name: flood
@@ -71,8 +57,7 @@ describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
       I3XD_CONNECTORS_FILE: file,
       I3XD_STORE_URL: db.url,
     });
-    const lock = new pg.Client({ connectionString: db.url });
-    await lock.connect();
+    const lock = await writePathLock(db.url);
     const publisher = await connectClient(broker.url);
     try {
       await eventually(
@@ -87,8 +72,7 @@ describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
         return sampleValue(s, "connector_messages_total", { connector: "flood", outcome: "stored" }) === 100;
       }, 30_000);
 
-      await lock.query("BEGIN");
-      await lock.query("LOCK TABLE current_values IN EXCLUSIVE MODE");
+      await lock.hold();
       const rssBefore = process.memoryUsage().rss;
       const sent = 100_000;
       let maxQueuedPoints = 0;
@@ -129,7 +113,7 @@ describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
       ).toBeLessThan(100 + sent / 2);
       expect(maxRss - rssBefore).toBeLessThan(150 * 1024 * 1024);
 
-      await lock.query("COMMIT");
+      await lock.release();
       const count = (s: Awaited<ReturnType<typeof scrapeSamples>>, outcome: string) =>
         sampleValue(s, "connector_messages_total", { connector: "flood", outcome });
       const settled = await eventually(async () => {
@@ -143,7 +127,7 @@ describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
       expect(stored.length).toBe(count(settled, "stored"));
       expect(new Set(stored).size).toBe(stored.length);
     } finally {
-      await lock.end().catch(() => {});
+      await lock.end();
       await publisher.endAsync();
       await server.close();
       await broker.kill();
@@ -152,7 +136,7 @@ describe.runIf(enabled)("MQTT connector on PostgreSQL", () => {
 
   it("runs the connector on one of two processes; SIGKILL of the leader hands it over within seconds, with no duplicate point", async () => {
     const prefix = uniquePrefix("leader");
-    const file = connectorsFile(
+    const file = files.write(
       "shared.yaml",
       `connectors:
   - name: shared-uns

@@ -1,5 +1,5 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,12 +20,6 @@ afterAll(async () => {
   files.remove();
   await OwnBroker.killAll();
 });
-
-function connectorsFile(name: string, yaml: string): string {
-  const file = path.join(files.dir, name);
-  writeFileSync(file, yaml);
-  return file;
-}
 
 async function values(server: TestServer, ids: string[], maxDepth = 1): Promise<any[]> {
   const res = await postJson(server.url, "/v1/objects/value", { elementIds: ids, maxDepth });
@@ -66,7 +60,7 @@ describe("MQTT connector through the i3X API (local broker)", () => {
         retain: true,
       },
     );
-    const file = connectorsFile(
+    const file = files.write(
       "uns.yaml",
       `connectors:
   - name: uns
@@ -266,7 +260,7 @@ describe("MQTT connector losing its broker (own Mosquitto)", () => {
 
   beforeAll(async () => {
     broker = await OwnBroker.start();
-    const file = connectorsFile(
+    const file = files.write(
       "loss.yaml",
       `connectors:
   - name: lossy
@@ -344,7 +338,7 @@ describe("an mqtt entry of the connectors file", () => {
       section.indexOf("```", section.indexOf("```yaml\n") + 8),
     );
     const entries = loadConnectorsFile(
-      connectorsFile("documented.yaml", documented),
+      files.write("documented.yaml", documented),
       { UNS_PASSWORD: "x" },
       connectorKinds,
     );
@@ -354,7 +348,7 @@ describe("an mqtt entry of the connectors file", () => {
   });
 
   it("with a malformed rule stops start-up with exit code 2, naming the connector and the field", async () => {
-    const file = connectorsFile(
+    const file = files.write(
       "bad.yaml",
       `connectors:
   - name: bad
@@ -379,7 +373,7 @@ describe("MQTT connector across a restart", () => {
   afterAll(() => data.remove());
 
   it("widens the stored type on a new run instead of replacing it with a narrower one, and keeps the ids", async () => {
-    const file = connectorsFile(
+    const file = files.write(
       "restart.yaml",
       `connectors:
   - name: again

@@ -1,5 +1,4 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
-import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { DataType, StatusCodes, Variant } from "node-opcua-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -39,9 +38,8 @@ describe("OPC UA history read-through with continuation points", () => {
         new Date(minute(m)),
       );
     }
-    const file = path.join(files.dir, "hist.yaml");
-    writeFileSync(
-      file,
+    const file = files.write(
+      "hist.yaml",
       `connectors:\n  - { name: ${NAME}, kind: opcua, endpointUrl: "${plant.endpointUrl}", historyReadThrough: true, subscription: { publishingIntervalMs: 50 } }\n`,
     );
     server = await startTestServer({

@@ -1,5 +1,4 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: response bodies are arbitrary JSON read by assertions
-import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { DataType, StatusCodes, Variant } from "node-opcua-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -59,9 +58,8 @@ describe.runIf(enabled)("one OPC UA connector on two PostgreSQL replicas", () =>
         new Date(second(i)),
       );
     }
-    const file = path.join(files.dir, "line.yaml");
-    writeFileSync(
-      file,
+    const file = files.write(
+      "line.yaml",
       `connectors:\n  - { name: line, kind: opcua, endpointUrl: "${plant.endpointUrl}", historyReadThrough: true, subscription: { publishingIntervalMs: 50 } }\n`,
     );
     for (let i = 0; i < 2; i++) {

@@ -4,7 +4,13 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getJson, postJson } from "../../helpers/http.js";
 import { makeTempDir, startTestServer, type TestServer } from "../../helpers/server.js";
-import { BROKER_URL, type Metric, TestEdgeNode, uniqueGroup } from "../../helpers/sparkplug-edge-node.js";
+import {
+  BROKER_URL,
+  type Metric,
+  pumpInstance,
+  TestEdgeNode,
+  uniqueGroup,
+} from "../../helpers/sparkplug-edge-node.js";
 import { eventually } from "../test-source.js";
 
 // What a later birth that no longer lists some metrics does to the model, with `removeDroppedMetrics` on
@@ -34,19 +40,7 @@ const fullSet = (setpoint = 100): Metric[] => [
   { name: "Inputs/Pressure", alias: 11, type: "Float", value: 2.5 },
   { name: "Mode/Auto/Enabled", alias: 12, type: "Boolean", value: true },
   { name: "Setpoint", alias: 13, type: "Int16", value: setpoint },
-  {
-    name: "Pump101",
-    alias: 14,
-    type: "Template",
-    value: {
-      templateRef: "Pump",
-      isDefinition: false,
-      metrics: [
-        { name: "Speed", type: "Int32", value: 1450 },
-        { name: "Running", type: "Boolean", value: true },
-      ],
-    },
-  } as Metric,
+  pumpInstance("Pump101", 14),
 ];
 
 /** The full set without Setpoint, Pump101 (a template instance), the Mode folders and Inputs/Pressure. */

@@ -7,6 +7,7 @@ import { decodeSparkplug, encodeCommand, PayloadError } from "../../../src/conne
 import { writeValue } from "../../../src/connectors/sparkplug/datatypes.js";
 import { type HostEffects, SparkplugHost } from "../../../src/connectors/sparkplug/host.js";
 import { SparkplugIds } from "../../../src/connectors/sparkplug/ids.js";
+import { pumpInstance } from "../../helpers/sparkplug-edge-node.js";
 
 const sp = sparkplugPayload.get("spBv1.0");
 if (!sp) throw new Error("no spBv1.0 codec");
@@ -265,25 +266,7 @@ describe("model from births", () => {
       },
     };
     host.handle("spBv1.0/G/NBIRTH/E", nbirth(0, [definition as any]), T);
-    const fx = host.handle(
-      "spBv1.0/G/DBIRTH/E/D",
-      encode(1, [
-        {
-          name: "Pump1",
-          type: "Template",
-          alias: 10,
-          value: {
-            templateRef: "Pump",
-            isDefinition: false,
-            metrics: [
-              { name: "Speed", type: "Int32", value: 1450 },
-              { name: "Running", type: "Boolean", value: true },
-            ],
-          },
-        } as any,
-      ]),
-      T,
-    );
+    const fx = host.handle("spBv1.0/G/DBIRTH/E/D", encode(1, [pumpInstance("Pump1", 10)]), T);
     const model = fx.model as any;
     const pump = model.objects.find((o: any) => o.elementId === "spBv1.0/G/E/D#Pump1");
     expect(pump.typeElementId).toBe("spBv1.0:Template/G/E#Pump");

@@ -8,6 +8,7 @@ import { makeTempDir, startTestServer, type TestServer } from "../../helpers/ser
 import {
   BROKER_URL,
   clearRetained,
+  pumpInstance,
   retainedState,
   TestEdgeNode,
   uniqueGroup,
@@ -59,19 +60,7 @@ const deviceMetrics = () => [
       ],
     },
   },
-  {
-    name: "Pump101",
-    alias: 14,
-    type: "Template" as const,
-    value: {
-      templateRef: "Pump",
-      isDefinition: false,
-      metrics: [
-        { name: "Speed", type: "Int32", value: 1450 },
-        { name: "Running", type: "Boolean", value: true },
-      ],
-    },
-  },
+  pumpInstance("Pump101", 14),
 ];
 
 async function readValues(ids: string[], maxDepth?: number): Promise<any[]> {
