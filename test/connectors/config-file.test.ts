@@ -116,3 +116,21 @@ describe("I3XD_CONNECTORS_FILE validation", () => {
     expect(stderr).toContain("cannot read the file");
   });
 });
+
+describe("broker settings of both MQTT-based kinds", () => {
+  it("refuses a reconnect backoff that starts above its cap, naming the connector and the field", async () => {
+    for (const kind of ["mqtt", "sparkplug"]) {
+      const rules = kind === "mqtt" ? `\n    rules: [{ topic: "plant/{tag}" }]` : "";
+      const { code, stderr } = await serveWith(`connectors:
+  - name: slow-${kind}
+    kind: ${kind}
+    url: mqtt://127.0.0.1:1883
+    reconnect: { minMs: 5000, maxMs: 100 }${rules}
+`);
+      expect(code).toBe(2);
+      expect(stderr).toContain(
+        `connector "slow-${kind}" (connectors[0]): field "reconnect.minMs" must not exceed reconnect.maxMs`,
+      );
+    }
+  });
+});

@@ -10,6 +10,7 @@ import type {
 import {
   BROKER_OPTIONS_PROPERTIES,
   type BrokerOptions,
+  brokerOptionsProblems,
   connectionOptions,
   refusedAsTooLarge,
 } from "../mqtt/broker-options.js";
@@ -67,6 +68,7 @@ export const SPARKPLUG_OPTIONS_SCHEMA: Record<string, unknown> = {
 export const sparkplugConnectorKind: ConnectorKind = {
   kind: "sparkplug",
   optionsSchema: SPARKPLUG_OPTIONS_SCHEMA,
+  check: (options) => brokerOptionsProblems(options as unknown as BrokerOptions),
   create: (settings) => new SparkplugConnector(settings),
 };
 
