@@ -43,7 +43,8 @@ describe("examples/mqtt", () => {
         );
       const [motor] = await eventually(async () => {
         const r = await read([id("pump-101/motor")], 0);
-        return r[0]?.components?.[`${id("pump-101/motor")}#current`] ? r : undefined;
+        // Members are created before their values are stored: wait for the value.
+        return r[0]?.components?.[`${id("pump-101/motor")}#current`]?.quality === "Good" ? r : undefined;
       }, 30_000);
       expect(typeof motor.components[`${id("pump-101/motor")}#current`].value).toBe("number");
       const [flow, tank] = await eventually(async () => {
