@@ -27,6 +27,7 @@ import {
   UserTokenType,
   type Variant,
 } from "node-opcua-client";
+import { halfJitterDelayMs } from "../../domain/backoff.js";
 import {
   type HistoryReadItem,
   type HistoryReadRange,
@@ -34,7 +35,7 @@ import {
   pointBytes,
 } from "../../domain/history-read.js";
 import type { Vqt } from "../../domain/model.js";
-import { formatTimestampUs } from "../../domain/time.js";
+import { formatTimestampUs, nowUs } from "../../domain/time.js";
 import type {
   Connector,
   ConnectorContext,
@@ -54,7 +55,7 @@ import { ConnectorIds, nodeIdOf } from "./ids.js";
 import { opcuaBadStatus, opcuaMonitoredItems, opcuaSessionState } from "./metrics.js";
 import { modelOf } from "./model.js";
 import { type OpcuaOptions, resolveOptions } from "./options.js";
-import { ConversionError, pointOf, variantOf } from "./values.js";
+import { ConversionError, pointOf, qualityOf, variantOf } from "./values.js";
 
 /** What the connector monitors for each mapped variable. */
 interface Monitored {
@@ -96,8 +97,6 @@ const WRITE_REFUSALS: Record<string, number> = {
  * than buffered.
  */
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
-
-const nowUs = () => Date.now() * 1000;
 
 /**
  * One OPC UA server as a connector (`kind: opcua`, docs/connectors.md): browses the server into the model,
@@ -228,8 +227,7 @@ export class OpcuaConnector implements Connector {
       this.session = undefined;
       await client.disconnect().catch(() => undefined);
       const o = this.options.reconnect;
-      const ceiling = Math.min(o.maxDelayMs, o.initialDelayMs * 2 ** Math.min(attempt, 20));
-      const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+      const delay = halfJitterDelayMs(attempt, o.initialDelayMs, o.maxDelayMs);
       this.retryTimer = setTimeout(() => void this.connectLoop(attempt + 1), delay);
     }
   }
@@ -597,7 +595,7 @@ export class OpcuaConnector implements Connector {
     }
     for (const [i, w] of toWrite.entries()) {
       const status = statuses[i];
-      if (status && status.value >>> 30 === 0) {
+      if (status && qualityOf(status) === "Good") {
         results[w.index] = { ok: true };
         continue;
       }
@@ -749,7 +747,7 @@ function takePage(
 ): void {
   const cp = result?.continuationPoint;
   r.continuationPoint = cp !== null && cp !== undefined && cp.length > 0 ? cp : undefined;
-  if (!result || result.statusCode.value >>> 30 !== 0) {
+  if (!result || qualityOf(result.statusCode) !== "Good") {
     r.failed = `HistoryRead: ${result ? statusName(result.statusCode) : "no result"}`;
     return;
   }

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { halfJitterDelayMs } from "../../domain/backoff.js";
 import {
   type ChangeFeed,
   type ChangeListener,
@@ -8,7 +9,7 @@ import {
 import type { Vqt } from "../../domain/model.js";
 import { getLogger } from "../../observability/logger.js";
 import { CHANGES_CHANNEL, type ChangeKey, type ChangeNotice, decodeNotice } from "./pg-notify.js";
-import { endSession, openSession, reconnectDelayMs } from "./pg-session.js";
+import { endSession, openSession } from "./pg-session.js";
 
 const log = getLogger("i3xd.changes");
 
@@ -137,7 +138,7 @@ export class PgChangeFeed implements ChangeFeed {
 
   private scheduleReconnect(): void {
     if (this.closed) return;
-    const delayMs = reconnectDelayMs(this.attempts, this.backoff.minMs, this.backoff.maxMs);
+    const delayMs = halfJitterDelayMs(this.attempts, this.backoff.minMs, this.backoff.maxMs);
     this.attempts++;
     this.timer = setTimeout(() => {
       this.connect().catch((err: unknown) => {

@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
+import { halfJitterDelayMs } from "../../domain/backoff.js";
 import type { ConnectorRelay, ConnectorRelayHandlers } from "../../domain/connector-relay.js";
 import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../../domain/history-read.js";
 import type { WriteBackItem, WriteBackResult } from "../../domain/write-back.js";
 import { getLogger } from "../../observability/logger.js";
 import { PAYLOAD_MAX_BYTES } from "./pg-notify.js";
-import { endSession, openSession, reconnectDelayMs } from "./pg-session.js";
+import { endSession, openSession } from "./pg-session.js";
 
 const log = getLogger("i3xd.connectors");
 
@@ -250,7 +251,7 @@ export class PgConnectorRelay implements ConnectorRelay {
 
   private scheduleReconnect(): void {
     if (this.closed) return;
-    const delayMs = reconnectDelayMs(this.attempts, 100, 5000);
+    const delayMs = halfJitterDelayMs(this.attempts, 100, 5000);
     this.attempts++;
     this.timer = setTimeout(() => {
       this.connection().catch(() => this.scheduleReconnect());

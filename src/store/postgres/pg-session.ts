@@ -47,9 +47,3 @@ export async function openSession(options: SessionOptions): Promise<pg.Client> {
 export async function endSession(client: pg.Client): Promise<void> {
   await Promise.race([client.end().catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
 }
-
-/** The wait before reconnect attempt `attempts` (from 0): doubling from `minMs` up to `maxMs`, half jitter. */
-export function reconnectDelayMs(attempts: number, minMs: number, maxMs: number): number {
-  const base = Math.min(maxMs, minMs * 2 ** attempts);
-  return base / 2 + Math.random() * (base / 2);
-}
