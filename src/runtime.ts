@@ -78,10 +78,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
 
     if (connectorEntries.length > 0) {
       // With replicas on one PostgreSQL database exactly one runs each connector; alone, this one does.
-      const election: LeaderElection =
-        opened instanceof PostgresStore ? new PgLeaderElection(opened.connectionString) : new SoleLeader();
+      let election: LeaderElection = new SoleLeader();
       let relay: PgConnectorRelay | undefined;
       if (opened instanceof PostgresStore) {
+        election = new PgLeaderElection(opened.connectionString);
         relay = new PgConnectorRelay(opened.connectionString);
         await relay.start();
       }

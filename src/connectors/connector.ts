@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../domain/history-read.js";
 import type { Quality } from "../domain/model.js";
+import type { WriteBackItem, WriteBackResult } from "../domain/write-back.js";
 import type { ModelDocument, ModelObject, ModelObjectType } from "../model/format.js";
 
 /**
@@ -104,15 +105,8 @@ export interface ConnectorContext {
   reconnected(): void;
 }
 
-/** One value a client asked to write to an element a connector owns. */
-export interface WriteBackItem {
-  elementId: string;
-  value: unknown;
-  /** `system.source` of the object: the topic, metric or node the value goes to. */
-  source: unknown;
-}
-
-export type WriteBackResult = { ok: true } | { ok: false; status: number; detail: string };
+/** Write-back items and answers are the domain's: the services route them without importing connectors/. */
+export type { WriteBackItem, WriteBackResult };
 
 export interface Connector {
   readonly name: string;

@@ -53,6 +53,11 @@ export class ConnectorLink {
     return this.port?.statuses() ?? [];
   }
 
+  /** False while no connector framework that can read history through is plugged in. */
+  get readsHistory(): boolean {
+    return this.port?.readHistory !== undefined;
+  }
+
   readHistory(
     connector: string,
     items: readonly HistoryReadItem[],

@@ -8,7 +8,7 @@ import {
 import type { ModelDocument, ModelObject, ModelObjectType } from "../model/format.js";
 import { type KnownIds, ModelValidationError, validateModel } from "../model/validate.js";
 import type { Store } from "../store/store.js";
-import { connectorOf } from "./connectors.js";
+import { CONNECTOR_FIELD, connectorOf } from "./connectors.js";
 import { unique } from "./model.js";
 
 /**
@@ -31,7 +31,7 @@ export class ModelWriteService {
   async apply(owner: string, change: Partial<ModelDocument>): Promise<void> {
     const objects = (change.objects ?? []).map((o) => ({
       ...o,
-      system: { ...(o.system ?? {}), connector: owner },
+      system: { ...(o.system ?? {}), [CONNECTOR_FIELD]: owner },
     }));
     const doc: ModelDocument = {
       namespaces: change.namespaces ?? [],

@@ -36,6 +36,8 @@ export interface HistoryResult extends ComponentHistory {
  * connector port). Undefined from it means "nothing to add".
  */
 export interface HistorySource {
+  /** When false, no element's history is read through, so nothing is looked up for it. */
+  readonly readsHistory: boolean;
   readHistory(
     connector: string,
     items: readonly HistoryReadItem[],
@@ -161,12 +163,15 @@ export class ValueService {
     const walk = await walkComposition(access, this.store, [...found.values()], plan, (batch) =>
       this.store.getHistoryJson(batch, { startUs, endUs, limitPerElement: limit }),
     );
-    const older = await this.readThrough(await this.withComponents(found, walk.children), {
-      startUs,
-      endUs,
-      limit,
-      maxBytes: this.config.historyReadThroughMaxBytes,
-    });
+    // Without a source that reads history through, none of the look-ups below has anything to find.
+    const older = this.historySource?.readsHistory
+      ? await this.readThrough(await this.withComponents(found, walk.children), {
+          startUs,
+          endUs,
+          limit,
+          maxBytes: this.config.historyReadThroughMaxBytes,
+        })
+      : new Map<string, ReadThrough>();
     // No point in the range is GoodNoData (the guide's quality table); the entry sits at the range start.
     const noData: Vqt = { value: null, quality: "GoodNoData", timestamp: formatTimestampUs(startUs) };
     const noDataJson = new RawJson(JSON.stringify([noData]));

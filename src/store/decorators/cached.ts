@@ -200,20 +200,23 @@ export class CachedStore extends PassThroughStore {
     }
   }
 
-  override async importModel(model: ModelDocument): Promise<void> {
-    this.invalidateAll();
-    try {
-      await this.inner.importModel(model);
-    } finally {
-      this.invalidateAll();
-    }
+  override importModel(model: ModelDocument): Promise<void> {
+    return this.modelChange(() => this.inner.importModel(model));
   }
 
-  override async removeObjects(elementIds: readonly string[]): Promise<string[]> {
+  override removeObjects(elementIds: readonly string[]): Promise<string[]> {
     // Everything, as for an import: compositions above the removed objects change too.
+    return this.modelChange(() => this.inner.removeObjects(elementIds));
+  }
+
+  /**
+   * A model change drops everything before (no read started now may keep what it finds) and after (no
+   * read that raced the change may have kept the old model).
+   */
+  private async modelChange<T>(change: () => Promise<T>): Promise<T> {
     this.invalidateAll();
     try {
-      return await this.inner.removeObjects(elementIds);
+      return await change();
     } finally {
       this.invalidateAll();
     }
