@@ -16,7 +16,7 @@ import {
   type TemplateValue,
 } from "./codec.js";
 import { DATATYPE_NAMES, datatypeSchema, TEMPLATE } from "./datatypes.js";
-import { encodeName, hasFolders, type SparkplugIds } from "./ids.js";
+import { hasFolders, type SparkplugIds } from "./ids.js";
 
 /**
  * The Sparkplug B host application's state machine, free of I/O: it takes each message (topic, payload,
@@ -187,13 +187,13 @@ function placeSchema(root: JsonSchema, segments: readonly string[], schema: Json
 }
 
 /** The longest element id a metric makes: its own, or one of its template members' down the tree. */
-function longestId(elementId: string, metric: SparkplugMetric): number {
+function longestId(ids: SparkplugIds, elementId: string, metric: SparkplugMetric): number {
   const template = metric.datatype === TEMPLATE ? (metric.value as TemplateValue | null) : null;
   let longest = elementId.length;
   for (const member of template?.metrics ?? []) {
     if (member.name === undefined) continue;
-    const memberId = `${elementId}#${encodeName(member.name, false)}`;
-    longest = Math.max(longest, longestId(memberId, member));
+    // The member's id as the objects get it (a folder-like name keeps its slashes).
+    longest = Math.max(longest, longestId(ids, ids.metric(elementId, [member.name]), member));
   }
   return longest;
 }
@@ -620,7 +620,8 @@ export class SparkplugHost {
     for (const metric of metrics) {
       if (metric.name === undefined || metric.name === "") continue;
       const name = metric.name;
-      if (longestId(ids.metric(owner.elementId, [name]), metric) > MAX_ELEMENT_ID_LENGTH) {
+      const elementId = ids.metric(owner.elementId, [name]);
+      if (longestId(ids, elementId, metric) > MAX_ELEMENT_ID_LENGTH) {
         fx.skipped.push(name);
         continue;
       }
@@ -648,7 +649,6 @@ export class SparkplugHost {
         }
         parent = folderId;
       }
-      const elementId = ids.metric(owner.elementId, [name]);
       const template = metric.datatype === TEMPLATE ? (metric.value as TemplateValue | null) : null;
       placeSchema(schema, folders, metricSchema(metric, template?.templateRef));
       const state = this.metricObject(
