@@ -27,7 +27,7 @@ export function unescapeIdPart(part: string): string {
 }
 
 /** The separator between a composition's id and a member's escaped key. */
-export const MEMBER_SEPARATOR = "#";
+const MEMBER_SEPARATOR = "#";
 
 export function memberId(parentId: string, key: string): string {
   return `${parentId}${MEMBER_SEPARATOR}${escapeIdPart(key)}`;

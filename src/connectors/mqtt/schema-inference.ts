@@ -33,7 +33,7 @@ export function widenSchema(schema: JsonSchema, value: unknown): JsonSchema {
 }
 
 /** Merges two inferred schemas (used when one type is seen with two shapes). */
-export function unionSchemas(a: JsonSchema, b: JsonSchema): JsonSchema {
+function unionSchemas(a: JsonSchema, b: JsonSchema): JsonSchema {
   return emit(merge(parse(a), parse(b)));
 }
 

@@ -22,7 +22,7 @@ type Level =
 
 const CAPTURE = /^\{([A-Za-z_][A-Za-z0-9_]*)(#?)\}$/;
 /** Names a template gives meaning to by itself; a capture may not shadow them. */
-export const BUILT_IN_PLACEHOLDERS = new Set(["topic", "last", "connector"]);
+const BUILT_IN_PLACEHOLDERS = new Set(["topic", "last", "connector"]);
 
 /** Compiles a pattern, or throws an Error saying what is wrong with it. */
 export function compileTopicPattern(source: string): TopicPattern {

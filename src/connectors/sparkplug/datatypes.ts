@@ -53,7 +53,7 @@ export interface LongBits {
 
 export type Uint64Field = number | LongBits | null | undefined;
 
-export function isLongBits(v: unknown): v is LongBits {
+function isLongBits(v: unknown): v is LongBits {
   return typeof v === "object" && v !== null && typeof (v as LongBits).low === "number";
 }
 
@@ -71,7 +71,7 @@ export function toSafeNumber(v: Uint64Field): number {
 }
 
 /** A 64-bit integer as JSON: a number within ±(2^53 − 1), a decimal string beyond (kept exact). */
-export function int64Json(big: bigint): number | string {
+function int64Json(big: bigint): number | string {
   return big <= BigInt(Number.MAX_SAFE_INTEGER) && big >= BigInt(Number.MIN_SAFE_INTEGER)
     ? Number(big)
     : big.toString();

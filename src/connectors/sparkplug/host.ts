@@ -939,7 +939,7 @@ export class SparkplugHost {
 }
 
 /** The namespaces and relationship types every Sparkplug model change may refer to. */
-export const SPARKPLUG_VOCABULARY: Pick<ModelDocument, "namespaces" | "relationshipTypes"> = {
+const SPARKPLUG_VOCABULARY: Pick<ModelDocument, "namespaces" | "relationshipTypes"> = {
   namespaces: [
     { uri: I3X_NAMESPACE, displayName: "i3X" },
     { uri: SPARKPLUG_NAMESPACE, displayName: "Sparkplug B" },

@@ -16,7 +16,9 @@
  * Object types use the same paths after `spBv1.0:<Kind>/`, so no type id can equal an object id.
  */
 
-export const ID_ROOT = "spBv1.0";
+import { escapeIdPart } from "../mqtt/element-ids.js";
+
+const ID_ROOT = "spBv1.0";
 
 export interface MetricAddress {
   group: string;
@@ -27,26 +29,14 @@ export interface MetricAddress {
   folder: boolean;
 }
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what gets encoded
-const ALWAYS_ENCODED = /[%#\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
-
-function encodeChar(c: string): string {
-  return Array.from(Buffer.from(c, "utf8"), (b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join(
-    "",
-  );
-}
-
-/** Percent-encodes what would make a name ambiguous or an invalid elementId. */
+/**
+ * Percent-encodes what would make a name ambiguous or an invalid elementId: the same reserved characters
+ * as MQTT ids (`escapeIdPart`), except that `keepSlashes` leaves a folder-like name's `/` as it is (a `%`
+ * in the name is encoded, so no `%2F` left in the result stands for anything but a `/`).
+ */
 export function encodeName(name: string, keepSlashes: boolean): string {
-  let out = name.replace(ALWAYS_ENCODED, encodeChar);
-  if (!keepSlashes) out = out.replaceAll("/", "%2F");
-  const lead = /^\s+/.exec(out)?.[0] ?? "";
-  const trail = lead.length === out.length ? "" : (/\s+$/.exec(out)?.[0] ?? "");
-  return (
-    Array.from(lead, encodeChar).join("") +
-    out.slice(lead.length, out.length - trail.length) +
-    Array.from(trail, encodeChar).join("")
-  );
+  const escaped = escapeIdPart(name);
+  return keepSlashes ? escaped.replaceAll("%2F", "/") : escaped;
 }
 
 /** True when every `/`-segment of the name is non-empty: only such names make folders. */
