@@ -61,7 +61,7 @@ export class WriteService {
    * The connectors, once they run: API writes to an element a connector owns go to its source first
    * (write-back), and are stored only when the source took them.
    */
-  readonly connectors: ConnectorLink | undefined;
+  private readonly connectors: ConnectorLink | undefined;
 
   constructor(
     private readonly store: Store,

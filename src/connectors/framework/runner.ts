@@ -163,17 +163,21 @@ export class ConnectorRunner implements ConnectorContext {
     items: readonly HistoryReadItem[],
     range: HistoryReadRange,
   ): Promise<HistoryReadResult[]> | undefined {
-    const connector = this.connector;
-    if (connector?.readHistory === undefined || this.state === "standby" || this.state === "stopped")
-      return undefined;
+    const connector = this.runningHere();
+    if (connector?.readHistory === undefined) return undefined;
     return connector.readHistory(items, range);
+  }
+
+  /** The connector, when it runs on this replica (this one leads it and it has not stopped). */
+  private runningHere(): Connector | undefined {
+    return this.state === "standby" || this.state === "stopped" ? undefined : this.connector;
   }
 
   async writeBack(items: readonly ConnectorWriteItem[]): Promise<ConnectorWriteResult[]> {
     const refuse = (status: number, detail: string) =>
       items.map(() => ({ ok: false as const, status, detail }));
-    const connector = this.connector;
-    if (connector === undefined || this.state === "standby" || this.state === "stopped") {
+    const connector = this.runningHere();
+    if (connector === undefined) {
       return refuse(
         503,
         `connector "${this.name}" does not run on this replica (another replica leads it, or it is not started); retry later or on the replica that runs it`,

@@ -156,7 +156,7 @@ export class SparkplugConnector implements Connector {
     const will = o.primaryHostId
       ? {
           topic: this.stateTopic(),
-          payload: Buffer.from(JSON.stringify({ online: false, timestamp: this.stateTimestamp })),
+          payload: Buffer.from(this.statePayload(false)),
           qos: 1 as const,
           retain: true,
         }
@@ -178,14 +178,7 @@ export class SparkplugConnector implements Connector {
     this.timer = undefined;
     if (connection?.connected && this.options.primaryHostId) {
       // A clean disconnect sends no Will: say offline ourselves.
-      await connection
-        .publish(
-          this.stateTopic(),
-          JSON.stringify({ online: false, timestamp: this.stateTimestamp }),
-          1,
-          true,
-        )
-        .catch(() => undefined);
+      await connection.publish(this.stateTopic(), this.statePayload(false), 1, true).catch(() => undefined);
     }
     await connection?.stop();
     await this.chain;
@@ -277,12 +270,7 @@ export class SparkplugConnector implements Connector {
 
   private async publishOnline(): Promise<void> {
     try {
-      await this.connection?.publish(
-        this.stateTopic(),
-        JSON.stringify({ online: true, timestamp: this.stateTimestamp }),
-        1,
-        true,
-      );
+      await this.connection?.publish(this.stateTopic(), this.statePayload(true), 1, true);
     } catch (err) {
       this.context?.log.warn({ err }, "Could not publish the primary host STATE");
     }
@@ -311,6 +299,11 @@ export class SparkplugConnector implements Connector {
     }
     const fx = this.host.handle(message.topic, message.payload, Date.now());
     await this.applyEffects(fx, message.payload.length, message.topic);
+  }
+
+  /** The primary host's STATE message (Sparkplug 3.0): the same timestamp in its birth and its Will. */
+  private statePayload(online: boolean): string {
+    return JSON.stringify({ online, timestamp: this.stateTimestamp });
   }
 
   /** Another client said this host is offline while it is not: say online again (Sparkplug 3.0). */

@@ -66,6 +66,10 @@ export interface SqliteOptions {
   upkeepIntervalMs?: number;
 }
 
+/** `isComposition` follows from `HasComponent` edges; the statement refreshes it, for all or some objects. */
+const REFRESH_COMPOSITION = `UPDATE objects SET is_composition = EXISTS (
+    SELECT 1 FROM relationships r WHERE r.source_id = objects.element_id AND r.relationship_type = '${HAS_COMPONENT}')`;
+
 /**
  * The embedded default store. better-sqlite3 is synchronous, which on one connection is the fastest way
  * to reach SQLite for small work: no thread hop, statements prepared once. History ranges, the large
@@ -263,14 +267,9 @@ export class SqliteStore implements Store {
       deleteHistoryOf: db.prepare("DELETE FROM history WHERE element_id IN (SELECT value FROM json_each(?))"),
       deleteObjects: db.prepare("DELETE FROM objects WHERE element_id IN (SELECT value FROM json_each(?))"),
       refreshCompositionOf: db.prepare(
-        `UPDATE objects SET is_composition = EXISTS (
-            SELECT 1 FROM relationships r WHERE r.source_id = objects.element_id AND r.relationship_type = '${HAS_COMPONENT}')
-          WHERE element_id IN (SELECT value FROM json_each(?))`,
+        `${REFRESH_COMPOSITION} WHERE element_id IN (SELECT value FROM json_each(?))`,
       ),
-      refreshComposition: db.prepare(
-        `UPDATE objects SET is_composition = EXISTS (
-            SELECT 1 FROM relationships r WHERE r.source_id = objects.element_id AND r.relationship_type = '${HAS_COMPONENT}')`,
-      ),
+      refreshComposition: db.prepare(REFRESH_COMPOSITION),
     };
   }
 
