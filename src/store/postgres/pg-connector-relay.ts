@@ -6,7 +6,7 @@ import type { HistoryReadItem, HistoryReadRange, HistoryReadResult } from "../..
 import type { WriteBackItem, WriteBackResult } from "../../domain/write-back.js";
 import { getLogger } from "../../observability/logger.js";
 import { PAYLOAD_MAX_BYTES } from "./pg-notify.js";
-import { endSession, openSession } from "./pg-session.js";
+import { LazySession } from "./pg-session.js";
 
 const log = getLogger("i3xd.connectors");
 
@@ -75,8 +75,7 @@ interface Incoming extends Assembly {
  * with backoff; requests waiting meanwhile time out.
  */
 export class PgConnectorRelay implements ConnectorRelay {
-  private client: pg.Client | undefined;
-  private connecting: Promise<pg.Client> | undefined;
+  private readonly session: LazySession;
   private readonly origin = randomUUID();
   private readonly waiting = new Map<string, Waiting>();
   private readonly incoming = new Map<string, Incoming>();
@@ -86,11 +85,28 @@ export class PgConnectorRelay implements ConnectorRelay {
   private timer: NodeJS.Timeout | undefined;
   private attempts = 0;
 
-  constructor(private readonly connectionString: string) {}
+  constructor(connectionString: string) {
+    this.session = new LazySession({
+      connectionString,
+      applicationName: "i3xd-connector-relay",
+      owner: "connector relay",
+      listen: {
+        channel: CONNECTOR_RELAY_CHANNEL,
+        onNotification: (payload, from) => this.onNotification(from, payload),
+      },
+      onOpened: () => {
+        this.attempts = 0;
+      },
+      onLost: (err) => {
+        log.warn({ exception: err }, "Connector relay connection lost; reconnecting");
+        this.scheduleReconnect();
+      },
+    });
+  }
 
   /** Connects and LISTENs, so requests from other replicas are answered from start-up on. */
   async start(): Promise<void> {
-    await this.connection();
+    await this.session.get();
   }
 
   serve(handlers: ConnectorRelayHandlers): void {
@@ -158,11 +174,7 @@ export class PgConnectorRelay implements ConnectorRelay {
     for (const waiting of this.waiting.values()) waiting.settle(undefined);
     for (const request of this.incoming.values()) clearTimeout(request.timer);
     this.incoming.clear();
-    const client = this.client;
-    this.client = undefined;
-    if (client) {
-      await endSession(client);
-    }
+    await this.session.close();
   }
 
   /** Publishes a request and waits for its answer's body (at most `cap` bytes). */
@@ -177,7 +189,7 @@ export class PgConnectorRelay implements ConnectorRelay {
   > {
     let client: pg.Client;
     try {
-      client = await this.connection();
+      client = await this.session.get();
     } catch (err) {
       return { ok: false, reason: "unreachable", detail: (err as Error).message };
     }
@@ -212,49 +224,12 @@ export class PgConnectorRelay implements ConnectorRelay {
     );
   }
 
-  private connection(): Promise<pg.Client> {
-    if (this.client) return Promise.resolve(this.client);
-    if (this.closed) return Promise.reject(new Error("connector relay closed"));
-    this.connecting ??= this.connect().finally(() => {
-      this.connecting = undefined;
-    });
-    return this.connecting;
-  }
-
-  private async connect(): Promise<pg.Client> {
-    const client = await openSession({
-      connectionString: this.connectionString,
-      applicationName: "i3xd-connector-relay",
-      onLost: (lostClient, err) => this.lost(lostClient, err),
-      listen: {
-        channel: CONNECTOR_RELAY_CHANNEL,
-        onNotification: (payload, from) => this.onNotification(from, payload),
-      },
-    });
-    if (this.closed) {
-      client.end().catch(() => {});
-      throw new Error("connector relay closed");
-    }
-    this.client = client;
-    this.attempts = 0;
-    return client;
-  }
-
-  private lost(client: pg.Client, err?: Error): void {
-    if (client !== this.client) return;
-    this.client = undefined;
-    client.end().catch(() => {});
-    if (this.closed) return;
-    log.warn({ exception: err }, "Connector relay connection lost; reconnecting");
-    this.scheduleReconnect();
-  }
-
   private scheduleReconnect(): void {
     if (this.closed) return;
     const delayMs = halfJitterDelayMs(this.attempts, 100, 5000);
     this.attempts++;
     this.timer = setTimeout(() => {
-      this.connection().catch(() => this.scheduleReconnect());
+      this.session.get().catch(() => this.scheduleReconnect());
     }, delayMs);
     this.timer.unref();
   }

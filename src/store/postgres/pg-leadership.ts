@@ -1,7 +1,6 @@
-import type pg from "pg";
 import type { LeaderElection, LeaderLease } from "../../domain/leadership.js";
 import { getLogger } from "../../observability/logger.js";
-import { endSession, openSession } from "./pg-session.js";
+import { LazySession } from "./pg-session.js";
 
 const log = getLogger("i3xd.leadership");
 
@@ -21,23 +20,29 @@ interface Held {
  * `tryAcquire` connects again.
  */
 export class PgLeaderElection implements LeaderElection {
-  private client: pg.Client | undefined;
-  private connecting: Promise<pg.Client> | undefined;
+  private readonly session: LazySession;
   private readonly held = new Map<string, Held>();
   private closed = false;
 
-  constructor(private readonly connectionString: string) {}
+  constructor(connectionString: string) {
+    this.session = new LazySession({
+      connectionString,
+      applicationName: "i3xd-leadership",
+      owner: "leader election",
+      onLost: (err) => this.lost(err),
+    });
+  }
 
   async tryAcquire(key: string): Promise<LeaderLease | undefined> {
     if (this.closed) return undefined;
     if (this.held.has(key)) throw new Error(`leadership of ${key} is already held by this process`);
-    const client = await this.connection();
+    const client = await this.session.get();
     const { rows } = await client.query<{ ok: boolean }>(
       "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok",
       [KEY_NAMESPACE + key],
     );
     if (!rows[0]?.ok) return undefined;
-    if (client !== this.client) return undefined;
+    if (client !== this.session.current) return undefined;
     let settle: (reason: string) => void = () => {};
     const lost = new Promise<string>((resolve) => {
       settle = resolve;
@@ -50,7 +55,7 @@ export class PgLeaderElection implements LeaderElection {
         if (this.held.get(key) !== held) return;
         this.held.delete(key);
         settle("released");
-        if (client !== this.client) return;
+        if (client !== this.session.current) return;
         await client
           .query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [KEY_NAMESPACE + key])
           .catch((err: unknown) => log.warn({ exception: err, key }, "Could not release a leadership lock"));
@@ -60,41 +65,13 @@ export class PgLeaderElection implements LeaderElection {
 
   async close(): Promise<void> {
     this.closed = true;
-    const client = this.client;
-    this.client = undefined;
+    // Ending the session frees every lock; `close` lets the session go at once, before the leases hear of it.
+    const ending = this.session.close();
     this.loseAll("closing");
-    if (client) {
-      // Ending the session frees every lock; bounded, as ending a dead connection may never settle.
-      await endSession(client);
-    }
+    await ending;
   }
 
-  private connection(): Promise<pg.Client> {
-    if (this.client) return Promise.resolve(this.client);
-    this.connecting ??= this.connect().finally(() => {
-      this.connecting = undefined;
-    });
-    return this.connecting;
-  }
-
-  private async connect(): Promise<pg.Client> {
-    const client = await openSession({
-      connectionString: this.connectionString,
-      applicationName: "i3xd-leadership",
-      onLost: (lostClient, err) => this.lost(lostClient, err),
-    });
-    if (this.closed) {
-      client.end().catch(() => {});
-      throw new Error("leader election closed");
-    }
-    this.client = client;
-    return client;
-  }
-
-  private lost(client: pg.Client, err?: Error): void {
-    if (client !== this.client) return;
-    this.client = undefined;
-    client.end().catch(() => {});
+  private lost(err?: Error): void {
     if (this.held.size > 0)
       log.warn(
         { exception: err, leases: this.held.size },
